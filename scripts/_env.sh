@@ -1,0 +1,27 @@
+# Shared by scripts/run and scripts/test: create .venv if missing and install zhiku into it.
+# Sourced, not executed. Re-installs only when pyproject.toml changes.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${ZHIKU_VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-python3}"
+# PyTorch's CPU build, installed before sentence-transformers so pip does not pull a multi-GB CUDA build.
+TORCH_SPEC="torch==2.13.0"
+
+zhiku_venv() {
+    local extras="$1"   # "" or "[dev]"
+    if [ ! -x "$VENV/bin/python" ]; then
+        echo "==> creating $VENV"
+        "$PYTHON" -m venv "$VENV"
+        "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    fi
+    local stamp="$VENV/.zhiku-installed${extras}"
+    local want
+    want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+        echo "==> installing $TORCH_SPEC (CPU) and zhiku$extras into $VENV"
+        "$VENV/bin/python" -m pip install --quiet "$TORCH_SPEC"
+        "$VENV/bin/python" -m pip install --quiet -e "$ROOT$extras"
+        echo "$want" > "$stamp"
+    fi
+    export PATH="$VENV/bin:$PATH"
+}

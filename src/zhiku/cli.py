@@ -1,0 +1,267 @@
+"""The ``zhiku`` command line."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from zhiku import __version__
+from zhiku.config import Settings, get_settings, settings_reference_markdown
+from zhiku.errors import InvalidInputError, ZhikuError
+
+app = typer.Typer(
+    name="zhiku",
+    help="zhiku (智库): self-hosted knowledge-base semantic search built around Qwen3-Embedding.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+
+class OutputFormat(StrEnum):
+    """Output formats of ``zhiku embed``."""
+
+    jsonl = "jsonl"
+    npy = "npy"
+
+
+class Truncate(StrEnum):
+    """Over-length handling."""
+
+    end = "end"
+    pool = "pool"
+    error = "error"
+
+
+def _quiet_libraries() -> None:
+    """Keep third-party progress bars and advisories off the user's terminal."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def _read_texts(texts: list[str], file: str | None) -> list[str]:
+    """Texts from arguments and/or a JSONL file (``-`` for stdin): rows are strings or objects with ``text``."""
+    result = list(texts)
+    if file is None:
+        return result
+    stream = sys.stdin if file == "-" else open(file, encoding="utf-8")  # noqa: SIM115 - closed below
+    try:
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidInputError(f"{file}:{number}: not valid JSON ({exc.msg})") from exc
+            if isinstance(row, dict) and isinstance(row.get("text"), str):
+                result.append(row["text"])
+            elif isinstance(row, str):
+                result.append(row)
+            else:
+                raise InvalidInputError(f"{file}:{number}: expected a JSON string or an object with a 'text' string")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"{file}: not valid UTF-8 at byte {exc.start}") from exc
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+    return result
+
+
+def _batches(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@app.command()
+def embed(
+    texts: Annotated[list[str] | None, typer.Argument(help="Texts to embed.")] = None,
+    file: Annotated[str | None, typer.Option("--file", "-f", help="JSONL file of texts, '-' for stdin.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model name or folder.")] = None,
+    dim: Annotated[int | None, typer.Option("--dim", help="Matryoshka dimension (default: native).")] = None,
+    query: Annotated[bool, typer.Option("--query/--document", help="Embed as queries or documents.")] = False,
+    instruction: Annotated[
+        str | None, typer.Option("--instruction", "-i", help="Query task: a preset name or custom text.")
+    ] = None,
+    truncate: Annotated[Truncate | None, typer.Option(help="Over-length inputs: end, pool or error.")] = None,
+    output_format: Annotated[OutputFormat, typer.Option("--format", help="jsonl or npy.")] = OutputFormat.jsonl,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+) -> None:
+    """Embed texts; JSONL rows {"index": i, "embedding": [...]} on stdout, or a .npy matrix."""
+    from zhiku.embedding import get_embedder
+
+    _quiet_libraries()
+    inputs = _read_texts(texts or [], file)
+    if not inputs:
+        raise InvalidInputError("nothing to embed: give TEXT arguments or --file")
+    if output_format is OutputFormat.npy and output is None:
+        raise InvalidInputError("--format npy needs --output FILE")
+    settings = get_settings()
+    embedder = get_embedder(model, settings)
+    kwargs: dict[str, Any] = {
+        "input_type": "query" if query else "document",
+        "instruction": instruction,
+        "dimensions": dim,
+        "truncate": truncate.value if truncate else None,
+    }
+    embedder.spec.check_dimension(dim)  # fail before any work
+    step = max(settings.embedding_batch_size, 64)
+    show_bar = len(inputs) > shutil.get_terminal_size().lines
+    parts: list[np.ndarray] = []
+    with Progress(
+        TextColumn("[bold]embedding"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not show_bar,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("embed", total=len(inputs))
+        for batch in _batches(inputs, step):
+            parts.append(embedder.embed(batch, **kwargs).vectors)
+            progress.advance(task, len(batch))
+    vectors = np.concatenate(parts)
+    if output_format is OutputFormat.npy:
+        assert output is not None
+        np.save(output, vectors)
+        err.print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} float32 to {output}")
+        return
+    out: io.TextIOBase | Any = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+    try:
+        for index, row in enumerate(vectors):
+            out.write(json.dumps({"index": index, "embedding": [round(float(x), 7) for x in row]}) + "\n")
+    finally:
+        if output:
+            out.close()
+
+
+@app.command()
+def models() -> None:
+    """List the registered embedding models."""
+    from zhiku.embedding.models import DEFAULT_MODEL, REGISTRY
+
+    table = Table(title="embedding models")
+    for column in ("name", "backend", "dims", "matryoshka", "max tokens", "source"):
+        table.add_column(column)
+    for spec in REGISTRY.values():
+        name = spec.name + (" (default)" if spec.name == DEFAULT_MODEL else "")
+        dims = f"{spec.min_dimension}-{spec.dimension}" if spec.matryoshka else "-"
+        table.add_row(name, spec.backend, str(spec.dimension), dims, str(spec.max_tokens), spec.source)
+    Console().print(table)
+
+
+@app.command()
+def config(
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print the option reference as Markdown.")] = False,
+) -> None:
+    """Show every setting with its current value (secrets hidden)."""
+    if markdown:
+        typer.echo(settings_reference_markdown(), nl=False)
+        return
+    settings = get_settings()
+    table = Table(title="zhiku settings")
+    table.add_column("option")
+    table.add_column("value")
+    table.add_column("description")
+    for name, field in Settings.model_fields.items():
+        table.add_row(f"ZHIKU_{name.upper()}", str(getattr(settings, name)), field.description or "")
+    Console().print(table)
+
+
+@app.command()
+def demo(model: Annotated[str | None, typer.Option("--model", "-m")] = None) -> None:
+    """Embed a few Chinese and English sentences offline and show which match across languages."""
+    from zhiku.embedding import get_embedder
+
+    _quiet_libraries()
+    embedder = get_embedder(model)
+    queries = ["今天天气怎么样？", "如何申请退款？", "The cat sleeps on the sofa."]
+    passages = ["What is the weather like today?", "How do I request a refund?", "猫在沙发上睡觉。"]
+    q = embedder.embed(queries, input_type="query")
+    p = embedder.embed(passages, input_type="document")
+    table = Table(title=f"{embedder.spec.name}: {embedder.spec.dimension} dims, query x passage cosine")
+    table.add_column("query")
+    for passage in passages:
+        table.add_column(passage, justify="right")
+    scores = q.vectors @ p.vectors.T
+    for query_text, row in zip(queries, scores, strict=True):
+        best = int(np.argmax(row))
+        table.add_row(query_text, *[f"[bold green]{s:.3f}[/]" if i == best else f"{s:.3f}" for i, s in enumerate(row)])
+    console = Console()
+    console.print(table)
+    preview = ", ".join(f"{x:+.4f}" for x in p.vectors[0][:6])
+    console.print(f"first passage embedding: [{preview}, ...] (L2 norm {np.linalg.norm(p.vectors[0]):.4f})")
+
+
+@app.command("eval")
+def evaluate(
+    folders: Annotated[
+        list[Path], typer.Argument(help="BEIR-format folders (corpus.jsonl, queries.jsonl, qrels.tsv).")
+    ],
+    model: Annotated[str | None, typer.Option("--model", "-m")] = None,
+    dim: Annotated[int | None, typer.Option("--dim")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="Evaluate only the first N queries.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Dense retrieval quality (nDCG@10, recall@10, MRR@10) and passages/s on BEIR-format sets."""
+    from zhiku.embedding import get_embedder
+    from zhiku.eval.retrieval import evaluate_dense, load_beir
+
+    _quiet_libraries()
+    embedder = get_embedder(model)
+    table = Table(title=f"dense retrieval, {embedder.spec.name}, dim {dim or embedder.spec.dimension}")
+    for column in ("set", "queries", "docs", "nDCG@10", "recall@10", "MRR@10", "passages/s"):
+        table.add_column(column, justify="right")
+    for folder in folders:
+        scores = evaluate_dense(embedder, load_beir(folder, limit), dimensions=dim)
+        if as_json:
+            typer.echo(json.dumps(scores.__dict__ | {"model": embedder.spec.name}))
+            continue
+        table.add_row(
+            scores.name,
+            str(scores.queries),
+            str(scores.documents),
+            f"{scores.ndcg_at_10:.3f}",
+            f"{scores.recall_at_10:.3f}",
+            f"{scores.mrr_at_10:.3f}",
+            f"{scores.passages_per_second:.1f}",
+        )
+    if not as_json:
+        Console().print(table)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Console-script entry point: run the app, print zhiku errors without a traceback."""
+    try:
+        app()
+    except ZhikuError as exc:
+        err.print(f"[bold red]error:[/] {exc.message}")
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None

