@@ -8,14 +8,16 @@ is generated from the same descriptions (a test keeps it in sync).
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -79,7 +81,7 @@ class Settings(BaseSettings):
     max_pool_windows: int = Field(
         default=64, ge=1, description="Most token windows `truncate=pool` embeds for one input."
     )
-    remote_urls: list[str] = Field(
+    remote_urls: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description=(
             "Base URLs of OpenAI-compatible embedding servers (vLLM, TEI, Infinity, Ollama), e.g. "
@@ -113,7 +115,10 @@ class Settings(BaseSettings):
     @classmethod
     def _split_urls(cls, value: object) -> object:
         if isinstance(value, str):
-            return [u.strip() for u in value.split(",") if u.strip()]
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [u.strip() for u in text.split(",") if u.strip()]
         return value
 
     @classmethod
