@@ -7,6 +7,23 @@ PYTHON="${PYTHON:-python3}"
 # PyTorch's CPU build, installed before sentence-transformers so pip does not pull a multi-GB CUDA build.
 TORCH_SPEC="torch==2.13.0"
 
+# Install the Debian packages listed in scripts/system-packages.txt that are missing (as root, with apt-get).
+zhiku_system_packages() {
+    local missing=() pkg
+    while read -r pkg; do
+        [ -z "$pkg" ] || [[ "$pkg" == \#* ]] && continue
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done < "$ROOT/scripts/system-packages.txt"
+    if [ ${#missing[@]} -gt 0 ]; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            echo "==> apt-get install ${missing[*]}"
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+        else
+            echo "warning: missing system packages (install them as root): ${missing[*]}" >&2
+        fi
+    fi
+}
+
 zhiku_venv() {
     local extras="$1"   # "" or "[dev]"
     if [ ! -x "$VENV/bin/python" ]; then
