@@ -250,6 +250,42 @@ def evaluate(
         Console().print(table)
 
 
+bench_app = typer.Typer(help="Benchmarks: print a table and append it to BENCHMARKS.md.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("embed")
+def bench_embed_command(
+    corpora: Annotated[list[Path], typer.Argument(help="BEIR folders whose corpus.jsonl passages are embedded.")],
+    model: Annotated[
+        list[str] | None, typer.Option("--model", "-m", help="Models to compare (repeat the option).")
+    ] = None,
+    passages: Annotated[int, typer.Option(help="Passages per round.")] = 480,
+    rounds: Annotated[int, typer.Option(help="Timed rounds per model; the median is reported.")] = 3,
+    output: Annotated[Path, typer.Option(help="Markdown file the results are appended to.")] = Path("BENCHMARKS.md"),
+) -> None:
+    """Embedding throughput (passages/s, tokens/s) of each model on the same passages, in one run."""
+    from zhiku.bench.embed import bench_embed, load_passages
+    from zhiku.bench.report import append_report
+
+    _quiet_libraries()
+    texts = load_passages(corpora, passages)
+    if not texts:
+        raise InvalidInputError("no passages found in the given corpora")
+    results = bench_embed(model or ["use-multilingual-v3", "all-minilm-l6-v2"], texts, get_settings(), rounds)
+    lines = ["| model | passages | tokens | median s | passages/s | tokens/s |", "|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(
+            f"| {r.model} | {r.passages} | {r.tokens} | {r.median_seconds:.2f} | {r.passages_per_second:.1f} | "
+            f"{r.tokens_per_second:.0f} |"
+        )
+    table = "\n".join(lines)
+    Console().print(table)
+    names = ", ".join(folder.name for folder in corpora)
+    append_report(output, "embed throughput", table, f"passages: {len(texts)} from {names}; {rounds} rounds, median")
+    err.print(f"appended to {output}")
+
+
 @app.command()
 def version() -> None:
     """Print the version."""

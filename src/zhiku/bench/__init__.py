@@ -1,0 +1,1 @@
+"""Benchmarks: print a table and append the figures, command and machine to BENCHMARKS.md."""
