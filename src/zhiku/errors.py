@@ -71,3 +71,56 @@ class RemoteEmbeddingError(ZhikuError):
         super().__init__(message)
         self.url = url
         self.upstream_status = upstream_status
+
+
+class DocumentError(InvalidInputError):
+    """A document cannot be ingested; the message says why in terms the uploader understands."""
+
+    status_code = 422
+    code = "document_error"
+
+
+class UnsupportedTypeError(DocumentError):
+    """The content is not a type zhiku parses (checked from the bytes, not only the extension)."""
+
+    status_code = 415
+    code = "unsupported_type"
+
+
+class EncryptedDocumentError(DocumentError):
+    """The document is password-protected."""
+
+    code = "encrypted_document"
+
+
+class CorruptDocumentError(DocumentError):
+    """The document is damaged or not what its type claims."""
+
+    code = "corrupt_document"
+
+
+class EmptyDocumentError(DocumentError):
+    """The document has no extractable text (empty file, or only images that need OCR)."""
+
+    code = "empty_document"
+
+
+class FileTooLargeError(DocumentError):
+    """The file exceeds the configured size limit."""
+
+    status_code = 413
+    code = "file_too_large"
+
+
+class NotFoundError(ZhikuError):
+    """A knowledge base, document or job does not exist (or belongs to another tenant)."""
+
+    status_code = 404
+    code = "not_found"
+
+
+class ConflictError(ZhikuError):
+    """The request conflicts with the current state (e.g. a knowledge base name already taken)."""
+
+    status_code = 409
+    code = "conflict"

@@ -1,0 +1,1 @@
+"""Documents: type sniffing, parsers with page numbers and headings, token-aware chunking."""
