@@ -109,6 +109,37 @@ class Settings(BaseSettings):
         description="Encoding asked of the remote servers: base64 is ~4x smaller on the wire; use float for "
         "servers that do not support it.",
     )
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy URL of the metadata database; empty = SQLite (WAL) at `$ZHIKU_HOME/zhiku.db`. "
+            "PostgreSQL: `postgresql+psycopg://user:pass@host:5432/zhiku`."
+        ),
+    )
+    max_file_bytes: int = Field(
+        default=200 * 1024 * 1024, ge=1, description="Largest document accepted for ingestion, in bytes."
+    )
+    default_chunk_tokens: int = Field(
+        default=384, ge=16, le=32768, description="Chunk size in tokens for new knowledge bases."
+    )
+    default_chunk_overlap: int = Field(
+        default=48, ge=0, le=8192, description="Overlap between consecutive chunks, in tokens, for new knowledge bases."
+    )
+    ingest_workers: int = Field(
+        default=2, ge=1, le=64, description="Worker threads of the embedded job runner (parsing overlaps embedding)."
+    )
+    job_max_attempts: int = Field(default=3, ge=1, le=100, description="Attempts before a job is marked failed.")
+    job_retry_backoff: float = Field(
+        default=2.0, ge=0, description="Seconds before a failed job's first retry (doubles with each attempt)."
+    )
+    job_heartbeat_seconds: float = Field(
+        default=5.0, gt=0, description="How often a running job records that it is alive."
+    )
+    job_stale_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A running job without a heartbeat for this long is considered interrupted and is resumed.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
     @field_validator("remote_urls", mode="before")
@@ -135,6 +166,11 @@ class Settings(BaseSettings):
         if path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The metadata DB URL, defaulting to SQLite under ``home``."""
+        return self.database_url or f"sqlite:///{self.home / 'zhiku.db'}"
 
     def ensure_home(self) -> Path:
         """Create the data directory if needed and return it."""

@@ -1,0 +1,1 @@
+"""Storage: metadata database, blob store and vector stores."""

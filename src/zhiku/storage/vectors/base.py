@@ -1,0 +1,126 @@
+"""The vector store contract: points, filters, hits and the :class:`VectorStore` protocol.
+
+A vector store holds, per collection, one dense vector per chunk plus the chunk's text (indexed for BM25) and
+just enough payload to filter. The metadata DB stays the source of truth: a store can always be rebuilt from
+it. Every point's payload carries ``document_id`` (str) and ``version`` (int); ``kb_id`` (str) is expected too
+so that one collection can serve several knowledge bases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+TEXT_FIELD = "text"
+"""Payload field that holds the chunk text and carries the BM25 text index."""
+KB_FIELD = "kb_id"
+DOCUMENT_FIELD = "document_id"
+VERSION_FIELD = "version"
+RESERVED_FIELDS = frozenset({TEXT_FIELD, KB_FIELD, DOCUMENT_FIELD, VERSION_FIELD})
+
+PayloadValue = str | int | bool
+"""A value a :class:`SearchFilter` can test a payload field for equality with."""
+
+
+@dataclass(frozen=True)
+class VectorPoint:
+    """One chunk to index."""
+
+    id: str
+    """A UUID string (any form :class:`uuid.UUID` accepts; hits return it in canonical lower-case form)."""
+    vector: np.ndarray
+    """float32 vector of the collection's dimension (L2-normalised by the store before indexing)."""
+    text: str
+    """The chunk text, indexed for BM25 and returned in the hit payload under ``"text"``."""
+    payload: dict[str, Any] = field(default_factory=dict)
+    """Filterable metadata; must hold ``document_id`` (str) and ``version`` (int), should hold ``kb_id``."""
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """Conditions every returned point must meet (all of them: the fields are ANDed).
+
+    ``None`` means "no condition"; an empty ``document_ids`` list matches nothing.
+    """
+
+    kb_id: str | None = None
+    document_ids: Sequence[str] | None = None
+    payload: Mapping[str, PayloadValue | Sequence[PayloadValue]] | None = None
+    """Extra equality conditions on payload fields; a list value means "any of these"."""
+
+    @property
+    def matches_nothing(self) -> bool:
+        """True when the filter can be answered as empty without asking the store."""
+        if self.document_ids is not None and len(self.document_ids) == 0:
+            return True
+        return any(
+            isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 0
+            for value in (self.payload or {}).values()
+        )
+
+
+@dataclass(frozen=True)
+class VectorHit:
+    """A search result: the point id, its score (higher is better) and its payload (including ``text``)."""
+
+    id: str
+    score: float
+    payload: dict[str, Any]
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """Collections of points with dense, BM25 and hybrid search. Implementations are thread-safe."""
+
+    def ensure_collection(self, name: str, dimension: int) -> None:
+        """Create the collection if missing; raise ``ConflictError`` if it exists with another dimension."""
+        ...
+
+    def has_collection(self, name: str) -> bool:
+        """Whether the collection exists."""
+        ...
+
+    def delete_collection(self, name: str) -> None:
+        """Drop the collection and its data; a missing collection is not an error."""
+        ...
+
+    def upsert(self, name: str, points: Sequence[VectorPoint]) -> None:
+        """Insert or replace points by id (batched; writing the same id twice keeps one point)."""
+        ...
+
+    def delete(self, name: str, *, document_id: str, version: int | None = None) -> int:
+        """Delete a document's points (only those of ``version`` if given); return how many were deleted."""
+        ...
+
+    def search_dense(
+        self, name: str, vector: np.ndarray, *, top_k: int = 10, filter: SearchFilter | None = None
+    ) -> list[VectorHit]:
+        """Nearest points to ``vector`` by dot product of L2-normalised vectors (cosine similarity)."""
+        ...
+
+    def search_text(
+        self, name: str, query: str, *, top_k: int = 10, filter: SearchFilter | None = None
+    ) -> list[VectorHit]:
+        """BM25 over the chunk text (multilingual tokenisation: Chinese queries match Chinese text)."""
+        ...
+
+    def search_hybrid(
+        self, name: str, vector: np.ndarray, query: str, *, top_k: int = 10, filter: SearchFilter | None = None
+    ) -> list[VectorHit]:
+        """Dense and BM25 candidates fused by the store (reciprocal rank fusion); scores are fusion scores."""
+        ...
+
+    def count(self, name: str, filter: SearchFilter | None = None) -> int:
+        """Exact number of points matching ``filter`` (all points when ``None``)."""
+        ...
+
+    def optimize(self, name: str) -> None:
+        """Build indexes and vacuum deletions now (a no-op for backends that do this in the background)."""
+        ...
+
+    def close(self) -> None:
+        """Flush everything to disk and release resources."""
+        ...

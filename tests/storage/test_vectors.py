@@ -1,0 +1,368 @@
+"""The embedded Qdrant Edge vector store, on a real shard in tmp_path (no mocks)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from zhiku.config import Settings
+from zhiku.errors import ConflictError, InvalidInputError, NotFoundError
+from zhiku.eval.retrieval import load_beir, rank_metrics
+from zhiku.storage.vectors import SearchFilter, VectorPoint, VectorStore, create_vector_store
+from zhiku.storage.vectors.qdrant_edge import QdrantEdgeStore
+
+DIM = 16
+COLLECTION = "chunks"
+
+PASSAGES = [
+    ("zh-capital", "kb-zh", "北京是中华人民共和国的首都，也是全国的政治和文化中心。"),
+    ("zh-panda", "kb-zh", "大熊猫主要生活在四川的山区竹林里，以竹子为主要食物。"),
+    ("zh-tea", "kb-zh", "龙井茶产于浙江杭州西湖一带，是中国著名的绿茶。"),
+    ("en-python", "kb-en", "Python is a programming language known for readable syntax and a large standard library."),
+    ("en-volcano", "kb-en", "A volcano erupts when molten rock, ash and gases escape from a magma chamber."),
+    ("en-coffee", "kb-en", "Coffee beans are roasted seeds of the coffee plant, brewed into a popular drink."),
+]
+
+
+def unit(vector: np.ndarray) -> np.ndarray:
+    return np.asarray(vector / np.linalg.norm(vector), dtype=np.float32)
+
+
+def basis(index: int, dim: int = DIM) -> np.ndarray:
+    vector = np.zeros(dim, dtype=np.float32)
+    vector[index] = 1.0
+    return vector
+
+
+def make_point(
+    vector: np.ndarray,
+    *,
+    text: str = "",
+    document_id: str = "doc",
+    version: int = 1,
+    kb_id: str = "kb",
+    **extra: object,
+) -> VectorPoint:
+    payload = {"kb_id": kb_id, "document_id": document_id, "version": version, **extra}
+    return VectorPoint(id=str(uuid.uuid4()), vector=vector, text=text, payload=payload)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[QdrantEdgeStore]:
+    store = QdrantEdgeStore(tmp_path / "vectors")
+    store.ensure_collection(COLLECTION, DIM)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def passages(store: QdrantEdgeStore) -> dict[str, VectorPoint]:
+    """The six passages above, passage i at basis vector i, one document per passage."""
+    points = {
+        key: make_point(basis(i), text=text, document_id=key, kb_id=kb) for i, (key, kb, text) in enumerate(PASSAGES)
+    }
+    store.upsert(COLLECTION, list(points.values()))
+    return points
+
+
+def test_factory_and_protocol(settings: Settings) -> None:
+    store = create_vector_store(settings)
+    try:
+        assert isinstance(store, QdrantEdgeStore)
+        assert isinstance(store, VectorStore)
+        assert store.path == settings.home / "vectors"
+    finally:
+        store.close()
+
+
+def test_collections_lifecycle(store: QdrantEdgeStore) -> None:
+    assert store.has_collection(COLLECTION)
+    assert not store.has_collection("other")
+    store.ensure_collection(COLLECTION, DIM)  # idempotent
+    assert store.dimension(COLLECTION) == DIM
+    assert list(store.collections()) == [COLLECTION]
+    store.ensure_collection("other", 8)
+    store.upsert("other", [make_point(basis(0, 8))])
+    assert store.count("other") == 1
+    store.delete_collection("other")
+    assert not store.has_collection("other")
+    store.delete_collection("other")  # idempotent
+    with pytest.raises(NotFoundError):
+        store.count("other")
+    with pytest.raises(InvalidInputError):
+        store.ensure_collection("../escape", DIM)
+
+
+def test_other_dimension_conflicts(store: QdrantEdgeStore, tmp_path: Path) -> None:
+    with pytest.raises(ConflictError, match="dimension 16, not 32"):
+        store.ensure_collection(COLLECTION, 32)
+    store.close()
+    reopened = QdrantEdgeStore(tmp_path / "vectors")  # not open yet: read from disk
+    try:
+        with pytest.raises(ConflictError, match="dimension 16"):
+            reopened.ensure_collection(COLLECTION, 32)
+        reopened.ensure_collection(COLLECTION, DIM)
+    finally:
+        reopened.close()
+
+
+def test_dense_nearest_by_construction(store: QdrantEdgeStore) -> None:
+    rng = np.random.default_rng(0)
+    vectors = [unit(rng.standard_normal(DIM)) for _ in range(200)]
+    points = [make_point(v, document_id=f"d{i % 10}") for i, v in enumerate(vectors)]
+    store.upsert(COLLECTION, points)
+    target = 123
+    query = unit(vectors[target] + 0.05 * rng.standard_normal(DIM))
+    hits = store.search_dense(COLLECTION, query, top_k=5)
+    assert len(hits) == 5
+    assert hits[0].id == points[target].id
+    assert hits[0].score == pytest.approx(float(query @ vectors[target]), abs=1e-4)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    expected = np.argsort(-np.array([float(query @ v) for v in vectors]))[:5]
+    assert [h.id for h in hits] == [points[i].id for i in expected]
+    assert hits[0].payload["document_id"] == "d3"
+    # unnormalised queries and vectors are normalised: scores stay cosine similarities
+    assert store.search_dense(COLLECTION, query * 7, top_k=1)[0].score == pytest.approx(hits[0].score, abs=1e-4)
+
+
+def test_filters(store: QdrantEdgeStore, passages: dict[str, VectorPoint]) -> None:
+    query = unit(np.ones(DIM, dtype=np.float32))
+    by_kb = store.search_dense(COLLECTION, query, top_k=10, filter=SearchFilter(kb_id="kb-zh"))
+    assert {h.payload["document_id"] for h in by_kb} == {"zh-capital", "zh-panda", "zh-tea"}
+    by_docs = store.search_dense(
+        COLLECTION, query, top_k=10, filter=SearchFilter(document_ids=["en-coffee", "zh-tea", "missing"])
+    )
+    assert {h.payload["document_id"] for h in by_docs} == {"en-coffee", "zh-tea"}
+    both = SearchFilter(kb_id="kb-en", document_ids=["en-coffee", "zh-tea"])
+    assert [h.payload["document_id"] for h in store.search_dense(COLLECTION, query, filter=both)] == ["en-coffee"]
+    assert store.search_dense(COLLECTION, query, filter=SearchFilter(document_ids=[])) == []
+    assert store.count(COLLECTION, SearchFilter(kb_id="kb-en")) == 3
+    assert store.count(COLLECTION, SearchFilter(kb_id="kb-en", payload={"version": 1})) == 3
+    assert store.count(COLLECTION, SearchFilter(payload={"version": 2})) == 0
+    text_hits = store.search_text(COLLECTION, "首都 coffee", filter=SearchFilter(kb_id="kb-zh"))
+    assert [h.payload["document_id"] for h in text_hits] == ["zh-capital"]
+
+
+def test_payload_equality_filter(store: QdrantEdgeStore) -> None:
+    store.upsert(
+        COLLECTION,
+        [make_point(basis(0), lang="zh"), make_point(basis(1), lang="en"), make_point(basis(2), lang="fr")],
+    )
+    assert store.count(COLLECTION, SearchFilter(payload={"lang": "zh"})) == 1
+    assert store.count(COLLECTION, SearchFilter(payload={"lang": ["zh", "en"]})) == 2
+    assert store.count(COLLECTION, SearchFilter(payload={"lang": []})) == 0
+
+
+def test_delete_by_document_and_version(store: QdrantEdgeStore) -> None:
+    points = [
+        make_point(basis(0), document_id="a", version=1),
+        make_point(basis(1), document_id="a", version=1),
+        make_point(basis(2), document_id="a", version=2),
+        make_point(basis(3), document_id="b", version=1),
+    ]
+    store.upsert(COLLECTION, points)
+    assert store.delete(COLLECTION, document_id="a", version=1) == 2
+    assert store.count(COLLECTION) == 2
+    assert store.count(COLLECTION, SearchFilter(document_ids=["a"])) == 1
+    assert store.count(COLLECTION, SearchFilter(document_ids=["b"])) == 1
+    assert store.delete(COLLECTION, document_id="a", version=1) == 0
+    assert store.delete(COLLECTION, document_id="a") == 1
+    assert store.count(COLLECTION) == 1
+    remaining = store.search_dense(COLLECTION, basis(3), top_k=10)
+    assert [h.id for h in remaining] == [points[3].id]
+    assert store.delete("never-created", document_id="a") == 0
+
+
+def test_upsert_same_id_replaces(store: QdrantEdgeStore) -> None:
+    point = make_point(basis(0), text="旧的文本")
+    store.upsert(COLLECTION, [point])
+    store.upsert(COLLECTION, [point])
+    updated = VectorPoint(id=point.id.upper(), vector=basis(1), text="新的文本", payload=point.payload)
+    store.upsert(COLLECTION, [updated])
+    assert store.count(COLLECTION) == 1
+    hit = store.search_dense(COLLECTION, basis(1), top_k=5)[0]
+    assert hit.id == point.id
+    assert hit.score == pytest.approx(1.0)
+    assert hit.payload["text"] == "新的文本"
+
+
+def test_large_upsert_is_batched(tmp_path: Path) -> None:
+    store = QdrantEdgeStore(tmp_path / "v", batch_size=64)
+    try:
+        store.ensure_collection(COLLECTION, DIM)
+        rng = np.random.default_rng(1)
+        points = [make_point(unit(rng.standard_normal(DIM)), document_id=f"d{i % 7}") for i in range(1000)]
+        store.upsert(COLLECTION, points)
+        store.upsert(COLLECTION, points[:500])
+        assert store.count(COLLECTION) == 1000
+        assert store.count(COLLECTION, SearchFilter(document_ids=["d0"])) == len(points[::7])
+    finally:
+        store.close()
+
+
+def test_bm25_chinese_and_english(store: QdrantEdgeStore, passages: dict[str, VectorPoint]) -> None:
+    cases = {
+        "中国的首都是哪个城市？": "zh-capital",
+        "大熊猫吃什么": "zh-panda",
+        "杭州西湖的绿茶": "zh-tea",
+        "which programming language has readable syntax": "en-python",
+        "magma and ash from an eruption": "en-volcano",
+        "roasting a coffee bean": "en-coffee",  # English is stemmed
+    }
+    for query, expected in cases.items():
+        hits = store.search_text(COLLECTION, query, top_k=3)
+        assert hits, query
+        assert hits[0].payload["document_id"] == expected, (query, [h.payload["document_id"] for h in hits])
+        assert hits[0].payload["text"] == {k: t for k, _, t in PASSAGES}[expected]
+    assert store.search_text(COLLECTION, "   ") == []
+    assert store.search_text(COLLECTION, "量子计算 zyxwv") == []
+
+
+def test_hybrid_fuses_both_sides(store: QdrantEdgeStore, passages: dict[str, VectorPoint]) -> None:
+    # the vector points at the panda passage, the text at the volcano passage: both must come back
+    hits = store.search_hybrid(COLLECTION, basis(1), "volcano magma", top_k=4)
+    documents = [h.payload["document_id"] for h in hits]
+    assert "zh-panda" in documents[:2]
+    assert "en-volcano" in documents[:2]
+    assert len(hits) == 4
+    assert all(0 < h.score <= 1 for h in hits)
+    # agreeing sides rank their passage first
+    agreed = store.search_hybrid(COLLECTION, basis(2), "龙井茶", top_k=3)
+    assert agreed[0].payload["document_id"] == "zh-tea"
+    assert agreed[0].score > agreed[1].score
+    # the filter applies to both sides
+    filtered = store.search_hybrid(COLLECTION, basis(1), "volcano magma", top_k=10, filter=SearchFilter(kb_id="kb-zh"))
+    assert {h.payload["document_id"] for h in filtered} == {"zh-capital", "zh-panda", "zh-tea"}
+    # a blank text query degrades to dense-only fusion
+    assert store.search_hybrid(COLLECTION, basis(5), " ", top_k=1)[0].payload["document_id"] == "en-coffee"
+
+
+def test_count(store: QdrantEdgeStore, passages: dict[str, VectorPoint]) -> None:
+    assert store.count(COLLECTION) == len(PASSAGES)
+    assert store.count(COLLECTION, SearchFilter(document_ids=["zh-tea", "en-python"])) == 2
+    assert store.count(COLLECTION, SearchFilter(kb_id="nope")) == 0
+
+
+def test_reopen_after_close_keeps_data(tmp_path: Path) -> None:
+    path = tmp_path / "vectors"
+    first = QdrantEdgeStore(path)
+    first.ensure_collection(COLLECTION, DIM)
+    point = make_point(basis(4), text="上海是中国最大的城市", document_id="sh")
+    first.upsert(COLLECTION, [point, make_point(basis(5), document_id="other")])
+    first.delete(COLLECTION, document_id="other")
+    first.optimize(COLLECTION)
+    first.close()
+
+    second = QdrantEdgeStore(path)
+    try:
+        assert second.has_collection(COLLECTION)
+        assert second.count(COLLECTION) == 1
+        assert second.search_dense(COLLECTION, basis(4), top_k=1)[0].id == point.id
+        assert second.search_text(COLLECTION, "最大的城市")[0].id == point.id
+        with pytest.raises(ConflictError, match="another process"):
+            QdrantEdgeStore(path).count(COLLECTION)  # one owner per shard directory
+    finally:
+        second.close()
+
+
+def test_unflushed_writes_survive_through_the_wal(tmp_path: Path) -> None:
+    path = tmp_path / "vectors"
+    first = QdrantEdgeStore(path)
+    first.ensure_collection(COLLECTION, DIM)
+    first.upsert(COLLECTION, [make_point(basis(0), text="预写日志")])
+    # simulate a crash: release the shard without flushing our store (close() would flush)
+    first._open[COLLECTION].shard.close()
+    first._open.clear()
+    second = QdrantEdgeStore(path)
+    try:
+        assert second.count(COLLECTION) == 1
+        assert len(second.search_text(COLLECTION, "日志")) == 1
+    finally:
+        second.close()
+
+
+def test_invalid_input(store: QdrantEdgeStore) -> None:
+    with pytest.raises(InvalidInputError, match="dimension 8"):
+        store.upsert(COLLECTION, [make_point(basis(0, 8))])
+    with pytest.raises(InvalidInputError, match="dimension 8"):
+        store.search_dense(COLLECTION, basis(0, 8))
+    with pytest.raises(InvalidInputError, match="UUID"):
+        store.upsert(
+            COLLECTION, [VectorPoint(id="chunk-1", vector=basis(0), text="", payload=make_point(basis(0)).payload)]
+        )
+    with pytest.raises(InvalidInputError, match="version"):
+        store.upsert(
+            COLLECTION, [VectorPoint(id=str(uuid.uuid4()), vector=basis(0), text="", payload={"document_id": "d"})]
+        )
+    with pytest.raises(InvalidInputError, match="NaN"):
+        store.upsert(COLLECTION, [make_point(np.full(DIM, np.nan, dtype=np.float32))])
+    with pytest.raises(InvalidInputError, match="top_k"):
+        store.search_text(COLLECTION, "x", top_k=0)
+    with pytest.raises(InvalidInputError):
+        store.ensure_collection("x", 0)
+    with pytest.raises(NotFoundError):
+        store.search_dense("missing", basis(0))
+    assert store.count(COLLECTION) == 0
+
+
+def test_concurrent_reads_and_writes(store: QdrantEdgeStore) -> None:
+    rng = np.random.default_rng(2)
+    errors: list[BaseException] = []
+
+    def writer(worker: int) -> None:
+        try:
+            for batch in range(10):
+                points = [
+                    make_point(unit(rng.standard_normal(DIM)), document_id=f"w{worker}-{batch}") for _ in range(20)
+                ]
+                store.upsert(COLLECTION, points)
+                store.delete(COLLECTION, document_id=f"w{worker}-{batch}", version=99)
+        except Exception as exc:  # noqa: BLE001  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def reader() -> None:
+        try:
+            for _ in range(30):
+                store.search_hybrid(COLLECTION, basis(0), "文本", top_k=5)
+                store.count(COLLECTION)
+        except Exception as exc:  # noqa: BLE001  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(3)] + [
+        threading.Thread(target=reader) for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert store.count(COLLECTION) == 3 * 10 * 20
+
+
+def test_text_search_quality_on_xquad_zh(evaldata: Path, tmp_path: Path) -> None:
+    """BM25 through the multilingual text index: nDCG@10 >= 0.9 on Chinese XQuAD (measured 0.96)."""
+    data = load_beir(evaldata / "retrieval" / "xquad-zh")
+    store = QdrantEdgeStore(tmp_path / "vectors")
+    try:
+        store.ensure_collection("xquad", 8)
+        rng = np.random.default_rng(3)
+        points = [
+            make_point(unit(rng.standard_normal(8)), text=text, document_id=doc_id, kb_id="xquad")
+            for doc_id, text in zip(data.doc_ids, data.doc_texts, strict=True)
+        ]
+        store.upsert("xquad", points)
+        ndcgs, empty = [], 0
+        for query_id, query in zip(data.query_ids, data.query_texts, strict=True):
+            hits = store.search_text("xquad", query, top_k=10, filter=SearchFilter(kb_id="xquad"))
+            empty += not hits
+            ndcgs.append(rank_metrics([h.payload["document_id"] for h in hits], data.qrels[query_id])[0])
+        ndcg = float(np.mean(ndcgs))
+        assert ndcg >= 0.9, f"nDCG@10 {ndcg:.3f}"
+        assert empty <= len(data.query_ids) // 100
+    finally:
+        store.close()
