@@ -250,6 +250,13 @@ def evaluate(
         Console().print(table)
 
 
+from zhiku.cli_kb import docs_app, ingest, jobs_app, kb_app  # noqa: E402 - after app exists
+
+app.add_typer(kb_app, name="kb")
+app.add_typer(docs_app, name="docs")
+app.add_typer(jobs_app, name="jobs")
+app.command("ingest")(ingest)
+
 bench_app = typer.Typer(help="Benchmarks: print a table and append it to BENCHMARKS.md.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
@@ -283,6 +290,38 @@ def bench_embed_command(
     Console().print(table)
     names = ", ".join(folder.name for folder in corpora)
     append_report(output, "embed throughput", table, f"passages: {len(texts)} from {names}; {rounds} rounds, median")
+    err.print(f"appended to {output}")
+
+
+@bench_app.command("ingest")
+def bench_ingest_command(
+    corpora: Annotated[list[Path], typer.Argument(help="BEIR folders whose passages become the documents.")],
+    model: Annotated[str | None, typer.Option("--model", "-m")] = None,
+    documents: Annotated[int, typer.Option(help="Documents to generate.")] = 200,
+    passages_per_document: Annotated[int, typer.Option(help="Corpus passages per document.")] = 2,
+    output: Annotated[Path, typer.Option(help="Markdown file the results are appended to.")] = Path("BENCHMARKS.md"),
+) -> None:
+    """Ingestion end to end (documents/s, chunks/s, tokens/s, peak RSS) vs the bare model on the same chunks."""
+    from zhiku.bench.ingest import bench_ingest
+    from zhiku.bench.report import append_report
+
+    _quiet_libraries()
+    r = bench_ingest(corpora, get_settings(), documents=documents, passages_per_document=passages_per_document,
+                     model=model)  # fmt: skip
+    table = "\n".join(
+        [
+            "| model | docs | chunks | tokens | ingest s | docs/s | chunks/s | tokens/s | bare encode chunks/s "
+            "| pipeline / bare | peak RSS MiB |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+            f"| {r.model} | {r.documents} | {r.chunks} | {r.tokens} | {r.ingest_seconds:.2f} "
+            f"| {r.documents / r.ingest_seconds:.1f} | {r.chunks / r.ingest_seconds:.1f} "
+            f"| {r.tokens / r.ingest_seconds:.0f} | {r.chunks / r.encode_seconds:.1f} | {r.ratio:.2f} "
+            f"| {r.peak_rss_mib:.0f} |",
+        ]
+    )
+    Console().print(table)
+    names = ", ".join(folder.name for folder in corpora)
+    append_report(output, "ingest throughput", table, f"{r.documents} Markdown documents from {names}")
     err.print(f"appended to {output}")
 
 

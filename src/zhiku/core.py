@@ -1,0 +1,59 @@
+"""The application context: settings, metadata DB, blob store, vector store and embedders, opened once.
+
+The CLI and (later) the API server build one :class:`Zhiku` and pass it to the services.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from zhiku.config import Settings, get_settings
+from zhiku.embedding.base import Embedder
+from zhiku.storage.blobs import BlobStore
+from zhiku.storage.db import Database
+
+if TYPE_CHECKING:
+    from zhiku.storage.models import KnowledgeBase
+    from zhiku.storage.vectors.base import VectorStore
+
+
+class Zhiku:
+    """Everything a zhiku process holds open."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.settings.ensure_home()
+        self.db = Database(self.settings.resolved_database_url)
+        self.db.migrate()
+        self.blobs = BlobStore(self.settings.home / "blobs")
+        self._vectors: VectorStore | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def vectors(self) -> VectorStore:
+        """The vector store, opened on first use (it is owned by one process)."""
+        with self._lock:
+            if self._vectors is None:
+                from zhiku.storage.vectors import create_vector_store
+
+                self._vectors = create_vector_store(self.settings)
+            return self._vectors
+
+    def embedder(self, model: str) -> Embedder:
+        """The shared embedder of ``model``."""
+        from zhiku.embedding import get_embedder
+
+        return get_embedder(model, self.settings)
+
+    def embedder_for(self, kb: KnowledgeBase) -> Embedder:
+        """The embedder a knowledge base was created with."""
+        return self.embedder(kb.embedding_model)
+
+    def close(self) -> None:
+        """Flush the vector store and close the database pool."""
+        with self._lock:
+            if self._vectors is not None:
+                self._vectors.close()
+                self._vectors = None
+        self.db.dispose()

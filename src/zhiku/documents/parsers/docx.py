@@ -1,0 +1,111 @@
+"""DOCX parser on ``python-docx``: body paragraphs and tables in order, headings as sections."""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import docx
+from docx.opc.exceptions import PackageNotFoundError
+from docx.table import Table, _Cell
+from docx.text.paragraph import Paragraph
+
+from zhiku.documents.parsers.text import Block, assemble, normalize_newlines, remove_control_chars, single_page
+from zhiku.documents.sniff import DetectedType
+from zhiku.documents.types import ParsedDocument
+from zhiku.errors import CorruptDocumentError, EmptyDocumentError
+
+CELL_SEPARATOR = " | "
+
+_HEADING_STYLE = re.compile(r"^heading\s*([1-9])$", re.IGNORECASE)
+
+
+def parse(path: Path, detected: DetectedType, *, filename: str | None = None) -> ParsedDocument:
+    """Extract paragraphs and tables (rows as lines, cells joined by ``" | "``) in body order.
+
+    Paragraphs in the styles "Title" and "Heading N" open sections; the title comes from the core properties,
+    else the first "Title" paragraph.
+
+    Raises:
+        CorruptDocumentError: the ZIP container or its XML is damaged.
+        EmptyDocumentError: the body has no text.
+    """
+    name = filename or path.name
+    try:
+        document = docx.Document(str(path))
+        blocks = list(_blocks(document.iter_inner_content()))
+        core_title = document.core_properties.title
+    except (zipfile.BadZipFile, PackageNotFoundError) as exc:
+        raise CorruptDocumentError(f"{name} is not a readable DOCX file: {exc}") from exc
+    except Exception as exc:  # python-docx surfaces lxml, KeyError, ValueError ... for damaged parts
+        raise CorruptDocumentError(f"{name} is a damaged DOCX file: {type(exc).__name__}: {exc}") from exc
+
+    text, sections = assemble(blocks)
+    if not text.strip():
+        raise EmptyDocumentError(f"{name} contains no text")
+    title = (core_title or "").strip() or next(
+        (block.text.strip() for block in blocks if block.heading_level == 0), None
+    )
+    return ParsedDocument(
+        text=text, pages=single_page(text), mime_type=detected.mime_type, sections=sections, title=title
+    )
+
+
+def _blocks(items: Iterator[Paragraph | Table]) -> Iterator[Block]:
+    """Paragraphs become blocks (headings with their level), tables one line block per row."""
+    for index, item in enumerate(items):
+        if isinstance(item, Paragraph):
+            text = _clean(item.text)
+            if text.strip():
+                yield Block(text, heading_level=_heading_level(item))
+        else:
+            for row in _table_rows(item):
+                yield Block(row, group=index)
+
+
+def _heading_level(paragraph: Paragraph) -> int | None:
+    """0 for "Title", N for "Heading N" (also through a style based on one), else ``None``."""
+    style = paragraph.style
+    depth = 0
+    while style is not None and depth < 5:
+        style_name = (style.name or "").strip()
+        if style_name.lower() == "title":
+            return 0
+        match = _HEADING_STYLE.match(style_name)
+        if match:
+            return int(match.group(1))
+        style = style.base_style
+        depth += 1
+    return None
+
+
+def _table_rows(table: Table) -> Iterator[str]:
+    """Each row as its distinct cells' text joined by ``" | "`` (merged cells appear once)."""
+    for row in table.rows:
+        cells: list[str] = []
+        seen: set[int] = set()
+        for cell in row.cells:
+            key = id(cell._tc)
+            if key in seen:
+                continue
+            seen.add(key)
+            cells.append(_cell_text(cell))
+        if any(cells):
+            yield CELL_SEPARATOR.join(cells)
+
+
+def _cell_text(cell: _Cell) -> str:
+    """A cell's paragraphs and nested tables flattened to one line."""
+    parts: list[str] = []
+    for item in cell.iter_inner_content():
+        if isinstance(item, Paragraph):
+            parts.append(_clean(item.text))
+        else:
+            parts.extend(_table_rows(item))
+    return " ".join(" ".join(parts).split())
+
+
+def _clean(text: str) -> str:
+    return remove_control_chars(normalize_newlines(text))

@@ -1,0 +1,1 @@
+"""Finding the files to ingest: paths, folders, globs and .gitignore rules."""

@@ -1,0 +1,310 @@
+"""The embedded job runner: worker threads that claim queued job rows, heartbeat, retry and resume.
+
+Claiming is one conditional UPDATE (``... WHERE id = ? AND status = 'queued'``), so two runners never run the
+same job. A job whose heartbeat stops (its process died) is put back in the queue and resumed; the ingestion
+task is idempotent per (document, version), so a resumed job neither loses nor duplicates anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select, update
+
+from zhiku.core import Zhiku
+from zhiku.errors import DocumentError, NotFoundError
+from zhiku.storage.models import Document, DocumentStatus, Job, JobStatus, utcnow
+
+log = logging.getLogger(__name__)
+
+FINISHED = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
+
+
+class JobCancelledError(Exception):
+    """Raised inside a task when its job was cancelled."""
+
+
+class JobContext:
+    """What a running task sees of its job: progress reporting and cancellation checks."""
+
+    def __init__(self, zhiku: Zhiku, job_id: str, min_interval: float = 0.3) -> None:
+        self.zhiku = zhiku
+        self.job_id = job_id
+        self._min_interval = min_interval
+        self._last = 0.0
+
+    def progress(self, stage: str, fraction: float, *, force: bool = False, **details: Any) -> None:
+        """Record the stage and a 0..1 fraction (throttled); raise :class:`JobCancelledError` if cancel was asked."""
+        now = time.monotonic()
+        if not force and now - self._last < self._min_interval:
+            return
+        self._last = now
+        with self.zhiku.db.session() as session:
+            job = session.get_one(Job, self.job_id)
+            if job.cancel_requested:
+                raise JobCancelledError
+            job.stage, job.progress, job.heartbeat_at = stage, max(0.0, min(1.0, fraction)), utcnow()
+            if details:
+                job.payload = {**job.payload, **details}
+
+
+Task = Callable[[Zhiku, Job, JobContext], None]
+
+
+def _tasks() -> dict[str, Task]:
+    from zhiku.jobs.tasks import TASKS
+
+    return TASKS
+
+
+class JobRunner:
+    """Runs queued jobs on ``workers`` threads until stopped."""
+
+    def __init__(self, zhiku: Zhiku, workers: int | None = None, poll_interval: float = 0.2) -> None:
+        self.zhiku = zhiku
+        self.workers = workers or zhiku.settings.ingest_workers
+        self.poll_interval = poll_interval
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Requeue jobs interrupted by a dead process, then start the workers and the heartbeat."""
+        self.requeue_interrupted(older_than=0.0)
+        for index in range(self.workers):
+            thread = threading.Thread(target=self._work, name=f"zhiku-job-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        beat = threading.Thread(target=self._heartbeat, name="zhiku-job-heartbeat", daemon=True)
+        beat.start()
+        self._threads.append(beat)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop taking jobs and wait for running ones to reach their end."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+
+    def __enter__(self) -> JobRunner:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def idle(self) -> bool:
+        """No job running in this runner right now."""
+        with self._busy_lock:
+            return self._busy == 0
+
+    # -- claiming and running -------------------------------------------------------------------------------
+    def requeue_interrupted(self, older_than: float | None = None) -> int:
+        """Put running jobs whose heartbeat is older than ``older_than`` seconds back in the queue.
+
+        The interruption does not count as a failed attempt. At start-up of the embedded runner every running
+        job belongs to a dead process (the store is owned by one process), so ``older_than=0``.
+        """
+        limit = self.zhiku.settings.job_stale_seconds if older_than is None else older_than
+        cutoff = utcnow() - dt.timedelta(seconds=limit)
+        with self.zhiku.db.session() as session:
+            stale = list(
+                session.scalars(
+                    select(Job).where(
+                        Job.status == JobStatus.running, (Job.heartbeat_at < cutoff) | (Job.heartbeat_at.is_(None))
+                    )
+                )
+            )
+            for job in stale:
+                job.status, job.worker, job.run_after = JobStatus.queued, None, utcnow()
+                job.attempts = max(0, job.attempts - 1)
+                log.warning("job %s was interrupted (no heartbeat since %s); requeued", job.id, job.heartbeat_at)
+        return len(stale)
+
+    def claim(self) -> str | None:
+        """Atomically take the oldest runnable job; return its id."""
+        with self.zhiku.db.session() as session:
+            candidates = list(
+                session.scalars(
+                    select(Job.id)
+                    .where(Job.status == JobStatus.queued, Job.run_after <= utcnow())
+                    .order_by(Job.created_at)
+                    .limit(5)
+                )
+            )
+        for job_id in candidates:
+            with self.zhiku.db.session() as session:
+                now = utcnow()
+                claimed = session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.status == JobStatus.queued)
+                    .values(
+                        status=JobStatus.running,
+                        worker=self.name,
+                        attempts=Job.attempts + 1,
+                        heartbeat_at=now,
+                        started_at=now,
+                    )
+                )
+                if claimed.rowcount == 1:  # type: ignore[attr-defined]
+                    return job_id
+        return None
+
+    def run_one(self) -> bool:
+        """Claim and run one job in this thread; False when nothing was runnable."""
+        job_id = self.claim()
+        if job_id is None:
+            return False
+        with self._busy_lock:
+            self._busy += 1
+        try:
+            self._execute(job_id)
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
+        return True
+
+    def _execute(self, job_id: str) -> None:
+        with self.zhiku.db.session() as session:
+            job = session.get_one(Job, job_id)
+        task = _tasks().get(job.kind)
+        context = JobContext(self.zhiku, job_id)
+        try:
+            if task is None:
+                raise DocumentError(f"unknown job kind {job.kind!r}")
+            task(self.zhiku, job, context)
+        except JobCancelledError:
+            self._finish(job_id, JobStatus.cancelled, "cancelled")
+        except DocumentError as exc:  # the input is at fault: retrying cannot help
+            self._finish(job_id, JobStatus.failed, exc.message)
+        except Exception as exc:
+            log.exception("job %s failed", job_id)
+            self._retry_or_fail(job_id, f"{type(exc).__name__}: {exc}")
+        else:
+            self._finish(job_id, JobStatus.succeeded, None)
+
+    def _finish(self, job_id: str, status: JobStatus, error: str | None) -> None:
+        with self.zhiku.db.session() as session:
+            job = session.get_one(Job, job_id)
+            job.status, job.error, job.finished_at, job.worker = status, error, utcnow(), None
+            if status == JobStatus.succeeded:
+                job.progress, job.stage = 1.0, "done"
+            elif job.document_id:
+                _mark_document_after_failure(session, job.document_id, error or status.value)
+
+    def _retry_or_fail(self, job_id: str, error: str) -> None:
+        with self.zhiku.db.session() as session:
+            job = session.get_one(Job, job_id)
+            if job.attempts >= job.max_attempts:
+                job.status, job.error, job.finished_at, job.worker = JobStatus.failed, error, utcnow(), None
+                if job.document_id:
+                    _mark_document_after_failure(
+                        session, job.document_id, f"{error} (gave up after {job.attempts} attempts)"
+                    )
+                return
+            delay = self.zhiku.settings.job_retry_backoff * 2 ** (job.attempts - 1)
+            job.status, job.error, job.worker = JobStatus.queued, error, None
+            job.run_after = utcnow() + dt.timedelta(seconds=delay)
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if not self.run_one():
+                    self._stop.wait(self.poll_interval)
+            except Exception:  # a DB hiccup must not kill the worker thread
+                log.exception("job worker error")
+                self._stop.wait(1.0)
+
+    def _heartbeat(self) -> None:
+        interval = self.zhiku.settings.job_heartbeat_seconds
+        while not self._stop.wait(interval):
+            try:
+                with self.zhiku.db.session() as session:
+                    session.execute(
+                        update(Job)
+                        .where(Job.status == JobStatus.running, Job.worker == self.name)
+                        .values(heartbeat_at=utcnow())
+                    )
+                self.requeue_interrupted()
+            except Exception:
+                log.exception("job heartbeat error")
+
+    def wait_for(
+        self, job_ids: list[str], timeout: float | None = None, on_poll: Callable[[], None] | None = None
+    ) -> None:
+        """Block until every job in ``job_ids`` has finished (or ``timeout`` seconds pass)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pending = set(job_ids)
+        while pending:
+            with self.zhiku.db.session() as session:
+                done = set(session.scalars(select(Job.id).where(Job.id.in_(pending), Job.status.in_(FINISHED))))
+            pending -= done
+            if on_poll is not None:
+                on_poll()
+            if not pending or (deadline is not None and time.monotonic() > deadline):
+                return
+            time.sleep(self.poll_interval)
+
+
+def _mark_document_after_failure(session: Any, document_id: str, error: str) -> None:
+    """A failed or cancelled ingestion leaves the previous version searchable, or marks the document failed."""
+    document = session.get(Document, document_id)
+    if document is None:
+        return
+    if document.version > 0:
+        document.status, document.error = DocumentStatus.ready, f"update not applied: {error}"
+    else:
+        document.status, document.error = DocumentStatus.failed, error
+    document.pending_version = document.pending_hash = None
+
+
+def cancel_job(zhiku: Zhiku, job_id: str) -> Job:
+    """Cancel a queued job at once, or ask a running one to stop at its next progress report."""
+    with zhiku.db.session() as session:
+        job = _find_job(session, job_id)
+        if job.status == JobStatus.queued:
+            job.status, job.error, job.finished_at = JobStatus.cancelled, "cancelled", utcnow()
+            if job.document_id:
+                _mark_document_after_failure(session, job.document_id, "cancelled")
+        elif job.status == JobStatus.running:
+            job.cancel_requested = True
+        return job
+
+
+def retry_job(zhiku: Zhiku, job_id: str) -> Job:
+    """Queue a failed or cancelled ingestion again, from scratch."""
+    with zhiku.db.session() as session:
+        job = _find_job(session, job_id)
+        if job.status not in (JobStatus.failed, JobStatus.cancelled):
+            from zhiku.errors import ConflictError
+
+            raise ConflictError(f"job {job.id} is {job.status}; only failed or cancelled jobs can be retried")
+        if job.document_id:
+            document = session.get(Document, job.document_id)
+            if document is None:
+                raise NotFoundError(f"the document of job {job.id} was deleted")
+            document.pending_version = job.payload.get("version", document.version + 1)
+            document.pending_hash = job.payload.get("sha256", document.content_hash)
+            document.status, document.error = DocumentStatus.queued, None
+        job.status, job.error, job.attempts, job.cancel_requested = JobStatus.queued, None, 0, False
+        job.run_after, job.finished_at, job.progress, job.stage = utcnow(), None, 0.0, "queued"
+        return job
+
+
+def _find_job(session: Any, job_id: str) -> Job:
+    rows = list(session.scalars(select(Job).where(Job.id.startswith(job_id)).limit(2)))
+    if len(rows) != 1:
+        raise NotFoundError(f"no job {job_id!r}")
+    job: Job = rows[0]
+    return job

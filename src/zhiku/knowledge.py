@@ -1,0 +1,296 @@
+"""Knowledge bases and their documents: create, list, delete, register files for ingestion, dedup, versions."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from zhiku.core import Zhiku
+from zhiku.embedding.instructions import resolve_instruction
+from zhiku.embedding.models import resolve_model
+from zhiku.errors import ConflictError, InvalidInputError, NotFoundError, ZhikuError
+from zhiku.storage.models import Chunk, Document, DocumentStatus, Job, JobStatus, KnowledgeBase, new_id
+
+NAME_PATTERN = re.compile(r"^[\w][\w.\- ]{0,99}$", re.UNICODE)
+INGEST_KIND = "ingest_document"
+
+
+@dataclass(frozen=True)
+class KnowledgeBaseStats:
+    """Counts of a knowledge base's documents by status, and of its active chunks."""
+
+    documents: dict[str, int]
+    chunks: int
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What happened to one file handed to :func:`register_file`."""
+
+    source: str
+    outcome: str
+    """``queued`` (new or changed: a job will ingest it), ``unchanged``, ``duplicate`` or ``failed``."""
+    document_id: str | None = None
+    job_id: str | None = None
+    message: str = ""
+
+
+def create_knowledge_base(
+    zhiku: Zhiku,
+    name: str,
+    *,
+    model: str | None = None,
+    dimension: int | None = None,
+    instruction: str | None = None,
+    chunk_tokens: int | None = None,
+    chunk_overlap: int | None = None,
+    description: str = "",
+    tenant_id: str = "default",
+) -> KnowledgeBase:
+    """Create a knowledge base; its model, dimension and instruction are fixed for its lifetime."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name) or name != name.strip():
+        raise InvalidInputError(
+            "knowledge base names are 1-100 characters: letters (any script), digits, '_', '-', '.', spaces; "
+            f"got {name!r}",
+            param="name",
+        )
+    settings = zhiku.settings
+    spec = resolve_model(model or settings.embedding_model)
+    dim = spec.check_dimension(dimension)
+    task = None
+    if instruction is not None:
+        if not spec.instruction_aware:
+            raise InvalidInputError(f"model {spec.name} does not take instructions", param="instruction")
+        task = resolve_instruction(instruction)
+    size = chunk_tokens or settings.default_chunk_tokens
+    overlap = settings.default_chunk_overlap if chunk_overlap is None else chunk_overlap
+    usable = spec.max_tokens - 2  # room for the model's special tokens
+    if not 16 <= size <= usable:
+        raise InvalidInputError(f"chunk size must be 16 to {usable} tokens for {spec.name}, got {size}")
+    if not 0 <= overlap < size // 2 + 1:
+        raise InvalidInputError(f"chunk overlap must be 0 to {size // 2} tokens (half the chunk size), got {overlap}")
+    with zhiku.db.session() as session:
+        taken = session.scalar(
+            select(KnowledgeBase.id).where(KnowledgeBase.tenant_id == tenant_id, KnowledgeBase.name == name)
+        )
+        if taken:
+            raise ConflictError(f"a knowledge base named {name!r} already exists")
+        kb_id = new_id()
+        kb = KnowledgeBase(
+            id=kb_id,
+            tenant_id=tenant_id,
+            name=name,
+            description=description,
+            embedding_model=spec.name,
+            dimension=dim,
+            instruction=task,
+            chunk_tokens=size,
+            chunk_overlap=overlap,
+            collection=f"kb_{kb_id}",
+        )
+        session.add(kb)
+    zhiku.vectors.ensure_collection(kb.collection, dim)
+    return kb
+
+
+def list_knowledge_bases(zhiku: Zhiku, tenant_id: str = "default") -> list[KnowledgeBase]:
+    """All knowledge bases of a tenant, by name."""
+    with zhiku.db.session() as session:
+        rows = session.scalars(
+            select(KnowledgeBase).where(KnowledgeBase.tenant_id == tenant_id).order_by(KnowledgeBase.name)
+        )
+        return list(rows)
+
+
+def get_knowledge_base(zhiku: Zhiku, name_or_id: str, tenant_id: str = "default") -> KnowledgeBase:
+    """A knowledge base by name or id, or ``NotFoundError``."""
+    with zhiku.db.session() as session:
+        kb = session.scalar(
+            select(KnowledgeBase).where(
+                KnowledgeBase.tenant_id == tenant_id,
+                (KnowledgeBase.name == name_or_id) | (KnowledgeBase.id == name_or_id),
+            )
+        )
+    if kb is None:
+        raise NotFoundError(f"no knowledge base named {name_or_id!r}")
+    return kb
+
+
+def knowledge_base_stats(zhiku: Zhiku, kb: KnowledgeBase) -> KnowledgeBaseStats:
+    """Documents by status and the number of active chunks."""
+    with zhiku.db.session() as session:
+        by_status = dict(
+            session.execute(
+                select(Document.status, func.count()).where(Document.kb_id == kb.id).group_by(Document.status)
+            ).all()
+        )
+        chunks = session.scalar(
+            select(func.count())
+            .select_from(Chunk)
+            .join(Document, Chunk.document_id == Document.id)
+            .where(Document.kb_id == kb.id, Chunk.version == Document.version)
+        )
+    return KnowledgeBaseStats({str(k): int(v) for k, v in by_status.items()}, int(chunks or 0))
+
+
+def delete_knowledge_base(zhiku: Zhiku, kb: KnowledgeBase) -> None:
+    """Delete a knowledge base with its documents, chunks, jobs, vectors and unreferenced files."""
+    with zhiku.db.session() as session:
+        hashes = set(session.scalars(select(Document.content_hash).where(Document.kb_id == kb.id)))
+        for job in session.scalars(select(Job).where(Job.kb_id == kb.id)):
+            session.delete(job)
+        session.execute(delete(Chunk).where(Chunk.document_id.in_(_doc_ids(session, kb.id))))
+        for document in session.scalars(select(Document).where(Document.kb_id == kb.id)):
+            session.delete(document)
+        session.delete(session.get_one(KnowledgeBase, kb.id))
+    zhiku.vectors.delete_collection(kb.collection)
+    _drop_unreferenced_blobs(zhiku, hashes)
+
+
+def _doc_ids(session: Session, kb_id: str) -> Any:
+    return select(Document.id).where(Document.kb_id == kb_id)
+
+
+def _drop_unreferenced_blobs(zhiku: Zhiku, hashes: set[str]) -> None:
+    with zhiku.db.session() as session:
+        for sha in hashes:
+            used = session.scalar(
+                select(func.count())
+                .select_from(Document)
+                .where((Document.content_hash == sha) | (Document.pending_hash == sha))
+            )
+            if not used:
+                zhiku.blobs.delete(sha)
+
+
+def sanitize_filename(name: str) -> str:
+    """The last path component of ``name``, without control characters; never empty, never a path."""
+    base = re.split(r"[\\/]", name)[-1]
+    base = "".join(ch for ch in base if ch.isprintable()).strip().lstrip(".")
+    return base[:255] or "unnamed"
+
+
+def register_file(
+    zhiku: Zhiku, kb: KnowledgeBase, path: Path, *, source: str | None = None, filename: str | None = None
+) -> Registration:
+    """Store a file and queue its ingestion; report duplicates, unchanged files and unreadable ones.
+
+    ``source`` identifies the document within the knowledge base (default: the resolved path); a file with a
+    known source and new content becomes a new version of that document, replacing the old one atomically
+    once ingested. ``filename`` (default: the file's name) is what users see; it is sanitised.
+    """
+    source = source or os.path.abspath(path)
+    display = sanitize_filename(filename or path.name)
+    try:
+        if path.is_symlink():
+            path.resolve(strict=True)  # raises on loops and dangling links
+        if not path.is_file():
+            return Registration(source, "failed", message=f"{path.name}: not a regular file")
+        size = path.stat().st_size
+        if size > zhiku.settings.max_file_bytes:
+            return Registration(
+                source,
+                "failed",
+                message=f"{path.name}: {size:,} bytes is over the limit of {zhiku.settings.max_file_bytes:,} "
+                "(setting max_file_bytes)",
+            )
+        blob = zhiku.blobs.put_file(path, max_bytes=zhiku.settings.max_file_bytes)
+    except RuntimeError as exc:  # pathlib reports symlink loops as RuntimeError on some versions
+        return Registration(source, "failed", message=f"{path.name}: {exc}")
+    except OSError as exc:
+        return Registration(source, "failed", message=f"{path.name}: cannot read ({exc.strerror or exc})")
+    except ZhikuError as exc:
+        return Registration(source, "failed", message=exc.message)
+    return _register_blob(zhiku, kb, source, display, blob.sha256, blob.size)
+
+
+def _register_blob(zhiku: Zhiku, kb: KnowledgeBase, source: str, filename: str, sha: str, size: int) -> Registration:
+    with zhiku.db.session() as session:
+        document = session.scalar(select(Document).where(Document.kb_id == kb.id, Document.source == source))
+        if document is not None:
+            in_flight = document.pending_hash == sha
+            if (document.content_hash == sha and document.status == DocumentStatus.ready) or in_flight:
+                return Registration(source, "unchanged", document.id, message="content unchanged")
+        twin = session.scalar(
+            select(Document).where(
+                Document.kb_id == kb.id,
+                Document.content_hash == sha,
+                Document.status.in_([DocumentStatus.ready, DocumentStatus.queued, DocumentStatus.parsing,
+                                     DocumentStatus.embedding]),
+                Document.source != source,
+            )
+        )  # fmt: skip
+        if twin is not None and (document is None or document.version == 0):
+            document = document or Document(id=new_id(), kb_id=kb.id, source=source)
+            document.filename, document.content_hash, document.size_bytes = filename, sha, size
+            document.status, document.duplicate_of = DocumentStatus.duplicate, twin.id
+            document.pending_version = document.pending_hash = None
+            session.add(document)
+            return Registration(
+                source, "duplicate", document.id, message=f"same content as {twin.filename} ({twin.id})"
+            )
+        if document is None:
+            document = Document(id=new_id(), kb_id=kb.id, source=source, content_hash=sha, version=0)
+            session.add(document)
+        document.filename, document.size_bytes = filename, size
+        document.pending_version = _next_version(session, document)
+        document.pending_hash = sha
+        document.status, document.error, document.duplicate_of = DocumentStatus.queued, None, None
+        session.flush()
+        job = Job(
+            kind=INGEST_KIND,
+            kb_id=kb.id,
+            document_id=document.id,
+            max_attempts=zhiku.settings.job_max_attempts,
+            payload={"version": document.pending_version, "sha256": sha},
+        )
+        for old in session.scalars(
+            select(Job).where(Job.document_id == document.id, Job.status == JobStatus.queued)
+        ):  # a newer upload supersedes a queued one
+            old.status, old.error = JobStatus.cancelled, "superseded by a newer version"
+        session.add(job)
+        session.flush()
+        return Registration(source, "queued", document.id, job.id)
+
+
+def _next_version(session: Session, document: Document) -> int:
+    highest = session.scalar(select(func.max(Chunk.version)).where(Chunk.document_id == document.id)) or 0
+    return max(document.version, document.pending_version or 0, highest) + 1
+
+
+def list_documents(zhiku: Zhiku, kb: KnowledgeBase) -> list[Document]:
+    """A knowledge base's documents, newest first."""
+    with zhiku.db.session() as session:
+        return list(
+            session.scalars(select(Document).where(Document.kb_id == kb.id).order_by(Document.created_at.desc()))
+        )
+
+
+def get_document(zhiku: Zhiku, kb: KnowledgeBase, document_id: str) -> Document:
+    """A document of ``kb`` by id (or unique id prefix), or ``NotFoundError``."""
+    with zhiku.db.session() as session:
+        rows = list(
+            session.scalars(
+                select(Document).where(Document.kb_id == kb.id, Document.id.startswith(document_id)).limit(2)
+            )
+        )
+    if len(rows) != 1:
+        raise NotFoundError(f"no document {document_id!r} in knowledge base {kb.name!r}")
+    return rows[0]
+
+
+def delete_document(zhiku: Zhiku, kb: KnowledgeBase, document: Document) -> None:
+    """Delete a document: vectors first, then its rows; its file if nothing else uses it."""
+    zhiku.vectors.delete(kb.collection, document_id=document.id)
+    with zhiku.db.session() as session:
+        for job in session.scalars(select(Job).where(Job.document_id == document.id)):
+            session.delete(job)
+        session.execute(delete(Chunk).where(Chunk.document_id == document.id))
+        session.delete(session.get_one(Document, document.id))
+    _drop_unreferenced_blobs(zhiku, {h for h in (document.content_hash, document.pending_hash) if h})
