@@ -1,0 +1,73 @@
+"""`zhiku kb`, `zhiku ingest`, `zhiku docs` and `zhiku jobs`, run as a user runs them (real subprocesses)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ZHIKU = str(Path(sys.executable).parent / "zhiku")
+
+
+def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ZHIKU_HOME": str(home), "HF_HUB_OFFLINE": "1", "COLUMNS": "250"}
+    return subprocess.run([ZHIKU, *args], env=env, capture_output=True, text=True, timeout=600, check=False)
+
+
+def test_kb_ingest_docs_jobs_round_trip(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "guide.md").write_text("# 安装指南\n\n运行 `pip install zhiku` 即可安装。然后执行 zhiku serve。\n", "utf-8")
+    (docs / "sub" / "notes.txt").write_text("Meeting notes: ship the release on Friday.\n", "utf-8")
+    (docs / "sub" / "copy.txt").write_text("Meeting notes: ship the release on Friday.\n", "utf-8")
+    (docs / "sub" / "broken.pdf").write_bytes(b"%PDF-1.4\nthis is not really a pdf")
+    (docs / "ignored.log").write_text("log")
+    (docs / ".gitignore").write_text("*.log\n")
+
+    created = run(home, "kb", "create", "团队手册", "--chunk-tokens", "64", "--overlap", "8")
+    assert created.returncode == 0, created.stderr
+    assert "use-multilingual-v3, 512 dims" in created.stdout
+    again = run(home, "kb", "create", "团队手册")
+    assert again.returncode == 2
+    assert "already exists" in again.stderr
+
+    ingested = run(home, "ingest", str(docs), "--kb", "团队手册")
+    assert ingested.returncode == 0, ingested.stderr
+    assert "guide.md" in ingested.stdout
+    assert "ignored.log" not in ingested.stdout
+    assert "2 ready" in ingested.stdout
+    assert "1 duplicate" in ingested.stdout
+    assert "1 failed" in ingested.stdout
+
+    listed = run(home, "kb", "list")
+    assert "团队手册" in listed.stdout
+    shown = run(home, "kb", "show", "团队手册")
+    assert "ready: 2" in shown.stdout
+
+    documents = run(home, "docs", "list", "--kb", "团队手册")
+    assert documents.stdout.count("ready") == 2
+    assert "broken.pdf" in documents.stdout
+
+    jobs = run(home, "jobs", "list", "--status", "failed")
+    assert "broken.pdf" in jobs.stdout
+    failed_id = next(line.split()[1] for line in jobs.stdout.splitlines() if "broken.pdf" in line)
+    shown_job = run(home, "jobs", "show", failed_id)
+    assert shown_job.returncode == 0, shown_job.stderr
+    assert "ingest_document" in shown_job.stdout
+
+    unchanged = run(home, "ingest", str(docs / "guide.md"), "--kb", "团队手册")
+    assert "unchanged" in unchanged.stdout
+
+    doc_id = next(line.split()[1] for line in documents.stdout.splitlines() if "guide.md" in line)
+    deleted = run(home, "docs", "delete", doc_id, "--kb", "团队手册")
+    assert deleted.returncode == 0, deleted.stderr
+    assert "ready: 1" in run(home, "kb", "show", "团队手册").stdout
+
+    missing = run(home, "ingest", str(docs), "--kb", "nope")
+    assert missing.returncode == 2
+    assert "no knowledge base named 'nope'" in missing.stderr
+    gone = run(home, "kb", "delete", "团队手册", "--yes")
+    assert gone.returncode == 0, gone.stderr
+    assert "团队手册" not in run(home, "kb", "list").stdout
