@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -23,6 +23,9 @@ from sqlalchemy import func, select
 
 from zhiku.config import get_settings
 from zhiku.core import Zhiku
+
+if TYPE_CHECKING:
+    from zhiku.jobs.runner import JobRunner
 
 kb_app = typer.Typer(help="Create, list, show and delete knowledge bases.", no_args_is_help=True)
 docs_app = typer.Typer(help="List and delete documents of a knowledge base.", no_args_is_help=True)
@@ -142,8 +145,11 @@ def ingest(
     from zhiku.knowledge import Registration, get_knowledge_base, register_file
 
     zhiku = _open()
+    runner = JobRunner(zhiku)
     try:
         kb = get_knowledge_base(zhiku, kb_name)
+        if wait:
+            runner.start()  # documents are ingested while the rest are still being registered
         registrations: list[Registration] = []
         for item in iter_sources(paths, include or (), exclude or ()):
             if isinstance(item, SourceProblem):
@@ -153,11 +159,13 @@ def ingest(
         job_ids = [r.job_id for r in registrations if r.job_id]
         if wait:
             job_ids += _unfinished_jobs(zhiku, kb.id, exclude=set(job_ids))  # e.g. interrupted by a crash
-        if wait and job_ids:
-            _run_with_progress(zhiku, JobRunner(zhiku), job_ids)
-            zhiku.vectors.optimize(kb.collection)
+            _run_with_progress(zhiku, runner, job_ids)
+            runner.stop()
+            if job_ids:
+                zhiku.vectors.optimize(kb.collection)
         _print_outcomes(zhiku, registrations, waited=wait)
     finally:
+        runner.stop()
         zhiku.close()
 
 
@@ -171,17 +179,17 @@ def _unfinished_jobs(zhiku: Zhiku, kb_id: str, exclude: set[str]) -> list[str]:
         return [job_id for job_id in rows if job_id not in exclude]
 
 
-def _run_with_progress(zhiku: Zhiku, runner: object, job_ids: list[str]) -> None:
-    from zhiku.jobs.runner import FINISHED, JobRunner
+def _run_with_progress(zhiku: Zhiku, runner: JobRunner, job_ids: list[str]) -> None:
+    """Show a progress bar until ``job_ids`` finish; ``runner`` must be started."""
+    from zhiku.jobs.runner import FINISHED
     from zhiku.storage.models import Job
 
-    assert isinstance(runner, JobRunner)
     started = time.monotonic()
     columns = (
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), TimeRemainingColumn(),
     )  # fmt: skip
-    with Progress(*columns, console=err) as progress, runner:
+    with Progress(*columns, console=err) as progress:
         task: TaskID = progress.add_task("documents", total=len(job_ids), detail="")
 
         def poll() -> None:
@@ -333,7 +341,8 @@ def jobs_retry(
     try:
         job = retry_job(zhiku, job_id)
         if wait:
-            _run_with_progress(zhiku, JobRunner(zhiku), [job.id])
+            with JobRunner(zhiku) as runner:
+                _run_with_progress(zhiku, runner, [job.id])
         with zhiku.db.session() as session:
             from zhiku.storage.models import Job
 

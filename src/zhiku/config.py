@@ -136,7 +136,7 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="How often a running job records that it is alive."
     )
     job_stale_seconds: float = Field(
-        default=60.0,
+        default=30.0,
         gt=0,
         description="A running job without a heartbeat for this long is considered interrupted and is resumed.",
     )

@@ -41,7 +41,13 @@ def generate(folder: Path, count: int) -> None:
 
 
 def zhiku_env(home: Path) -> dict[str, str]:
-    return {**os.environ, "ZHIKU_HOME": str(home), "HF_HUB_OFFLINE": "1", "ZHIKU_JOB_HEARTBEAT_SECONDS": "1"}
+    return {
+        **os.environ,
+        "ZHIKU_HOME": str(home),
+        "HF_HUB_OFFLINE": "1",
+        "ZHIKU_JOB_HEARTBEAT_SECONDS": "0.5",
+        "ZHIKU_JOB_STALE_SECONDS": "3",
+    }
 
 
 def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:

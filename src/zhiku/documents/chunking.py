@@ -58,10 +58,6 @@ _STUB_FRACTION = 8
 _CACHE_SIZE = 4
 
 
-class _Splitter(Protocol):
-    def chunk_indices(self, text: str) -> list[tuple[int, str]]: ...
-
-
 class _Tokenizer(Protocol):
     """The parts of ``tokenizers.Tokenizer`` used here."""
 
@@ -123,10 +119,9 @@ def chunk_document(
         pieces = [(lo, hi)] if use_markdown else _paragraph_runs(text, lo, hi, _RUN_CHUNKS * chunk_tokens)
         for start, end in pieces:
             spans.extend(_split_range(text, start, end, splitter))
-    spans = _enforce_limit(text, spans, counter, chunk_tokens)
+    counted = _drop_contained(_enforce_limit(text, spans, counter, chunk_tokens))
 
     pages = _PageIndex(doc)
-    counts = _count(counter, [text[start:end] for start, end in spans])
     return [
         ChunkSpan(
             ordinal=ordinal,
@@ -138,7 +133,7 @@ def chunk_document(
             page_end=pages.page_at(end - 1),
             heading_path=headings.heading_path_at(start),
         )
-        for ordinal, ((start, end), tokens) in enumerate(zip(spans, counts, strict=True))
+        for ordinal, (start, end, tokens) in enumerate(counted)
     ]
 
 
@@ -149,7 +144,7 @@ def _split_range(text: str, lo: int, hi: int, splitter: _Splitter) -> list[tuple
     """Chunk ``text[lo:hi]`` with the splitter; absolute, trimmed, non-empty spans in order."""
     piece = text[lo:hi]
     view = piece.translate(_SEMICOLON_AS_STOP) if "；" in piece else piece
-    spans = _indices(splitter, view)
+    spans = splitter.spans(view)
     if "，" in view:
         clauses = _overlong_sentences(view, spans)
         if clauses:
@@ -160,13 +155,8 @@ def _split_range(text: str, lo: int, hi: int, splitter: _Splitter) -> list[tuple
                 parts.append(view[start:end].translate(_COMMA_AS_STOP))
                 cursor = end
             parts.append(view[cursor:])
-            spans = _indices(splitter, "".join(parts))
+            spans = splitter.spans("".join(parts))
     return [(lo + start, lo + end) for start, end in spans]
-
-
-def _indices(splitter: _Splitter, view: str) -> list[tuple[int, int]]:
-    """The splitter's chunks of ``view`` as ``(start, end)`` character offsets (the library reports characters)."""
-    return [(offset, offset + len(chunk)) for offset, chunk in splitter.chunk_indices(view) if chunk.strip()]
 
 
 def _overlong_sentences(view: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -193,27 +183,42 @@ def _overlong_sentences(view: str, spans: list[tuple[int, int]]) -> list[tuple[i
     return found
 
 
+def _drop_contained(spans: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """``(start, end, tokens)`` in document order without any span lying inside another one.
+
+    With overlap, a re-split chunk's pieces or a chunk after whitespace trimming can end up inside (or before)
+    their neighbour; such a span adds no text.
+    """
+    kept: list[tuple[int, int, int]] = []
+    for span in sorted(spans, key=lambda span: (span[0], -span[1])):
+        if not kept or span[1] > kept[-1][1]:
+            kept.append(span)
+    return kept
+
+
 def _enforce_limit(
     text: str, spans: list[tuple[int, int]], counter: _Tokenizer, chunk_tokens: int
-) -> list[tuple[int, int]]:
-    """Re-split chunks over the budget when counted on the original text (the splitter saw substituted text)."""
+) -> list[tuple[int, int, int]]:
+    """Count every span on the original text; re-split the ones over the budget (the splitter saw the ；/，
+    substituted text). Returns ``(start, end, tokens)``."""
     counts = _count(counter, [text[start:end] for start, end in spans])
     if all(count <= chunk_tokens for count in counts):
-        return spans
+        return [(start, end, count) for (start, end), count in zip(spans, counts, strict=True)]
     exact = _splitter(counter, chunk_tokens, 0, markdown=False)
-    fixed: list[tuple[int, int]] = []
+    fixed: list[tuple[int, int, int]] = []
     for (start, end), count in zip(spans, counts, strict=True):
         if count <= chunk_tokens:
-            fixed.append((start, end))
+            fixed.append((start, end, count))
             continue
-        for sub_start, sub_end in _indices(exact, text[start:end]):
+        for sub_start, sub_end in exact.spans(text[start:end]):
             piece = text[start + sub_start : start + sub_end]
-            if _count(counter, [piece])[0] > chunk_tokens:
+            tokens = _count(counter, [piece])[0]
+            if tokens > chunk_tokens:
                 raise ValueError(
                     f"chunk_tokens={chunk_tokens} is too small: {piece[:20]!r} at offset {start + sub_start} "
                     "cannot be split further without breaking a character"
                 )
-            fixed.append((start + sub_start, start + sub_end))
+            fixed.append((start + sub_start, start + sub_end, tokens))
     return fixed
 
 
@@ -369,11 +374,43 @@ def _counting_tokenizer(tokenizer: Any) -> _Tokenizer:
 
 
 def _splitter(counter: _Tokenizer, chunk_tokens: int, overlap_tokens: int, markdown: bool) -> _Splitter:
-    """A splitter counting tokens through ``counter``.
+    """A splitter counting tokens through ``counter``."""
+    return _Splitter(counter, chunk_tokens, overlap_tokens, markdown)
 
-    ``from_callback`` rather than ``from_huggingface_tokenizer``: building the latter copies the tokenizer into
+
+class _Splitter:
+    """``semantic-text-splitter`` returning ``(start, end)`` character spans of non-blank chunks.
+
+    Built with ``from_callback`` rather than ``from_huggingface_tokenizer``: the latter copies the tokenizer into
     Rust (0.5-0.8 s for Qwen3's vocabulary, per configuration), and measured end to end on 1 MB of Chinese the
     callback splitter is as fast (the token counting dominates either way).
+
+    semantic-text-splitter 0.33 panics when a chunk's trimmed start lies before the previous chunk's (its
+    byte-to-character offset mapping only moves forward). ``MarkdownSplitter`` with overlap does that, because it
+    keeps indentation when trimming; so that combination chunks untrimmed (offsets then only move forward) and
+    the whitespace is stripped here. Any other such panic falls back to the same.
     """
-    kind = MarkdownSplitter if markdown else TextSplitter
-    return kind.from_callback(_counter_callback(counter), chunk_tokens, overlap=overlap_tokens)
+
+    def __init__(self, counter: _Tokenizer, chunk_tokens: int, overlap_tokens: int, markdown: bool) -> None:
+        self._kind = MarkdownSplitter if markdown else TextSplitter
+        self._size = _counter_callback(counter)
+        self._capacity = chunk_tokens
+        self._overlap = overlap_tokens
+        self._trim = not (markdown and overlap_tokens > 0)
+        self._splitter = self._kind.from_callback(self._size, chunk_tokens, overlap=overlap_tokens, trim=self._trim)
+
+    def spans(self, view: str) -> list[tuple[int, int]]:
+        """Chunk ``view``; the library reports character (code point) offsets."""
+        try:
+            chunks = self._splitter.chunk_indices(view)
+        except BaseException as exc:
+            if type(exc).__name__ != "PanicException" or not self._trim:
+                raise
+            chunks = self._kind.from_callback(
+                self._size, self._capacity, overlap=self._overlap, trim=False
+            ).chunk_indices(view)
+        return [
+            (offset + len(chunk) - len(chunk.lstrip()), offset + len(chunk.rstrip()))
+            for offset, chunk in chunks
+            if chunk.strip()
+        ]

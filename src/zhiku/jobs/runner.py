@@ -80,7 +80,10 @@ class JobRunner:
     # -- lifecycle ---------------------------------------------------------------------------------------
     def start(self) -> None:
         """Requeue jobs interrupted by a dead process, then start the workers and the heartbeat."""
-        self.requeue_interrupted(older_than=0.0)
+        if self._threads:
+            return
+        self._stop.clear()
+        self.requeue_interrupted()
         for index in range(self.workers):
             thread = threading.Thread(target=self._work, name=f"zhiku-job-{index}", daemon=True)
             thread.start()
@@ -113,8 +116,8 @@ class JobRunner:
     def requeue_interrupted(self, older_than: float | None = None) -> int:
         """Put running jobs whose heartbeat is older than ``older_than`` seconds back in the queue.
 
-        The interruption does not count as a failed attempt. At start-up of the embedded runner every running
-        job belongs to a dead process (the store is owned by one process), so ``older_than=0``.
+        The interruption does not count as a failed attempt. The default threshold is ``job_stale_seconds``:
+        a live runner beats every ``job_heartbeat_seconds``, so only a dead process's jobs get that old.
         """
         limit = self.zhiku.settings.job_stale_seconds if older_than is None else older_than
         cutoff = utcnow() - dt.timedelta(seconds=limit)
