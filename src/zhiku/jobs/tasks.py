@@ -65,16 +65,13 @@ def ingest_document(zhiku: Zhiku, job: Job, context: JobContext) -> None:
     parsed = parse_file(blob, filename=document.filename)
     embedder = zhiku.embedder_for(kb)
     spans = chunk_document(parsed, embedder.tokenizer, chunk_tokens=kb.chunk_tokens, overlap_tokens=kb.chunk_overlap)
-    context.progress("chunking", 0.1, force=True, chunks=len(spans))
-    _save_chunks(zhiku, document.id, version, spans)
-
-    with zhiku.db.session() as session:
-        session.get_one(Document, document.id).status = DocumentStatus.embedding
+    context.progress("chunking", 0.1, chunks=len(spans))
+    _save_chunks(zhiku, document.id, version, spans)  # also moves the document to status "embedding"
     vectors = embed_with_cache(
         zhiku, kb, embedder, [s.text for s in spans],
         lambda done: context.progress("embedding", 0.1 + 0.8 * done / max(1, len(spans)), embedded=done),
     )  # fmt: skip
-    context.progress("indexing", 0.92, force=True)
+    context.progress("indexing", 0.92)
     points = [
         VectorPoint(
             id=chunk_id(document.id, version, span.ordinal),
@@ -119,6 +116,7 @@ def remove_version(zhiku: Zhiku, kb: KnowledgeBase, document_id: str, version: i
 
 def _save_chunks(zhiku: Zhiku, document_id: str, version: int, spans: list[ChunkSpan]) -> None:
     with zhiku.db.session() as session:
+        session.get_one(Document, document_id).status = DocumentStatus.embedding
         session.execute(delete(Chunk).where(Chunk.document_id == document_id, Chunk.version == version))
         session.add_all(
             Chunk(
