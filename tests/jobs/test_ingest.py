@@ -276,3 +276,25 @@ def test_kb_model_and_dimension_are_validated(zhiku: Zhiku) -> None:
     with pytest.raises(InvalidInputError, match="does not take instructions"):
         create_knowledge_base(zhiku, "z", instruction="retrieval")
     assert isinstance(get_knowledge_base(zhiku, "kb"), KnowledgeBase)
+
+
+def test_cancel_running_job_stops_at_next_progress_report(zhiku: Zhiku, tmp_path: Path) -> None:
+    from zhiku.jobs.runner import JobCancelledError, JobContext
+
+    kb = create_knowledge_base(zhiku, "kb")
+    outcome = register_file(zhiku, kb, write(tmp_path, "a.md", ENGLISH))
+    runner = JobRunner(zhiku)
+    assert runner.claim() == outcome.job_id
+    assert outcome.job_id is not None
+    cancelled = cancel_job(zhiku, outcome.job_id)
+    assert cancelled.status == "running"
+    assert cancelled.cancel_requested
+    with pytest.raises(JobCancelledError):
+        JobContext(zhiku, outcome.job_id).progress("embedding", 0.5, force=True)
+    runner._execute(outcome.job_id)  # the task itself hits the cancel at its first progress report
+    with zhiku.db.session() as session:
+        assert session.get_one(Job, outcome.job_id).status == "cancelled"
+        document = session.get_one(Document, outcome.document_id)
+    assert document.status == "failed"
+    assert document.error == "cancelled"
+    assert zhiku.vectors.count(kb.collection) == 0

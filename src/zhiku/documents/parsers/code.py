@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from zhiku.documents.parsers.text import read_text, remove_control_chars, single_page
+from zhiku.documents.parsers.text import read_source_text, single_page
 from zhiku.documents.sniff import DetectedType
 from zhiku.documents.types import ParsedDocument, Section
-from zhiku.errors import EmptyDocumentError
 
 #: Top-level definitions per language (column 0, so methods and nested functions stay in their parent).
 _DEFINITIONS: dict[str, re.Pattern[str]] = {
@@ -35,10 +34,7 @@ _DECORATOR = re.compile(r"@")  # used with match(text, pos), which anchors at po
 def parse(path: Path, detected: DetectedType, *, filename: str | None = None) -> ParsedDocument:
     """Parse a source file: its text verbatim (newlines normalised), ``language`` set, definitions as sections."""
     name = filename or path.name
-    text, _encoding = read_text(path, detected, name)
-    text = remove_control_chars(text).rstrip()
-    if not text.strip():
-        raise EmptyDocumentError(f"{name} contains only whitespace")
+    text = read_source_text(path, detected, name)
     return ParsedDocument(
         text=text,
         pages=single_page(text),

@@ -12,10 +12,10 @@ from pathlib import Path
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from zhiku.documents.parsers.text import read_text, remove_control_chars, single_page
+from zhiku.documents.parsers.text import read_source_text, single_page
 from zhiku.documents.sniff import DetectedType
 from zhiku.documents.types import ParsedDocument, Section
-from zhiku.errors import CorruptDocumentError, EmptyDocumentError
+from zhiku.errors import CorruptDocumentError
 
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(?P<body>.*?\n)?(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
 _FRONT_MATTER_TITLE = re.compile(r"^title:[ \t]*(?P<title>.+?)[ \t]*$", re.MULTILINE)
@@ -25,10 +25,7 @@ _INLINE_TEXT_TYPES = frozenset({"text", "code_inline"})
 def parse(path: Path, detected: DetectedType, *, filename: str | None = None) -> ParsedDocument:
     """Parse Markdown: the source as text, one section per heading, title from front matter or the first h1."""
     name = filename or path.name
-    text, _encoding = read_text(path, detected, name)
-    text = remove_control_chars(text).rstrip()
-    if not text.strip():
-        raise EmptyDocumentError(f"{name} contains only whitespace")
+    text = read_source_text(path, detected, name)
     try:
         sections, first_h1 = markdown_sections(text)
     except Exception as exc:  # markdown-it should accept any input; never let a parser bug escape raw

@@ -71,6 +71,15 @@ def single_page(text: str) -> list[Page]:
     return [Page(number=1, start=0, end=len(text))]
 
 
+def read_source_text(path: Path, detected: DetectedType, name: str) -> str:
+    """Decoded source text (Markdown, code) without control characters or trailing whitespace; never blank."""
+    text, _encoding = read_text(path, detected, name)
+    text = remove_control_chars(text).rstrip()
+    if not text.strip():
+        raise EmptyDocumentError(f"{name} contains only whitespace")
+    return text
+
+
 def parse(path: Path, detected: DetectedType, *, filename: str | None = None) -> ParsedDocument:
     """Parse a plain text file: decoded, newlines normalised, trailing whitespace removed, one page."""
     name = filename or path.name
