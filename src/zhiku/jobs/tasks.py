@@ -14,7 +14,8 @@ from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from zhiku.core import Zhiku
 from zhiku.documents.chunking import chunk_document
@@ -118,23 +119,27 @@ def _save_chunks(zhiku: Zhiku, document_id: str, version: int, spans: list[Chunk
     with zhiku.db.session() as session:
         session.get_one(Document, document_id).status = DocumentStatus.embedding
         session.execute(delete(Chunk).where(Chunk.document_id == document_id, Chunk.version == version))
-        session.add_all(
-            Chunk(
-                id=chunk_id(document_id, version, span.ordinal),
-                document_id=document_id,
-                version=version,
-                ordinal=span.ordinal,
-                text=span.text,
-                tokens=span.tokens,
-                page_start=span.page_start,
-                page_end=span.page_end,
-                char_start=span.start,
-                char_end=span.end,
-                heading_path=list(span.heading_path),
-                text_hash=text_hash(span.text),
+        if spans:  # one executemany instead of an ORM object per chunk
+            session.execute(
+                insert(Chunk),
+                [
+                    {
+                        "id": chunk_id(document_id, version, span.ordinal),
+                        "document_id": document_id,
+                        "version": version,
+                        "ordinal": span.ordinal,
+                        "text": span.text,
+                        "tokens": span.tokens,
+                        "page_start": span.page_start,
+                        "page_end": span.page_end,
+                        "char_start": span.start,
+                        "char_end": span.end,
+                        "heading_path": list(span.heading_path),
+                        "text_hash": text_hash(span.text),
+                    }
+                    for span in spans
+                ],
             )
-            for span in spans
-        )
 
 
 def embed_with_cache(
@@ -161,13 +166,26 @@ def embed_with_cache(
     for start in range(0, len(missing), EMBED_BATCH):
         batch = missing[start : start + EMBED_BATCH]
         result = embedder.embed([text_of[h] for h in batch], input_type="document", dimensions=kb.dimension)
-        with zhiku.db.session() as session:
-            for h, vector in zip(batch, result.vectors, strict=True):
-                found[h] = vector
-                session.merge(EmbeddingCacheEntry(model_key=key, text_hash=h, vector=vector.astype("<f4").tobytes()))
+        found.update(zip(batch, result.vectors, strict=True))
+        _cache_vectors(zhiku, key, batch, result.vectors)
         done += sum(uses[h] for h in batch)
         on_progress(done)
     return np.stack([found[h] for h in hashes]) if hashes else np.zeros((0, kb.dimension), dtype=np.float32)
+
+
+def _cache_vectors(zhiku: Zhiku, key: str, hashes: list[str], vectors: np.ndarray) -> None:
+    """Insert cache rows in one statement; rows another worker inserted meanwhile are left as they are."""
+    rows = [
+        {"model_key": key, "text_hash": h, "vector": v.astype("<f4").tobytes(), "created_at": utcnow()}
+        for h, v in zip(hashes, vectors, strict=True)
+    ]
+    try:
+        with zhiku.db.session() as session:
+            session.execute(insert(EmbeddingCacheEntry), rows)
+    except IntegrityError:  # a concurrent job cached some of the same texts: fall back to row by row
+        with zhiku.db.session() as session:
+            for row in rows:
+                session.merge(EmbeddingCacheEntry(**row))
 
 
 TASKS: dict[str, Callable[[Zhiku, Job, JobContext], None]] = {"ingest_document": ingest_document}
