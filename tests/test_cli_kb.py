@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -56,6 +57,18 @@ def test_kb_ingest_docs_jobs_round_trip(tmp_path: Path) -> None:
     shown_job = run(home, "jobs", "show", failed_id)
     assert shown_job.returncode == 0, shown_job.stderr
     assert "ingest_document" in shown_job.stdout
+
+    found = run(home, "search", "如何安装", "--kb", "团队手册")
+    assert found.returncode == 0, found.stderr
+    assert "guide.md" in found.stdout
+    as_json = run(home, "search", "release Friday", "--kb", "团队手册", "--mode", "lexical", "--json")
+    hits = json.loads(as_json.stdout)
+    assert hits[0]["filename"] in {"notes.txt", "copy.txt"}
+    assert "<mark>release</mark>" in hits[0]["highlighted"]
+    assert {"page_start", "char_start", "scores", "text"} <= set(hits[0])
+    bad = run(home, "search", "x", "--kb", "团队手册", "--mode", "fuzzy")
+    assert bad.returncode == 2
+    assert "mode must be dense, lexical or hybrid" in bad.stderr
 
     unchanged = run(home, "ingest", str(docs / "guide.md"), "--kb", "团队手册")
     assert "unchanged" in unchanged.stdout

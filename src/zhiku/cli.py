@@ -218,18 +218,55 @@ def evaluate(
     folders: Annotated[
         list[Path], typer.Argument(help="BEIR-format folders (corpus.jsonl, queries.jsonl, qrels.tsv).")
     ],
+    mode: Annotated[
+        list[str] | None, typer.Option("--mode", help="dense, lexical or hybrid (repeatable; default all three).")
+    ] = None,
     model: Annotated[str | None, typer.Option("--model", "-m")] = None,
     dim: Annotated[int | None, typer.Option("--dim")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="Evaluate only the first N queries.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+    model_only: Annotated[
+        bool, typer.Option("--model-only", help="Dense retrieval with the bare model, no ingestion (fast).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per set and mode.")] = False,
 ) -> None:
-    """Dense retrieval quality (nDCG@10, recall@10, MRR@10) and passages/s on BEIR-format sets."""
+    """Retrieval quality on BEIR-format sets: the corpus goes through the real ingestion pipeline into a
+    temporary knowledge base, then every query runs in each mode (nDCG@10, Recall@1/5/10, MRR@10, latency)."""
+    _quiet_libraries()
+    if model_only:
+        _evaluate_model_only(folders, model, dim, limit, as_json)
+        return
+    from zhiku.eval.harness import evaluate_set
+    from zhiku.search.retrieve import MODES
+
+    modes = mode or list(MODES)
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise InvalidInputError(f"unknown mode(s) {', '.join(unknown)}: use dense, lexical or hybrid")
+    table = Table(title="retrieval quality (through the ingestion pipeline)")
+    for column in ("set", "mode", "model", "queries", "nDCG@10", "R@1", "R@5", "R@10", "MRR@10", "p50 ms", "p95 ms"):
+        table.add_column(column, justify="right")
+    for folder in folders:
+        for scores in evaluate_set(folder, get_settings(), modes, model=model, dimension=dim, limit=limit):  # type: ignore[arg-type]
+            if as_json:
+                typer.echo(json.dumps(scores.__dict__))
+                continue
+            table.add_row(
+                scores.dataset, scores.mode, f"{scores.model}/{scores.dimension}", str(scores.queries),
+                f"{scores.ndcg_at_10:.3f}", f"{scores.recall_at_1:.3f}", f"{scores.recall_at_5:.3f}",
+                f"{scores.recall_at_10:.3f}", f"{scores.mrr_at_10:.3f}", f"{scores.latency_p50_ms:.1f}",
+                f"{scores.latency_p95_ms:.1f}",
+            )  # fmt: skip
+    if not as_json:
+        Console().print(table)
+
+
+def _evaluate_model_only(folders: list[Path], model: str | None, dim: int | None, limit: int | None,
+                         as_json: bool) -> None:  # fmt: skip
     from zhiku.embedding import get_embedder
     from zhiku.eval.retrieval import evaluate_dense, load_beir
 
-    _quiet_libraries()
     embedder = get_embedder(model)
-    table = Table(title=f"dense retrieval, {embedder.spec.name}, dim {dim or embedder.spec.dimension}")
+    table = Table(title=f"dense retrieval, bare model {embedder.spec.name}, dim {dim or embedder.spec.dimension}")
     for column in ("set", "queries", "docs", "nDCG@10", "recall@10", "MRR@10", "passages/s"):
         table.add_column(column, justify="right")
     for folder in folders:
@@ -238,24 +275,20 @@ def evaluate(
             typer.echo(json.dumps(scores.__dict__ | {"model": embedder.spec.name}))
             continue
         table.add_row(
-            scores.name,
-            str(scores.queries),
-            str(scores.documents),
-            f"{scores.ndcg_at_10:.3f}",
-            f"{scores.recall_at_10:.3f}",
-            f"{scores.mrr_at_10:.3f}",
-            f"{scores.passages_per_second:.1f}",
-        )
+            scores.name, str(scores.queries), str(scores.documents), f"{scores.ndcg_at_10:.3f}",
+            f"{scores.recall_at_10:.3f}", f"{scores.mrr_at_10:.3f}", f"{scores.passages_per_second:.1f}",
+        )  # fmt: skip
     if not as_json:
         Console().print(table)
 
 
-from zhiku.cli_kb import docs_app, ingest, jobs_app, kb_app  # noqa: E402 - after app exists
+from zhiku.cli_kb import docs_app, ingest, jobs_app, kb_app, search_command  # noqa: E402 - after app exists
 
 app.add_typer(kb_app, name="kb")
 app.add_typer(docs_app, name="docs")
 app.add_typer(jobs_app, name="jobs")
 app.command("ingest")(ingest)
+app.command("search")(search_command)
 
 bench_app = typer.Typer(help="Benchmarks: print a table and append it to BENCHMARKS.md.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")

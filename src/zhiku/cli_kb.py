@@ -350,3 +350,52 @@ def jobs_retry(
         out.print(f"job {final.id}: {final.status}{' — ' + final.error if final.error else ''}")
     finally:
         zhiku.close()
+
+
+def search_command(
+    query: Annotated[str, typer.Argument(help="What to look for, in any language.")],
+    kb_name: Annotated[str, typer.Option("--kb", help="Knowledge base name or id.")],
+    mode: Annotated[str, typer.Option("--mode", help="dense, lexical or hybrid.")] = "hybrid",
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Number of hits.")] = 5,
+    document: Annotated[
+        list[str] | None, typer.Option("--document", "-d", help="Only these document ids (repeatable).")
+    ] = None,
+    min_score: Annotated[float | None, typer.Option("--min-score", help="Drop hits scoring below this.")] = None,
+    neighbours: Annotated[int, typer.Option("--neighbours", help="Add N chunks of context each side.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Search a knowledge base; hits carry document, page span, offsets, highlighted passage and scores."""
+    import json
+    from dataclasses import asdict
+
+    from zhiku.knowledge import get_knowledge_base
+    from zhiku.search.retrieve import SearchOptions, search
+
+    zhiku = _open()
+    try:
+        kb = get_knowledge_base(zhiku, kb_name)
+        options = SearchOptions(
+            mode=mode,  # type: ignore[arg-type]
+            top_k=top_k,
+            document_ids=document,
+            min_score=min_score,
+            neighbours=neighbours,
+        )
+        hits = search(zhiku, kb, query, options)
+    finally:
+        zhiku.close()
+    if as_json:
+        typer.echo(json.dumps([asdict(h) | {"highlighted": h.highlighted} for h in hits], ensure_ascii=False))
+        return
+    table = Table(title=f"{mode} search in {kb.name}: {query}", show_lines=True)
+    for column in ("#", "score", "document", "pages", "passage"):
+        table.add_column(column, overflow="fold")
+    for rank, hit in enumerate(hits, start=1):
+        pages = str(hit.page_start) if hit.page_start == hit.page_end else f"{hit.page_start}-{hit.page_end}"
+        passage = hit.highlighted.replace("[", "\\[").replace("<mark>", "[bold yellow]").replace("</mark>", "[/]")
+        if hit.context_before or hit.context_after:
+            passage = f"[dim]{hit.context_before[-200:]}[/]{passage}[dim]{hit.context_after[:200]}[/]"
+        table.add_row(str(rank), f"{hit.score:.3f}", hit.filename, pages, passage)
+    out.print(table)
+    if not hits:
+        out.print("no results")

@@ -27,3 +27,26 @@ def test_default_model_quality_floor(evaldata: Path, tmp_path: Path, name: str, 
     scores = evaluate_dense(embedder, load_beir(evaldata / "retrieval" / name))
     assert scores.queries == 1190
     assert scores.ndcg_at_10 >= floor, scores
+
+
+def test_zhiku_eval_through_the_pipeline_prints_json(evaldata: Path, tmp_path: Path) -> None:
+    """`zhiku eval` ingests the corpus through the real pipeline and prints one JSON object per mode."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    zhiku_bin = str(Path(sys.executable).parent / "zhiku")
+    env = {**os.environ, "ZHIKU_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [zhiku_bin, "eval", str(evaldata / "retrieval" / "xquad-zh"), "--limit", "40", "--json"],
+        env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [r["mode"] for r in rows] == ["dense", "lexical", "hybrid"]
+    keys = {"ndcg_at_10", "recall_at_1", "recall_at_5", "recall_at_10", "mrr_at_10", "latency_p50_ms", "latency_p95_ms"}
+    for row in rows:
+        assert keys <= set(row)
+        assert row["queries"] == 40
+        assert 0.5 < row["ndcg_at_10"] <= 1.0

@@ -47,7 +47,8 @@ def load_beir(folder: Path, limit_queries: int | None = None) -> BeirSet:
         query_id, doc_id, score = line.split("\t")
         if int(score) > 0:
             qrels.setdefault(query_id, {})[doc_id] = int(score)
-    queries = [q for q in queries if q["_id"] in qrels][:limit_queries]
+    # queries without relevance judgements or without text (one in xquad-en) cannot be scored
+    queries = [q for q in queries if q["_id"] in qrels and q["text"].strip()][:limit_queries]
     return BeirSet(
         name=folder.name,
         doc_ids=[d["_id"] for d in docs],

@@ -1,0 +1,104 @@
+"""The quality harness: a BEIR set ingested through the real pipeline, queried in each mode, scored.
+
+Every corpus passage becomes a document of a temporary knowledge base (parsed, chunked, embedded and indexed
+exactly as user documents are); a document's rank is that of its best chunk.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from zhiku.config import Settings
+from zhiku.core import Zhiku
+from zhiku.eval.retrieval import BeirSet, load_beir, rank_metrics
+from zhiku.jobs.runner import JobRunner
+from zhiku.knowledge import create_knowledge_base, register_file
+from zhiku.search.retrieve import Mode, SearchOptions, latency_percentiles, search
+from zhiku.storage.models import KnowledgeBase
+
+
+@dataclass(frozen=True)
+class ModeScores:
+    """Mean metrics of one retrieval mode on one set, with search latency."""
+
+    dataset: str
+    mode: str
+    model: str
+    dimension: int
+    queries: int
+    ndcg_at_10: float
+    recall_at_1: float
+    recall_at_5: float
+    recall_at_10: float
+    mrr_at_10: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+
+
+def ingest_beir(
+    zhiku: Zhiku, data: BeirSet, folder: Path, *, model: str | None, dimension: int | None
+) -> KnowledgeBase:
+    """Write each passage to a file and ingest them all into a new knowledge base named after the set."""
+    kb = create_knowledge_base(zhiku, data.name, model=model, dimension=dimension)
+    folder.mkdir(parents=True, exist_ok=True)
+    with JobRunner(zhiku, poll_interval=0.05) as runner:
+        jobs = []
+        for index, (doc_id, text) in enumerate(zip(data.doc_ids, data.doc_texts, strict=True)):
+            path = folder / f"{index:07d}.txt"
+            path.write_text(text, encoding="utf-8")
+            jobs.append(register_file(zhiku, kb, path, source=f"beir:{doc_id}").job_id)
+        runner.wait_for([j for j in jobs if j])
+    return kb
+
+
+def run_queries(zhiku: Zhiku, kb: KnowledgeBase, data: BeirSet, mode: Mode) -> ModeScores:
+    """Run every query in ``mode`` and average the metrics; documents are ranked by their best chunk."""
+    metrics, latencies = [], []
+    for query_id, query in zip(data.query_ids, data.query_texts, strict=True):
+        started = time.perf_counter()
+        hits = search(zhiku, kb, query, SearchOptions(mode=mode, top_k=30))
+        latencies.append(time.perf_counter() - started)
+        ranked: list[str] = []
+        for hit in hits:
+            doc_id = hit.source.removeprefix("beir:")
+            if doc_id not in ranked:
+                ranked.append(doc_id)
+        relevant = data.qrels[query_id]
+        ndcg, recall10, mrr = rank_metrics(ranked, relevant, k=10)
+        recall1 = rank_metrics(ranked, relevant, k=1)[1]
+        recall5 = rank_metrics(ranked, relevant, k=5)[1]
+        metrics.append((ndcg, recall1, recall5, recall10, mrr))
+    means = np.mean(np.asarray(metrics), axis=0) if metrics else np.zeros(5)
+    p50, p95 = latency_percentiles(latencies)
+    return ModeScores(
+        dataset=data.name, mode=mode, model=kb.embedding_model, dimension=kb.dimension, queries=len(metrics),
+        ndcg_at_10=float(means[0]), recall_at_1=float(means[1]), recall_at_5=float(means[2]),
+        recall_at_10=float(means[3]), mrr_at_10=float(means[4]), latency_p50_ms=p50, latency_p95_ms=p95,
+    )  # fmt: skip
+
+
+def evaluate_set(
+    folder: Path,
+    settings: Settings,
+    modes: list[Mode],
+    *,
+    model: str | None = None,
+    dimension: int | None = None,
+    limit: int | None = None,
+) -> list[ModeScores]:
+    """Ingest one BEIR set into a temporary home and score each mode."""
+    data = load_beir(folder, limit)
+    with tempfile.TemporaryDirectory(prefix="zhiku-eval-") as scratch:
+        root = Path(scratch)
+        zhiku = Zhiku(settings.model_copy(update={"home": root / "home", "database_url": None}))
+        try:
+            kb = ingest_beir(zhiku, data, root / "corpus", model=model, dimension=dimension)
+            zhiku.vectors.optimize(kb.collection)
+            return [run_queries(zhiku, kb, data, mode) for mode in modes]
+        finally:
+            zhiku.close()

@@ -1,0 +1,1 @@
+"""Search: dense, lexical and hybrid retrieval with citations; rerankers."""

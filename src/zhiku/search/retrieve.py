@@ -1,0 +1,278 @@
+"""Dense, lexical and hybrid retrieval over a knowledge base, with citations.
+
+Candidates come from the vector store (dense: cosine; lexical: BM25 with the multilingual tokenizer). Hybrid is
+zhiku's own fusion (:func:`fuse`), not plain reciprocal-rank fusion, because RRF drags a strong side down to the
+level of a weak one: on cross-lingual queries BM25 has almost no signal, on monolingual ones it is the stronger
+side (see docs/search.md for the numbers that chose the method). Only chunks of a document's active version are
+returned, so a re-ingestion in flight never shows half of two versions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from sqlalchemy import select
+
+from zhiku.core import Zhiku
+from zhiku.errors import InvalidInputError
+from zhiku.search.highlight import highlight_spans, mark, query_terms
+from zhiku.storage.models import Chunk, Document, KnowledgeBase
+from zhiku.storage.vectors.base import SearchFilter, VectorHit
+
+Mode = Literal["dense", "lexical", "hybrid"]
+MODES: tuple[Mode, ...] = ("dense", "lexical", "hybrid")
+MAX_QUERY_CHARS = 4000
+CANDIDATES = 50
+
+
+@dataclass
+class Hit:
+    """One search result with everything needed to cite it."""
+
+    chunk_id: str
+    document_id: str
+    filename: str
+    source: str
+    title: str | None
+    page_start: int
+    page_end: int
+    char_start: int
+    char_end: int
+    ordinal: int
+    heading_path: list[str]
+    text: str
+    score: float
+    scores: dict[str, float]
+    highlights: list[tuple[int, int]] = field(default_factory=list)
+    """Spans of query terms in ``text`` (offsets into ``text``; add ``char_start`` for document offsets)."""
+    context_before: str = ""
+    context_after: str = ""
+
+    @property
+    def highlighted(self) -> str:
+        """The passage with query terms wrapped in ``<mark>``."""
+        return mark(self.text, self.highlights)
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """What to search for and how."""
+
+    mode: Mode = "hybrid"
+    top_k: int = 10
+    document_ids: Sequence[str] | None = None
+    min_score: float | None = None
+    neighbours: int = 0
+    dimensions: int | None = None
+
+
+LEXICAL_GAIN = 1.2
+"""Lexical weight per unit of query-term coverage (see :func:`fuse`)."""
+MAX_LEXICAL_WEIGHT = 0.95
+"""The dense side always keeps at least this much say (1 - 0.95), as a tie-breaker among lexical equals."""
+
+
+def _z_scores(scores: dict[str, float]) -> dict[str, float]:
+    if not scores:
+        return {}
+    values = np.fromiter(scores.values(), dtype=np.float64)
+    spread = float(values.std()) or 1.0
+    mean = float(values.mean())
+    return {key: (value - mean) / spread for key, value in scores.items()}
+
+
+def term_coverage(query: str, text: str) -> float:
+    """Share of the query's terms (Chinese words via jieba, other words) that occur in ``text``."""
+    terms = query_terms(query)
+    if not terms:
+        return 0.0
+    lowered = text.lower()
+    return sum(1 for term in terms if term.lower() in lowered) / len(terms)
+
+
+def lexical_weight(coverage: float) -> float:
+    """How much the BM25 side counts, from the query-term coverage of the best BM25 hit."""
+    return min(MAX_LEXICAL_WEIGHT, LEXICAL_GAIN * coverage)
+
+
+def fuse(dense: dict[str, float], lexical: dict[str, float], coverage: float) -> dict[str, float]:
+    """zhiku's hybrid score: a convex mix of z-scored dense and BM25 scores, weighted by lexical evidence.
+
+    Each side's scores are z-scored over its own candidates (a candidate missing from one side gets that side's
+    lowest score). The BM25 weight is ``min(0.95, 1.2 * coverage)`` where ``coverage`` is the share of query
+    terms found in the best BM25 hit: a Chinese question over an English corpus matches almost no terms (weight
+    near 0, the dense ranking stands), a monolingual question whose words appear in the passage gets most of
+    its ranking from BM25, with the embedding breaking ties and rescuing paraphrases. docs/search.md has the
+    numbers that chose this over reciprocal-rank fusion and fixed weights.
+    """
+    dense_z, lexical_z = _z_scores(dense), _z_scores(lexical)
+    if not lexical_z:
+        return dense_z
+    if not dense_z:
+        return lexical_z
+    weight = lexical_weight(coverage)
+    dense_floor, lexical_floor = min(dense_z.values()), min(lexical_z.values())
+    return {
+        key: (1 - weight) * dense_z.get(key, dense_floor) + weight * lexical_z.get(key, lexical_floor)
+        for key in dense_z.keys() | lexical_z.keys()
+    }
+
+
+def search(zhiku: Zhiku, kb: KnowledgeBase, query: str, options: SearchOptions | None = None) -> list[Hit]:
+    """Search ``kb`` for ``query``; hits are chunks of active document versions, best first."""
+    options = options or SearchOptions()
+    _validate(query, options)
+    wanted = max(CANDIDATES, options.top_k * 3)
+    flt = SearchFilter(kb_id=kb.id, document_ids=options.document_ids)
+    dense: dict[str, float] = {}
+    lexical: dict[str, float] = {}
+    payloads: dict[str, VectorHit] = {}
+    if options.mode in ("dense", "hybrid"):
+        vector = zhiku.embedder_for(kb).embed(query, input_type="query", instruction=kb.instruction,
+                                              dimensions=kb.dimension).vectors[0]  # fmt: skip
+        for found in zhiku.vectors.search_dense(kb.collection, vector, top_k=wanted, filter=flt):
+            dense[found.id] = found.score
+            payloads[found.id] = found
+    if options.mode in ("lexical", "hybrid"):
+        for found in zhiku.vectors.search_text(kb.collection, query, top_k=wanted, filter=flt):
+            lexical[found.id] = found.score
+            payloads.setdefault(found.id, found)
+    if options.mode == "dense":
+        fused = dense
+    elif options.mode == "lexical":
+        fused = lexical
+    else:
+        best_lexical = max(lexical, key=lexical.__getitem__, default=None)
+        coverage = term_coverage(query, payloads[best_lexical].payload["text"]) if best_lexical else 0.0
+        fused = fuse(dense, lexical, coverage)
+    ranked = sorted(fused, key=fused.__getitem__, reverse=True)
+    hits = _materialise(zhiku, ranked, fused, dense, lexical, payloads, options)
+    terms = query_terms(query)
+    for hit in hits:
+        hit.highlights = highlight_spans(hit.text, terms)
+    if options.neighbours > 0:
+        _expand(zhiku, hits, options.neighbours)
+    return hits
+
+
+def _validate(query: str, options: SearchOptions) -> None:
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidInputError("query must be a non-empty string", param="query")
+    if "\x00" in query:
+        raise InvalidInputError("query contains a NUL byte", param="query")
+    if len(query) > MAX_QUERY_CHARS:
+        raise InvalidInputError(f"query has {len(query):,} characters; the limit is {MAX_QUERY_CHARS:,}", param="query")
+    if options.mode not in MODES:
+        raise InvalidInputError(f"mode must be dense, lexical or hybrid; got {options.mode!r}", param="mode")
+    if not 1 <= options.top_k <= 1000:
+        raise InvalidInputError(f"top_k must be 1 to 1000, got {options.top_k}", param="top_k")
+    if not 0 <= options.neighbours <= 10:
+        raise InvalidInputError(f"neighbours must be 0 to 10, got {options.neighbours}", param="neighbours")
+
+
+def _materialise(
+    zhiku: Zhiku,
+    ranked: list[str],
+    fused: dict[str, float],
+    dense: dict[str, float],
+    lexical: dict[str, float],
+    payloads: dict[str, VectorHit],
+    options: SearchOptions,
+) -> list[Hit]:
+    """Join ranked point ids with the metadata DB, dropping inactive versions, up to ``top_k`` hits."""
+    document_ids = {str(payloads[i].payload["document_id"]) for i in ranked}
+    with zhiku.db.session() as session:
+        documents = {
+            d.id: d for d in session.scalars(select(Document).where(Document.id.in_(document_ids))) if d.version > 0
+        }
+        chunks = {c.id: c for c in session.scalars(select(Chunk).where(Chunk.id.in_(ranked)))}
+    hits: list[Hit] = []
+    for point_id in ranked:
+        chunk = chunks.get(point_id)
+        document = documents.get(chunk.document_id) if chunk else None
+        if chunk is None or document is None or chunk.version != document.version:
+            continue  # a stale vector of a replaced version, or of a document being deleted
+        score = fused[point_id]
+        if options.min_score is not None and score < options.min_score:
+            break
+        scores = {"fused": score} if options.mode == "hybrid" else {}
+        if point_id in dense:
+            scores["dense"] = dense[point_id]
+        if point_id in lexical:
+            scores["lexical"] = lexical[point_id]
+        hits.append(
+            Hit(
+                chunk_id=chunk.id,
+                document_id=document.id,
+                filename=document.filename,
+                source=document.source,
+                title=document.title,
+                page_start=chunk.page_start,
+                page_end=chunk.page_end,
+                char_start=chunk.char_start,
+                char_end=chunk.char_end,
+                ordinal=chunk.ordinal,
+                heading_path=list(chunk.heading_path),
+                text=chunk.text,
+                score=score,
+                scores=scores,
+            )
+        )
+        if len(hits) == options.top_k:
+            break
+    return hits
+
+
+def _expand(zhiku: Zhiku, hits: list[Hit], neighbours: int) -> None:
+    """Attach the text of up to ``neighbours`` chunks before and after each hit (overlaps removed)."""
+    with zhiku.db.session() as session:
+        for hit in hits:
+            rows = list(
+                session.scalars(
+                    select(Chunk)
+                    .join(Document, Chunk.document_id == Document.id)
+                    .where(
+                        Chunk.document_id == hit.document_id,
+                        Chunk.version == Document.version,
+                        Chunk.ordinal.between(hit.ordinal - neighbours, hit.ordinal + neighbours),
+                        Chunk.ordinal != hit.ordinal,
+                    )
+                    .order_by(Chunk.ordinal)
+                )
+            )
+            hit.context_before = _stitch([c for c in rows if c.ordinal < hit.ordinal], until=hit.char_start)
+            hit.context_after = _stitch([c for c in rows if c.ordinal > hit.ordinal], start=hit.char_end)
+
+
+def _stitch(chunks: list[Chunk], *, until: int | None = None, start: int | None = None) -> str:
+    """Join chunk texts by their offsets, dropping overlaps, clipped to end before ``until`` or begin at ``start``."""
+    pieces: list[str] = []
+    cursor = start if start is not None else (chunks[0].char_start if chunks else 0)
+    for chunk in chunks:
+        begin, end = max(chunk.char_start, cursor), chunk.char_end if until is None else min(chunk.char_end, until)
+        if end <= begin:
+            continue
+        if pieces and begin > cursor:
+            pieces.append("\n")
+        pieces.append(chunk.text[begin - chunk.char_start : end - chunk.char_start])
+        cursor = end
+    return "".join(pieces)
+
+
+def latency_percentiles(samples: Sequence[float]) -> tuple[float, float]:
+    """p50 and p95 of ``samples`` (seconds), in milliseconds."""
+    if not samples:
+        return 0.0, 0.0
+    values = np.asarray(samples) * 1000
+    return float(np.percentile(values, 50)), float(np.percentile(values, 95))
+
+
+def timed_search(zhiku: Zhiku, kb: KnowledgeBase, query: str, options: SearchOptions) -> tuple[list[Hit], float]:
+    """:func:`search` plus its wall time in seconds."""
+    started = time.perf_counter()
+    hits = search(zhiku, kb, query, options)
+    return hits, time.perf_counter() - started

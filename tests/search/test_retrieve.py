@@ -1,0 +1,163 @@
+"""Search over a real knowledge base: modes, Chinese BM25, filters, highlights, neighbours, versions, fusion."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from zhiku.config import Settings
+from zhiku.core import Zhiku
+from zhiku.errors import InvalidInputError
+from zhiku.jobs.runner import JobRunner
+from zhiku.knowledge import create_knowledge_base, register_file
+from zhiku.search.highlight import highlight_spans, query_terms
+from zhiku.search.retrieve import SearchOptions, fuse, lexical_weight, search, term_coverage
+from zhiku.storage.models import KnowledgeBase
+
+DOCS = {
+    "panda.md": "# 大熊猫\n\n大熊猫是中国特有的物种，主要生活在四川的山区竹林中。它们每天要吃大量的竹子。\n\n"
+    "## 保护\n\n保护区的建立让野生大熊猫的数量逐渐回升。",
+    "trains.md": "# High-speed rail\n\nChina operates the longest high-speed railway network in the world. "
+    "Trains between Beijing and Shanghai run at up to 350 km/h.\n\n## Tickets\n\nTickets can be bought online.",
+    "coffee.txt": "Brewing coffee: grind the beans, heat water to 94 degrees, and pour slowly over the grounds.",
+    "long.md": "\n\n".join(
+        f"Section {i}: the lighthouse keeper logged ship number {i} passing the reef." for i in range(30)
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Zhiku, KnowledgeBase, dict[str, str]]]:
+    root = tmp_path_factory.mktemp("search")
+    zhiku = Zhiku(Settings(home=root / "home"))
+    kb = create_knowledge_base(zhiku, "kb", chunk_tokens=48, chunk_overlap=0)
+    ids = {}
+    with JobRunner(zhiku) as runner:
+        for name, text in DOCS.items():
+            path = root / name
+            path.write_text(text, encoding="utf-8")
+            outcome = register_file(zhiku, kb, path)
+            assert outcome.job_id is not None
+            assert outcome.document_id is not None
+            ids[name] = outcome.document_id
+            runner.wait_for([outcome.job_id], timeout=120)
+    yield zhiku, kb, ids
+    zhiku.close()
+
+
+@pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
+def test_each_mode_finds_the_right_document(indexed: tuple[Zhiku, KnowledgeBase, dict[str, str]], mode: str) -> None:
+    zhiku, kb, _ = indexed
+    hits = search(zhiku, kb, "大熊猫吃什么？", SearchOptions(mode=mode, top_k=3))  # type: ignore[arg-type]
+    assert hits
+    assert hits[0].filename == "panda.md"
+    assert hits[0].page_start == hits[0].page_end == 1
+    assert set(hits[0].scores) >= ({"dense"} if mode == "dense" else {"lexical"} if mode == "lexical" else {"fused"})
+
+
+def test_chinese_query_scores_above_zero_against_chinese_text(
+    indexed: tuple[Zhiku, KnowledgeBase, dict[str, str]],
+) -> None:
+    zhiku, kb, _ = indexed
+    hits = search(zhiku, kb, "竹子", SearchOptions(mode="lexical"))
+    assert hits
+    assert hits[0].filename == "panda.md"
+    assert hits[0].scores["lexical"] > 0
+
+
+def test_cross_lingual_hybrid_keeps_the_dense_ranking(indexed: tuple[Zhiku, KnowledgeBase, dict[str, str]]) -> None:
+    zhiku, kb, _ = indexed
+    query = "北京到上海的高铁有多快？"
+    dense = search(zhiku, kb, query, SearchOptions(mode="dense", top_k=3))
+    hybrid = search(zhiku, kb, query, SearchOptions(mode="hybrid", top_k=3))
+    assert dense[0].filename == hybrid[0].filename == "trains.md"
+
+
+def test_citations_and_highlights(indexed: tuple[Zhiku, KnowledgeBase, dict[str, str]]) -> None:
+    zhiku, kb, _ = indexed
+    hits = search(zhiku, kb, "coffee water degrees", SearchOptions(mode="hybrid", top_k=1))
+    hit = hits[0]
+    assert hit.filename == "coffee.txt"
+    assert DOCS["coffee.txt"][hit.char_start : hit.char_end] == hit.text
+    marked = [hit.text[a:b].lower() for a, b in hit.highlights]
+    assert {"coffee", "water", "degrees"} <= set(marked)
+    assert "<mark>coffee</mark>" in hit.highlighted.lower()
+
+
+def test_highlighting_chinese_and_latin_prefixes() -> None:
+    terms = query_terms("大熊猫的保护 running")
+    assert "大熊猫" in terms
+    assert "running" in terms
+    text = "野生大熊猫受到保护。Running water."
+    spans = highlight_spans(text, terms)
+    assert [text[a:b] for a, b in spans] == ["大熊猫", "保护", "Running"]
+
+
+def test_document_filter_and_min_score(indexed: tuple[Zhiku, KnowledgeBase, dict[str, str]]) -> None:
+    zhiku, kb, ids = indexed
+    only = search(zhiku, kb, "大熊猫", SearchOptions(document_ids=[ids["coffee.txt"]]))
+    assert {h.filename for h in only} <= {"coffee.txt"}
+    assert search(zhiku, kb, "大熊猫", SearchOptions(document_ids=[])) == []
+    strict = search(zhiku, kb, "大熊猫", SearchOptions(mode="dense", min_score=0.99))
+    assert all(h.score >= 0.99 for h in strict)
+
+
+def test_neighbours_expansion(indexed: tuple[Zhiku, KnowledgeBase, dict[str, str]]) -> None:
+    zhiku, kb, _ = indexed
+    hit = search(zhiku, kb, "ship number 15", SearchOptions(mode="lexical", top_k=1, neighbours=1))[0]
+    assert hit.filename == "long.md"
+    text = DOCS["long.md"]
+    assert hit.context_before
+    assert hit.context_after
+    assert text.find(hit.context_before) + len(hit.context_before) <= hit.char_start
+    assert text.find(hit.context_after) >= hit.char_end
+
+
+def test_only_active_versions_are_returned(tmp_path: Path) -> None:
+    zhiku = Zhiku(Settings(home=tmp_path / "home"))
+    try:
+        kb = create_knowledge_base(zhiku, "kb")
+        path = tmp_path / "policy.md"
+        path.write_text("The warranty lasts two years.", encoding="utf-8")
+        with JobRunner(zhiku) as runner:
+            first = register_file(zhiku, kb, path)
+            runner.wait_for([first.job_id or ""], timeout=60)
+            path.write_text("The warranty lasts five years.", encoding="utf-8")
+            second = register_file(zhiku, kb, path)
+            runner.wait_for([second.job_id or ""], timeout=60)
+        hits = search(zhiku, kb, "warranty years", SearchOptions(mode="hybrid"))
+        assert [h.text for h in hits] == ["The warranty lasts five years."]
+    finally:
+        zhiku.close()
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [("", "non-empty"), ("   ", "non-empty"), ("a\x00b", "NUL"), ("x" * 100_000, "100,000 characters")],
+)
+def test_bad_queries(indexed: tuple[Zhiku, KnowledgeBase, dict[str, str]], query: str, error: str) -> None:
+    zhiku, kb, _ = indexed
+    with pytest.raises(InvalidInputError, match=error):
+        search(zhiku, kb, query)
+
+
+def test_bad_options(indexed: tuple[Zhiku, KnowledgeBase, dict[str, str]]) -> None:
+    zhiku, kb, _ = indexed
+    with pytest.raises(InvalidInputError, match="mode must be"):
+        search(zhiku, kb, "x", SearchOptions(mode="fuzzy"))  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="top_k must be"):
+        search(zhiku, kb, "x", SearchOptions(top_k=0))
+
+
+def test_fusion_follows_lexical_evidence() -> None:
+    dense = {"a": 0.9, "b": 0.8, "c": 0.1}
+    lexical = {"c": 12.0, "b": 3.0, "a": 1.0}
+    assert max(fuse(dense, lexical, coverage=0.0), key=fuse(dense, lexical, 0.0).__getitem__) == "a"
+    assert max(fuse(dense, lexical, coverage=1.0), key=fuse(dense, lexical, 1.0).__getitem__) == "c"
+    assert fuse(dense, {}, coverage=1.0).keys() == dense.keys()
+    assert lexical_weight(0.0) == 0.0
+    assert lexical_weight(1.0) == 0.95
+    assert term_coverage("大熊猫 竹子", "大熊猫爱吃竹子") == 1.0
+    assert term_coverage("高铁 速度", "The train is fast") == 0.0
