@@ -228,6 +228,9 @@ def evaluate(
         bool, typer.Option("--model-only", help="Dense retrieval with the bare model, no ingestion (fast).")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per set and mode.")] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Also append the results table to this Markdown file.")
+    ] = None,
 ) -> None:
     """Retrieval quality on BEIR-format sets: the corpus goes through the real ingestion pipeline into a
     temporary knowledge base, then every query runs in each mode (nDCG@10, Recall@1/5/10, MRR@10, latency)."""
@@ -242,11 +245,19 @@ def evaluate(
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise InvalidInputError(f"unknown mode(s) {', '.join(unknown)}: use dense, lexical or hybrid")
+    columns = ("set", "mode", "model", "queries", "nDCG@10", "R@1", "R@5", "R@10", "MRR@10", "p50 ms", "p95 ms")
     table = Table(title="retrieval quality (through the ingestion pipeline)")
-    for column in ("set", "mode", "model", "queries", "nDCG@10", "R@1", "R@5", "R@10", "MRR@10", "p50 ms", "p95 ms"):
+    for column in columns:
         table.add_column(column, justify="right")
+    markdown = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for folder in folders:
         for scores in evaluate_set(folder, get_settings(), modes, model=model, dimension=dim, limit=limit):  # type: ignore[arg-type]
+            markdown.append(
+                f"| {scores.dataset} | {scores.mode} | {scores.model}/{scores.dimension} | {scores.queries} "
+                f"| {scores.ndcg_at_10:.3f} | {scores.recall_at_1:.3f} | {scores.recall_at_5:.3f} "
+                f"| {scores.recall_at_10:.3f} | {scores.mrr_at_10:.3f} | {scores.latency_p50_ms:.1f} "
+                f"| {scores.latency_p95_ms:.1f} |"
+            )
             if as_json:
                 typer.echo(json.dumps(scores.__dict__))
                 continue
@@ -258,6 +269,10 @@ def evaluate(
             )  # fmt: skip
     if not as_json:
         Console().print(table)
+    if output is not None:
+        from zhiku.bench.report import append_report
+
+        append_report(output, "retrieval quality", "\n".join(markdown), "latency = whole search incl. query embedding")
 
 
 def _evaluate_model_only(folders: list[Path], model: str | None, dim: int | None, limit: int | None,
