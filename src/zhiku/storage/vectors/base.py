@@ -75,8 +75,12 @@ class VectorHit:
 class VectorStore(Protocol):
     """Collections of points with dense, BM25 and hybrid search. Implementations are thread-safe."""
 
-    def ensure_collection(self, name: str, dimension: int) -> None:
-        """Create the collection if missing; raise ``ConflictError`` if it exists with another dimension."""
+    def ensure_collection(self, name: str, dimension: int, *, index_dimension: int | None = None) -> None:
+        """Create the collection if missing; raise ``ConflictError`` if it exists with another layout.
+
+        ``index_dimension`` (Matryoshka models only) indexes the first ``index_dimension`` components and
+        rescores the candidates with the full vector; dense scores stay full-dimension cosine similarities.
+        """
         ...
 
     def has_collection(self, name: str) -> bool:

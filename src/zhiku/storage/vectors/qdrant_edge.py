@@ -9,6 +9,15 @@ Chinese text (a compound such as 大熊猫 is one token and is not matched by �
 Hybrid search is one shard query: a dense ``Prefetch`` and a ``TextQuery`` ``Prefetch``, both filtered, fused by
 reciprocal rank fusion (``Fusion.Rrf``) inside Qdrant Edge.
 
+Matryoshka two-stage search (``ensure_collection(..., index_dimension=k)``): the shard holds two named dense
+vectors instead of the unnamed one. ``"index"`` is the first ``k`` components of the (normalised) vector,
+re-normalised; it carries the HNSW graph and stays in the page cache. ``"full"`` is the whole vector, memory-mapped
+without pre-warming (``Memory.Cold``) and without an HNSW graph (``m=0``): it is only read for the few candidates
+being rescored. A dense query is one shard query: a ``Prefetch`` of ``max(min_rescore_candidates, rescore_factor *
+top_k)`` candidates by ``Query.Nearest(prefix, using="index")``, rescored by ``Query.Nearest(full, using="full")``,
+so returned scores are full-dimension cosine similarities. The layout is recorded by Qdrant Edge itself in
+``edge_config.json`` (the two vector names and sizes), which is how a reopened store knows the index dimension.
+
 Concurrency: writes (upsert, delete, optimize, index creation) and opening/closing shards are serialised by one
 lock. Reads take no lock: an ``EdgeShard`` is internally synchronised (the Rust shard guards its segments with
 read-write locks) and may be queried from any thread while another thread writes. Closing or dropping a
@@ -38,19 +47,23 @@ from qdrant_edge import (
     CountRequest,
     Distance,
     EdgeConfig,
+    EdgeOptimizersConfig,
     EdgeShard,
     EdgeVectorParams,
     FieldCondition,
     Filter,
     Fusion,
+    HnswIndexConfig,
     MatchAny,
     MatchValue,
+    Memory,
     PayloadSchemaType,
     Point,
     Prefetch,
     Query,
     QueryRequest,
     ScoredPoint,
+    SearchParams,
     SnowballLanguage,
     SnowballParams,
     TextIndexParams,
@@ -75,6 +88,13 @@ logger = logging.getLogger(__name__)
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _CONFIG_FILE = "edge_config.json"
+_FULL_VECTOR = "full"
+"""Named vector of a Matryoshka collection: the whole vector, on disk, used only for rescoring."""
+_INDEX_VECTOR = "index"
+"""Named vector of a Matryoshka collection: the re-normalised prefix that carries the HNSW index."""
+MIN_INDEX_DIMENSION = 32
+"""The smallest reduced index dimension accepted by :meth:`QdrantEdgeStore.ensure_collection`."""
+_FLOAT32_BYTES = 4
 
 
 class VectorStoreError(ZhikuError):
@@ -109,6 +129,58 @@ _PAYLOAD_INDEXES: dict[str, Any] = {
 class _Collection:
     shard: EdgeShard
     dimension: int
+    index_dimension: int | None = None
+    """Dimension of the HNSW-indexed prefix vector of a Matryoshka collection; ``None`` for a plain one."""
+
+
+@dataclass(frozen=True)
+class VectorMemoryReport:
+    """Vector memory of one collection: what the HNSW search needs in RAM against what stays on disk.
+
+    The ``*_bytes`` figures are computed (points x dimension x 4 bytes of float32); ``disk_bytes`` is what the
+    shard's segment files take on disk per component (``vector_storage-<name>`` and ``vector_index-<name>``,
+    allocated blocks, so appendable segments' pre-allocated but unused chunks are not counted). Qdrant Edge
+    0.9 reports no memory figures of its own (``EdgeShard.info()`` has point and segment counts only).
+    """
+
+    points: int
+    dimension: int
+    index_dimension: int | None
+    """``None`` for a plain collection (the full vector is the indexed one)."""
+    index_vector_bytes: int
+    """The vectors the HNSW search walks: the prefix vectors, or the full vectors of a plain collection."""
+    full_vector_bytes: int
+    """The full vectors: on disk (``Memory.Cold``, read only to rescore) in a Matryoshka collection."""
+    disk_bytes: dict[str, int]
+
+    @property
+    def plain_index_bytes(self) -> int:
+        """What a plain collection of the same points would keep indexed (points x full dimension x 4)."""
+        return self.points * self.dimension * _FLOAT32_BYTES
+
+    @property
+    def saved_bytes(self) -> int:
+        """Indexed vector memory saved against a plain collection."""
+        return self.plain_index_bytes - self.index_vector_bytes
+
+    @property
+    def ratio(self) -> float:
+        """How many times smaller the indexed vectors are than in a plain collection (1.0 for a plain one)."""
+        return self.dimension / (self.index_dimension or self.dimension)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form, derived figures included."""
+        return {
+            "points": self.points,
+            "dimension": self.dimension,
+            "index_dimension": self.index_dimension,
+            "index_vector_bytes": self.index_vector_bytes,
+            "full_vector_bytes": self.full_vector_bytes,
+            "plain_index_bytes": self.plain_index_bytes,
+            "saved_bytes": self.saved_bytes,
+            "ratio": self.ratio,
+            "disk_bytes": dict(self.disk_bytes),
+        }
 
 
 class QdrantEdgeStore:
@@ -118,16 +190,36 @@ class QdrantEdgeStore:
     ``close`` the store can still be used: shards are reopened on demand.
     """
 
-    def __init__(self, path: Path, *, batch_size: int = 256, rrf_k: int = 60, prefetch_factor: int = 4) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        batch_size: int = 256,
+        rrf_k: int = 60,
+        prefetch_factor: int = 4,
+        rescore_factor: int = 10,
+        min_rescore_candidates: int = 100,
+        indexing_threshold_kb: int | None = None,
+        hnsw_ef: int | None = None,
+    ) -> None:
         """Open (lazily) the collections under ``path``.
 
         ``batch_size`` is the number of points per shard update; hybrid search fuses the best
-        ``max(50, prefetch_factor * top_k)`` candidates of each side with RRF constant ``rrf_k``.
+        ``max(50, prefetch_factor * top_k)`` candidates of each side with RRF constant ``rrf_k``. Dense search
+        in a Matryoshka collection rescores ``max(min_rescore_candidates, rescore_factor * top_k)`` candidates
+        found on the prefix vector. ``indexing_threshold_kb`` (collections created from now on; Qdrant's
+        default when ``None``) is the segment size in KB of vectors above which :meth:`optimize` builds HNSW.
+        ``hnsw_ef`` is the HNSW search beam of dense searches (of stage 1 in a Matryoshka collection; Qdrant's
+        default, at least the number of results asked, when ``None``).
         """
         self.path = Path(path)
         self.batch_size = batch_size
         self.rrf_k = rrf_k
         self.prefetch_factor = prefetch_factor
+        self.rescore_factor = rescore_factor
+        self.min_rescore_candidates = min_rescore_candidates
+        self.indexing_threshold_kb = indexing_threshold_kb
+        self.hnsw_ef = hnsw_ef
         self._lock = threading.RLock()
         self._open: dict[str, _Collection] = {}
 
@@ -141,28 +233,54 @@ class QdrantEdgeStore:
     ) -> None:
         self.close()
 
-    def ensure_collection(self, name: str, dimension: int) -> None:
-        """Create the collection if missing (idempotent); a different dimension raises ``ConflictError``."""
+    def ensure_collection(self, name: str, dimension: int, *, index_dimension: int | None = None) -> None:
+        """Create the collection if missing (idempotent); a different layout raises ``ConflictError``.
+
+        With ``index_dimension`` (``32 <= index_dimension < dimension``) the collection is a Matryoshka one:
+        the HNSW index is built on the first ``index_dimension`` components (re-normalised) and dense search
+        rescores its candidates with the full vector, which stays on disk. Only meaningful for Matryoshka
+        embedding models, whose prefixes are embeddings themselves. ``None`` means a plain collection, and
+        re-ensuring an existing collection with another ``dimension`` or ``index_dimension`` is a conflict.
+        """
         if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension <= 0:
             message = f"vector dimension must be a positive integer, got {dimension!r}"
             raise InvalidInputError(message, param="dimension")
+        if index_dimension is not None and (
+            isinstance(index_dimension, bool)
+            or not isinstance(index_dimension, int)
+            or not MIN_INDEX_DIMENSION <= index_dimension < dimension
+        ):
+            raise InvalidInputError(
+                f"index_dimension must be an integer from {MIN_INDEX_DIMENSION} to {dimension - 1} "
+                f"(below the dimension {dimension}), got {index_dimension!r}",
+                param="index_dimension",
+            )
         folder = self._folder(name)
         with self._lock:
             existing = self._open.get(name)
-            stored = existing.dimension if existing else self._stored_dimension(folder)
-            if stored is not None and stored != dimension:
+            stored = (existing.dimension, existing.index_dimension) if existing else self._stored_layout(folder)
+            if stored is not None and stored[0] != dimension:
                 raise ConflictError(
-                    f"vector collection {name!r} already exists with dimension {stored}, not {dimension}: "
+                    f"vector collection {name!r} already exists with dimension {stored[0]}, not {dimension}: "
                     "drop it and re-index (zhiku reindex) to change the embedding model or dimension",
                     param="dimension",
+                )
+            if stored is not None and stored[1] != index_dimension:
+                raise ConflictError(
+                    f"vector collection {name!r} already exists with {_describe_index(stored[1])}, "
+                    f"not {_describe_index(index_dimension)}: drop it and re-index (zhiku reindex) to change it",
+                    param="index_dimension",
                 )
             if existing is not None:
                 return
             if stored is None:
                 folder.mkdir(parents=True, exist_ok=True)
-                config = EdgeConfig(vectors=EdgeVectorParams(size=dimension, distance=Distance.Dot))
+                optimizers = None
+                if self.indexing_threshold_kb is not None:
+                    optimizers = EdgeOptimizersConfig(indexing_threshold=self.indexing_threshold_kb)
+                config = EdgeConfig(vectors=_vector_params(dimension, index_dimension), optimizers=optimizers)
                 shard = self._call(f"create vector collection {name!r}", EdgeShard.create, str(folder), config)
-                self._open[name] = _Collection(shard, dimension)
+                self._open[name] = _Collection(shard, dimension, index_dimension)
                 self._ensure_indexes(name, shard)
             else:
                 self._load(name)
@@ -184,6 +302,24 @@ class QdrantEdgeStore:
     def dimension(self, name: str) -> int:
         """The collection's vector dimension (``NotFoundError`` if it does not exist)."""
         return self._get(name).dimension
+
+    def index_dimension(self, name: str) -> int | None:
+        """The HNSW-indexed prefix dimension of a Matryoshka collection; ``None`` for a plain collection."""
+        return self._get(name).index_dimension
+
+    def memory_report(self, name: str) -> VectorMemoryReport:
+        """Indexed against full vector bytes of the collection (see :class:`VectorMemoryReport`)."""
+        collection = self._get(name)
+        points = int(self._call(f"count in {name!r}", collection.shard.count, CountRequest(exact=True)))
+        indexed = collection.index_dimension or collection.dimension
+        return VectorMemoryReport(
+            points=points,
+            dimension=collection.dimension,
+            index_dimension=collection.index_dimension,
+            index_vector_bytes=points * indexed * _FLOAT32_BYTES,
+            full_vector_bytes=points * collection.dimension * _FLOAT32_BYTES,
+            disk_bytes=_segment_disk_bytes(self._folder(name)),
+        )
 
     def flush(self) -> None:
         """Persist all pending changes of every open collection to disk."""
@@ -225,9 +361,13 @@ class QdrantEdgeStore:
         for start in range(0, len(points), self.batch_size):
             batch = points[start : start + self.batch_size]
             vectors = self._vectors([p.vector for p in batch], collection.dimension)
-            prepared = [
-                Point(_point_id(p.id), vector, _payload(p)) for p, vector in zip(batch, vectors.tolist(), strict=True)
-            ]
+            stored: list[Any] = vectors.tolist()
+            if collection.index_dimension is not None:
+                prefixes = _prefix(vectors, collection.index_dimension).tolist()
+                stored = [
+                    {_FULL_VECTOR: full, _INDEX_VECTOR: prefix} for full, prefix in zip(stored, prefixes, strict=True)
+                ]
+            prepared = [Point(_point_id(p.id), vector, _payload(p)) for p, vector in zip(batch, stored, strict=True)]
             with self._lock:
                 self._call(f"upsert into {name!r}", collection.shard.update, UpdateOperation.upsert_points(prepared))
 
@@ -252,15 +392,34 @@ class QdrantEdgeStore:
     def search_dense(
         self, name: str, vector: np.ndarray, *, top_k: int = 10, filter: SearchFilter | None = None
     ) -> list[VectorHit]:
-        """Nearest points to ``vector`` (cosine similarity, via dot product of normalised vectors)."""
+        """Nearest points to ``vector`` (cosine similarity, via dot product of normalised vectors).
+
+        In a Matryoshka collection: candidates by the prefix vector's HNSW index, rescored by the full vector
+        in the same shard query; the scores are full-dimension cosine similarities.
+        """
         collection = self._get(name)
         _check_top_k(top_k)
         if filter is not None and filter.matches_nothing:
             return []
-        query_vector = self._vectors([vector], collection.dimension).tolist()[0]
-        request = QueryRequest(
-            limit=top_k, query=Query.Nearest(query_vector), filter=_to_filter(filter), with_payload=True
-        )
+        selector = _to_filter(filter)
+        normalised = self._vectors([vector], collection.dimension)
+        query_vector = normalised.tolist()[0]
+        if collection.index_dimension is None:
+            request = QueryRequest(
+                limit=top_k,
+                query=Query.Nearest(query_vector),
+                filter=selector,
+                params=self._search_params(),
+                with_payload=True,
+            )
+        else:
+            request = QueryRequest(
+                limit=top_k,
+                prefetches=[self._stage_one(collection.index_dimension, normalised, top_k, selector)],
+                query=Query.Nearest(query_vector, using=_FULL_VECTOR),
+                filter=selector,
+                with_payload=True,
+            )
         return self._query(name, collection, request)
 
     def search_text(
@@ -279,15 +438,31 @@ class QdrantEdgeStore:
     def search_hybrid(
         self, name: str, vector: np.ndarray, query: str, *, top_k: int = 10, filter: SearchFilter | None = None
     ) -> list[VectorHit]:
-        """Dense and BM25 candidates (each filtered) fused by RRF in one shard query; scores are RRF scores."""
+        """Dense and BM25 candidates (each filtered) fused by RRF in one shard query; scores are RRF scores.
+
+        In a Matryoshka collection the dense side is two-stage: ``max(min_rescore_candidates, rescore_factor *
+        candidates)`` prefix candidates rescored by the full vector, of which the best ``candidates`` are fused.
+        """
         collection = self._get(name)
         _check_top_k(top_k)
         if filter is not None and filter.matches_nothing:
             return []
-        query_vector = self._vectors([vector], collection.dimension).tolist()[0]
+        normalised = self._vectors([vector], collection.dimension)
+        query_vector = normalised.tolist()[0]
         candidates = max(50, self.prefetch_factor * top_k)
         selector = _to_filter(filter)
-        prefetches = [Prefetch(limit=candidates, query=Query.Nearest(query_vector), filter=selector)]
+        if collection.index_dimension is not None:  # the dense side is itself two-stage
+            dense = Prefetch(
+                limit=candidates,
+                prefetches=[self._stage_one(collection.index_dimension, normalised, candidates, selector)],
+                query=Query.Nearest(query_vector, using=_FULL_VECTOR),
+                filter=selector,
+            )
+        else:
+            dense = Prefetch(
+                limit=candidates, query=Query.Nearest(query_vector), filter=selector, params=self._search_params()
+            )
+        prefetches = [dense]
         if query.strip():
             prefetches.append(Prefetch(limit=candidates, query=TextQuery(TEXT_FIELD, query), filter=selector))
         request = QueryRequest(
@@ -322,15 +497,26 @@ class QdrantEdgeStore:
             )
         return self.path / name
 
+    @classmethod
+    def _stored_dimension(cls, folder: Path) -> int | None:
+        """The (full) dimension recorded in the shard's ``edge_config.json``; ``None`` when there is no shard."""
+        layout = cls._stored_layout(folder)
+        return None if layout is None else layout[0]
+
     @staticmethod
-    def _stored_dimension(folder: Path) -> int | None:
-        """The dimension recorded in the shard's ``edge_config.json``; ``None`` when there is no shard there."""
+    def _stored_layout(folder: Path) -> tuple[int, int | None] | None:
+        """``(dimension, index_dimension)`` from the shard's ``edge_config.json``; ``None`` when there is no shard.
+
+        A plain shard has the unnamed vector ``""``; a Matryoshka shard has ``"full"`` and ``"index"``.
+        """
         config_file = folder / _CONFIG_FILE
         if not config_file.is_file():
             return None
         try:
-            config = json.loads(config_file.read_text(encoding="utf-8"))
-            return int(config["vectors"][""]["size"])
+            vectors = json.loads(config_file.read_text(encoding="utf-8"))["vectors"]
+            if "" in vectors:
+                return int(vectors[""]["size"]), None
+            return int(vectors[_FULL_VECTOR]["size"]), int(vectors[_INDEX_VECTOR]["size"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise VectorStoreError(f"unreadable vector collection config {config_file}: {exc}") from exc
 
@@ -350,11 +536,11 @@ class QdrantEdgeStore:
     def _load(self, name: str) -> _Collection:
         """Open an existing shard (caller holds the lock)."""
         folder = self._folder(name)
-        dimension = self._stored_dimension(folder)
-        if dimension is None:
+        layout = self._stored_layout(folder)
+        if layout is None:
             raise NotFoundError(f"vector collection {name!r} does not exist", param="name")
         shard = self._call(f"open vector collection {name!r}", EdgeShard.load, str(folder))
-        collection = _Collection(shard, dimension)
+        collection = _Collection(shard, *layout)
         self._open[name] = collection
         self._ensure_indexes(name, shard)
         return collection
@@ -388,6 +574,23 @@ class QdrantEdgeStore:
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
         return matrix / np.where(norms == 0, 1.0, norms)
 
+    def _stage_one(self, index_dimension: int, query: np.ndarray, wanted: int, selector: Filter | None) -> Prefetch:
+        """Stage 1 of a Matryoshka search: HNSW candidates for the re-normalised prefix of ``query`` (1 x dim).
+
+        ``max(min_rescore_candidates, rescore_factor * wanted)`` candidates, for the full vector to rescore.
+        """
+        prefix = _prefix(query, index_dimension).tolist()[0]
+        limit = max(self.min_rescore_candidates, self.rescore_factor * wanted, wanted)
+        return Prefetch(
+            limit=limit,
+            query=Query.Nearest(prefix, using=_INDEX_VECTOR),
+            filter=selector,
+            params=self._search_params(),
+        )
+
+    def _search_params(self) -> SearchParams | None:
+        return None if self.hnsw_ef is None else SearchParams(hnsw_ef=self.hnsw_ef)
+
     def _query(self, name: str, collection: _Collection, request: QueryRequest) -> list[VectorHit]:
         points: list[ScoredPoint] = self._call(f"search {name!r}", collection.shard.query, request)
         return [VectorHit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]
@@ -404,6 +607,59 @@ class QdrantEdgeStore:
                     f"cannot {what}: it is open in another process or store instance ({message})"
                 ) from exc
             raise VectorStoreError(f"cannot {what}: {message}") from exc
+
+
+def _vector_params(dimension: int, index_dimension: int | None) -> EdgeVectorParams | dict[str, EdgeVectorParams]:
+    """The unnamed dense vector, or the ``full`` + ``index`` pair of a Matryoshka collection."""
+    if index_dimension is None:
+        return EdgeVectorParams(size=dimension, distance=Distance.Dot)
+    # m=0: no HNSW graph for the full vector (it is only rescored); Cold: memory-mapped, not pre-warmed
+    no_graph = HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000)
+    return {
+        _FULL_VECTOR: EdgeVectorParams(size=dimension, distance=Distance.Dot, memory=Memory.Cold, hnsw_config=no_graph),
+        _INDEX_VECTOR: EdgeVectorParams(size=index_dimension, distance=Distance.Dot),
+    }
+
+
+def _prefix(vectors: np.ndarray, index_dimension: int) -> np.ndarray:
+    """The first ``index_dimension`` components of each row, L2-normalised again (zero prefixes stay zero)."""
+    prefix = vectors[:, :index_dimension]
+    norms = np.linalg.norm(prefix, axis=1, keepdims=True)
+    return np.asarray(prefix / np.where(norms == 0, 1.0, norms), dtype=np.float32)
+
+
+def _describe_index(index_dimension: int | None) -> str:
+    return "no reduced index dimension" if index_dimension is None else f"index dimension {index_dimension}"
+
+
+def _segment_disk_bytes(folder: Path) -> dict[str, int]:
+    """Allocated bytes of the vector storages and vector indexes over all segments, by component directory.
+
+    Keys are ``vector_storage-<vector>`` / ``vector_index-<vector>`` (``vector_storage`` / ``vector_index`` for
+    the unnamed vector of a plain collection). Allocated blocks, not apparent sizes: sparse pre-allocated chunks
+    of appendable segments count for what they hold.
+    """
+    totals: dict[str, int] = {}
+    segments = folder / "segments"
+    if not segments.is_dir():
+        return totals
+    for segment in segments.iterdir():
+        if not segment.is_dir():
+            continue
+        for component in segment.iterdir():
+            if not component.is_dir() or not component.name.startswith(("vector_storage", "vector_index")):
+                continue
+            size = 0
+            for file in component.rglob("*"):
+                try:
+                    stat = file.stat()
+                except OSError:  # a segment being optimised away
+                    continue
+                if file.is_file():
+                    blocks = getattr(stat, "st_blocks", None)
+                    size += stat.st_size if blocks is None else min(stat.st_size, blocks * 512)
+            totals[component.name] = totals.get(component.name, 0) + size
+    return dict(sorted(totals.items()))
 
 
 def _check_top_k(top_k: int) -> None:
