@@ -378,6 +378,51 @@ def bench_ingest_command(
     err.print(f"appended to {output}")
 
 
+@bench_app.command("search")
+def bench_search_command(
+    corpora: Annotated[list[Path], typer.Argument(help="BEIR folders: passages for the BM25 text, queries.")],
+    points: Annotated[int, typer.Option(help="Synthetic chunks in the collection.")] = 100_000,
+    dimension: Annotated[int, typer.Option(help="Vector dimension (512 = the default model).")] = 512,
+    queries: Annotated[int, typer.Option(help="Timed queries per mode and round.")] = 1000,
+    rounds: Annotated[int, typer.Option(help="Rounds; medians are reported.")] = 3,
+    concurrency: Annotated[list[int] | None, typer.Option(help="Concurrent clients (repeatable).")] = None,
+    store: Annotated[
+        Path | None, typer.Option(help="Keep the collection here and reuse it when it already has --points.")
+    ] = None,
+    output: Annotated[Path, typer.Option(help="Markdown file the results are appended to.")] = Path("BENCHMARKS.md"),
+) -> None:
+    """Search latency (p50/p95/p99, QPS) at N synthetic chunks, dense / hybrid / text, excluding query embedding."""
+    import tempfile
+
+    from zhiku.bench.report import append_report
+    from zhiku.bench.search import bench_search, build_synthetic_collection, describe_build, load_queries, render_table
+    from zhiku.storage.vectors.qdrant_edge import QdrantEdgeStore
+
+    name = f"bench_{points}_{dimension}"
+    with tempfile.TemporaryDirectory(prefix="zhiku-bench-search-") as scratch:
+        vector_store = QdrantEdgeStore(store or Path(scratch))
+        try:
+            notes = f"{points:,} synthetic chunks of dim {dimension}, texts from {', '.join(c.name for c in corpora)}"
+            if vector_store.has_collection(name) and vector_store.count(name) == points:
+                notes += "; collection reused from --store"
+            else:
+                build = build_synthetic_collection(vector_store, name, points=points, dimension=dimension,
+                                                   texts_from=corpora)  # fmt: skip
+                notes += "; " + describe_build(build)
+            results = []
+            for clients in concurrency or [1, 8]:
+                results += bench_search(
+                    vector_store, name, queries=queries, concurrency=clients, with_filter=False,
+                    query_texts=load_queries(corpora), dimension=dimension, rounds=rounds,
+                )  # fmt: skip
+        finally:
+            vector_store.close()
+    table = render_table(results)
+    Console().print(table)
+    append_report(output, "search latency", table, notes + "; store calls only (query embedding excluded)")
+    err.print(f"appended to {output}")
+
+
 @app.command()
 def version() -> None:
     """Print the version."""

@@ -1,0 +1,393 @@
+"""Search latency: p50/p95/p99 of the vector store's search calls on a synthetic collection, and QPS under load.
+
+Only the store calls are timed (query vectors are generated up front, so embedding the query is excluded).
+A synthetic collection of ``points`` chunks is built with :func:`build_synthetic_collection`: random unit
+vectors (reproducible from ``seed``, batch by batch, so 1M points never sit in memory at once) and mixed
+Chinese/English texts for the BM25 index, then optimised so the HNSW index exists. :func:`bench_search` then
+times queries in several modes:
+
+``dense``
+    ``search_dense``: nearest neighbours of the query vector.
+``text``
+    ``search_text``: BM25 over the chunk text.
+``hybrid``
+    ``search_dense`` then ``search_text``, timed together: the two store calls ``zhiku search --mode hybrid``
+    makes (zhiku fuses them itself, see :func:`zhiku.search.retrieve.fuse`; the fusion is microseconds).
+``rrf``
+    ``search_hybrid``: the store's one-query dense + BM25 fusion (reciprocal rank fusion inside Qdrant Edge).
+
+Query vectors are perturbed corpus vectors (each has a near neighbour, as a real question has a relevant
+chunk); random unit vectors in hundreds of dimensions are all nearly orthogonal to each other, which is the
+worst case for HNSW and unlike real embeddings. With ``concurrency`` > 1 that many client threads issue the
+queries in a closed loop and throughput (QPS) is reported next to the per-call latencies.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from zhiku.storage.vectors.base import DOCUMENT_FIELD, KB_FIELD, VERSION_FIELD, SearchFilter, VectorPoint, VectorStore
+
+MODES = ("dense", "text", "hybrid", "rrf")
+"""Search modes :func:`bench_search` knows (see the module docstring)."""
+BENCH_KB = "bench-kb"
+"""The ``kb_id`` every synthetic point carries (a ``with_filter`` query filters on it, as zhiku search does)."""
+VECTOR_BATCH = 1000
+"""Points generated (and upserted) per batch; the vectors of batch ``i`` come from ``default_rng([seed, i])``."""
+
+QUERIES = (
+    "黑豹队的防守丢了多少分？",
+    "超级碗50的中场表演由谁担任主演？",
+    "如何配置向量数据库的索引参数",
+    "公司的年假政策是怎样规定的",
+    "合同到期后如何续签",
+    "长江流域的气候特点",
+    "什么是机器学习中的过拟合",
+    "数据备份和恢复的步骤",
+    "How many points did the Panthers defense surrender?",
+    "Who headlined the Super Bowl 50 halftime show?",
+    "How do I configure the index parameters of the vector database?",
+    "What is the annual leave policy of the company?",
+    "steps to back up and restore the database",
+    "What causes overfitting in machine learning models?",
+    "Victoria 维多利亚州 university 大学 rankings",
+    "API 接口 rate limit 限流 configuration",
+)
+"""Default query texts: realistic Chinese, English and mixed questions (some match the BEIR passages)."""
+
+_ZH_WORDS = (
+    "数据 系统 用户 配置 索引 向量 数据库 查询 文档 知识 模型 训练 服务器 网络 安全 权限 合同 公司 政策 年假 员工 "
+    "客户 产品 价格 市场 经济 发展 城市 历史 文化 大学 学生 研究 科学 技术 医院 健康 环境 气候 河流 长江 黄河 "
+    "北京 上海 政府 法律 规定 管理 项目 计划 报告 会议 时间 问题 方法 结果 分析 影响 重要 主要 需要 可以 进行 "
+    "通过 提供 支持 使用 包括 以及 因为 所以 但是 如果 已经 目前 一些 这个 那个 我们 他们 比赛 球队 防守 进攻 "
+    "冠军 音乐 电影 艺术 语言 翻译 备份 恢复 步骤 接口 限流 性能 延迟 吞吐 集群 节点 存储 缓存 日志 监控"
+).split()
+_EN_WORDS = (
+    "the of and to in a is that for it as was with be by on not he this are or his from at which but have an they "
+    "data system user configure index vector database query document knowledge model training server network "
+    "security permission contract company policy leave employee customer product price market economy city history "
+    "culture university student research science technology hospital health environment climate river government "
+    "law regulation management project plan report meeting time problem method result analysis impact game team "
+    "defense championship music film art language translation backup restore step interface limit performance "
+    "latency throughput cluster node storage cache log monitoring Panthers Broncos Super Bowl halftime show"
+).split()
+_ZH_SET = frozenset(_ZH_WORDS)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """How long building a synthetic collection took and what it left on disk."""
+
+    name: str
+    points: int
+    dimension: int
+    upsert_seconds: float
+    optimize_seconds: float
+    disk_bytes: int | None
+    """Bytes under the collection's shard directory (``None`` when the store has no local directory)."""
+
+    @property
+    def seconds(self) -> float:
+        """Total build time: generation + upsert + optimize."""
+        return self.upsert_seconds + self.optimize_seconds
+
+
+@dataclass(frozen=True)
+class SearchBenchResult:
+    """Latency percentiles of one mode at one concurrency (medians over the rounds)."""
+
+    mode: str
+    points: int
+    concurrency: int
+    queries: int
+    top_k: int
+    filtered: bool
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    mean_ms: float
+    qps: float
+    """Completed queries per second of wall time, all clients together."""
+    rounds: int = 1
+
+
+# ---------------------------------------------------------------------------------------------- synthetic data
+
+
+def synthetic_vectors(seed: int, batch: int, count: int, dimension: int) -> np.ndarray:
+    """The float32 unit vectors of batch ``batch`` (``count`` rows): reproducible from ``seed`` alone."""
+    rng = np.random.default_rng([seed, batch])
+    matrix = rng.standard_normal((count, dimension), dtype=np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix
+
+
+def point_id(seed: int, index: int) -> str:
+    """The UUID of synthetic point ``index``."""
+    return str(uuid.UUID(int=((seed & 0xFFFFFFFF) << 64) | index))
+
+
+def load_passages(corpora: Sequence[Path]) -> list[str]:
+    """Passages of BEIR folders' ``corpus.jsonl``, interleaved across the corpora (Chinese next to English)."""
+    lists = [
+        [json.loads(line)["text"] for line in (f / "corpus.jsonl").read_text(encoding="utf-8").splitlines() if line]
+        for f in corpora
+    ]
+    longest = max((len(texts) for texts in lists), default=0)
+    return [texts[i] for i in range(longest) for texts in lists if i < len(texts)]
+
+
+def load_queries(corpora: Sequence[Path], limit: int = 200) -> list[str]:
+    """Query texts of BEIR folders' ``queries.jsonl``, interleaved, at most ``limit``."""
+    lists = []
+    for folder in corpora:
+        file = folder / "queries.jsonl"
+        if file.is_file():
+            lines = file.read_text(encoding="utf-8").splitlines()
+            lists.append([json.loads(line)["text"] for line in lines if line])
+    longest = max((len(texts) for texts in lists), default=0)
+    return [texts[i] for i in range(longest) for texts in lists if i < len(texts)][:limit]
+
+
+def word_soup(rng: np.random.Generator) -> str:
+    """One synthetic passage of 40-160 words: mostly Chinese or mostly English, Zipf-distributed vocabulary."""
+    chinese = rng.random() < 0.5
+    main, other = (_ZH_WORDS, _EN_WORDS) if chinese else (_EN_WORDS, _ZH_WORDS)
+    words = []
+    for _ in range(int(rng.integers(40, 161))):
+        vocabulary = other if rng.random() < 0.1 else main
+        words.append(vocabulary[(int(rng.zipf(1.3)) - 1) % len(vocabulary)])
+    if not chinese:
+        return " ".join(words) + "."
+    parts = []
+    for index, word in enumerate(words):
+        parts.append(word if word in _ZH_SET else f" {word} ")
+        if index % 9 == 8:
+            parts.append("，" if index % 27 != 26 else "。")
+    return "".join(parts) + "。"
+
+
+def _texts(texts_from: Sequence[Path] | None, seed: int) -> Iterator[str]:
+    """Endless chunk texts: BEIR passages cycled with a numbered suffix, or synthetic word soup."""
+    passages = load_passages(texts_from) if texts_from else []
+    if passages:
+        for index, passage in enumerate(itertools.cycle(passages)):
+            yield passage if index < len(passages) else f"{passage} ({index // len(passages)})"
+    rng = np.random.default_rng([seed, 0x7E57])
+    while True:
+        yield word_soup(rng)
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def build_synthetic_collection(
+    store: VectorStore,
+    name: str,
+    *,
+    points: int,
+    dimension: int,
+    seed: int = 0,
+    texts_from: list[Path] | None = None,
+    documents: int = 1000,
+    progress: Callable[[int, int], None] | None = None,
+) -> BuildResult:
+    """Drop and rebuild collection ``name`` with ``points`` synthetic chunks, then optimise it (HNSW built).
+
+    Vectors are random unit vectors (float32, batch ``i`` from ``default_rng([seed, i])``); texts are the
+    passages of ``texts_from`` (BEIR folders with ``corpus.jsonl``) cycled, each repeat suffixed with its cycle
+    number, or synthetic Chinese/English word soup. Payload: ``kb_id`` = :data:`BENCH_KB`, ``document_id`` one of
+    ``documents`` (contiguous runs of chunks, as a document's chunks are), ``version`` 1. ``progress`` is called
+    with (points written, points) after each batch.
+    """
+    if points <= 0 or dimension <= 0 or documents <= 0:
+        raise ValueError("points, dimension and documents must be positive")
+    store.delete_collection(name)
+    store.ensure_collection(name, dimension)
+    texts = _texts(texts_from, seed)
+    started = time.perf_counter()
+    for batch, start in enumerate(range(0, points, VECTOR_BATCH)):
+        count = min(VECTOR_BATCH, points - start)
+        vectors = synthetic_vectors(seed, batch, count, dimension)
+        batch_points = [
+            VectorPoint(
+                id=point_id(seed, start + row),
+                vector=vectors[row],
+                text=next(texts),
+                payload={
+                    KB_FIELD: BENCH_KB,
+                    DOCUMENT_FIELD: f"doc-{(start + row) * documents // points:06d}",
+                    VERSION_FIELD: 1,
+                },
+            )
+            for row in range(count)
+        ]
+        store.upsert(name, batch_points)
+        if progress is not None:
+            progress(start + count, points)
+    upserted = time.perf_counter()
+    store.optimize(name)
+    optimized = time.perf_counter()
+    store_path = getattr(store, "path", None)
+    folder = Path(store_path) / name if store_path is not None else None
+    disk = _folder_bytes(folder) if folder is not None and folder.is_dir() else None
+    return BuildResult(name, points, dimension, upserted - started, optimized - upserted, disk)
+
+
+def query_vectors(
+    seed: int, points: int, dimension: int, count: int, *, noise: float = 0.6, query_seed: int = 1
+) -> np.ndarray:
+    """``count`` query vectors near corpus vectors of a collection built with ``seed``: unit(v + noise).
+
+    The noise vector has norm ``noise``, so a query's cosine similarity to its source point is about
+    ``1 / sqrt(1 + noise**2)`` (0.86 for 0.6) while unrelated points sit near 0 (about ``1 / sqrt(dimension)``).
+    """
+    rng = np.random.default_rng([seed, 0x0E7, query_seed])
+    indices = rng.integers(0, points, size=count)
+    rows = np.empty((count, dimension), dtype=np.float32)
+    for batch in np.unique(indices // VECTOR_BATCH):
+        size = min(VECTOR_BATCH, points - int(batch) * VECTOR_BATCH)
+        source = synthetic_vectors(seed, int(batch), size, dimension)
+        chosen = np.flatnonzero(indices // VECTOR_BATCH == batch)
+        rows[chosen] = source[indices[chosen] % VECTOR_BATCH]
+    jitter = rng.standard_normal((count, dimension), dtype=np.float32)
+    jitter *= noise / np.linalg.norm(jitter, axis=1, keepdims=True)
+    rows += jitter
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- timing
+
+
+def _search_call(
+    store: VectorStore, name: str, mode: str, top_k: int, flt: SearchFilter | None
+) -> Callable[[np.ndarray, str], object]:
+    if mode == "dense":
+        return lambda vector, text: store.search_dense(name, vector, top_k=top_k, filter=flt)
+    if mode == "text":
+        return lambda vector, text: store.search_text(name, text, top_k=top_k, filter=flt)
+    if mode == "hybrid":
+        return lambda vector, text: (
+            store.search_dense(name, vector, top_k=top_k, filter=flt),
+            store.search_text(name, text, top_k=top_k, filter=flt),
+        )
+    if mode == "rrf":
+        return lambda vector, text: store.search_hybrid(name, vector, text, top_k=top_k, filter=flt)
+    raise ValueError(f"unknown search mode {mode!r}; expected one of {', '.join(MODES)}")
+
+
+def _timed_pass(
+    call: Callable[[np.ndarray, str], object], vectors: np.ndarray, texts: Sequence[str], concurrency: int
+) -> tuple[list[float], float]:
+    """Run every query once with ``concurrency`` closed-loop clients; per-call seconds and the wall time."""
+    count = len(vectors)
+
+    def client(worker: int, start: threading.Barrier) -> list[float]:
+        timings = []
+        start.wait()
+        for index in range(worker, count, concurrency):
+            text = texts[index % len(texts)]
+            began = time.perf_counter()
+            call(vectors[index], text)
+            timings.append(time.perf_counter() - began)
+        return timings
+
+    barrier = threading.Barrier(concurrency + 1)
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="bench-client") as pool:
+        futures = [pool.submit(client, worker, barrier) for worker in range(concurrency)]
+        barrier.wait()
+        began = time.perf_counter()
+        timings = [t for future in futures for t in future.result()]
+        wall = time.perf_counter() - began
+    return timings, wall
+
+
+def bench_search(
+    store: VectorStore,
+    name: str,
+    *,
+    queries: int,
+    top_k: int = 50,
+    modes: Sequence[str] = ("dense", "hybrid", "text"),
+    concurrency: int = 1,
+    with_filter: bool = False,
+    seed: int = 0,
+    dimension: int | None = None,
+    query_texts: Sequence[str] | None = None,
+    warmup: int = 50,
+    rounds: int = 1,
+) -> list[SearchBenchResult]:
+    """Time ``queries`` searches per mode on collection ``name`` (built by :func:`build_synthetic_collection`).
+
+    ``top_k`` defaults to 50, the candidates zhiku search asks each side for. ``with_filter`` adds the
+    ``kb_id`` filter zhiku search always sends (it matches every synthetic point). ``seed`` must be the build's
+    seed for the query vectors to have near neighbours; ``dimension`` defaults to ``store.dimension(name)``.
+    Each mode first runs ``warmup`` untimed queries, then ``rounds`` timed passes; the reported figures are
+    medians over the rounds.
+    """
+    if queries <= 0 or concurrency <= 0 or rounds <= 0:
+        raise ValueError("queries, concurrency and rounds must be positive")
+    if dimension is None:
+        get_dimension = getattr(store, "dimension", None)
+        if get_dimension is None:
+            raise ValueError("pass dimension= for a store without a dimension() method")
+        dimension = int(get_dimension(name))
+    points = store.count(name)
+    vectors = query_vectors(seed, points, dimension, queries)
+    texts = list(query_texts or QUERIES)
+    flt = SearchFilter(kb_id=BENCH_KB) if with_filter else None
+    results = []
+    for mode in modes:
+        call = _search_call(store, name, mode, top_k, flt)
+        warm = query_vectors(seed, points, dimension, max(1, warmup), query_seed=2)
+        _timed_pass(call, warm, texts, 1)
+        per_round: list[tuple[float, float, float, float, float]] = []
+        for _ in range(rounds):
+            timings, wall = _timed_pass(call, vectors, texts, concurrency)
+            milliseconds = np.asarray(timings) * 1000
+            p50, p95, p99 = (float(v) for v in np.percentile(milliseconds, [50, 95, 99]))
+            per_round.append((p50, p95, p99, float(milliseconds.mean()), queries / wall))
+        p50, p95, p99, mean, qps = (statistics.median(column) for column in zip(*per_round, strict=True))
+        results.append(
+            SearchBenchResult(mode, points, concurrency, queries, top_k, with_filter, p50, p95, p99, mean, qps, rounds)
+        )
+    return results
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def render_table(results: Sequence[SearchBenchResult]) -> str:
+    """The results as a Markdown table (one row per mode and concurrency)."""
+    lines = [
+        "| mode | points | clients | queries | top_k | filter | p50 ms | p95 ms | p99 ms | mean ms | QPS |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.mode} | {r.points:,} | {r.concurrency} | {r.queries} | {r.top_k} | {'kb' if r.filtered else '-'} "
+            f"| {r.p50_ms:.2f} | {r.p95_ms:.2f} | {r.p99_ms:.2f} | {r.mean_ms:.2f} | {r.qps:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def describe_build(build: BuildResult) -> str:
+    """One line about the build: points, dimension, times and disk size (for the report notes)."""
+    disk = f", {build.disk_bytes / 2**20:.0f} MiB on disk" if build.disk_bytes is not None else ""
+    return (
+        f"collection of {build.points:,} synthetic points, dimension {build.dimension}: upsert "
+        f"{build.upsert_seconds:.1f} s, optimize {build.optimize_seconds:.1f} s{disk}"
+    )
