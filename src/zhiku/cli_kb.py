@@ -362,6 +362,9 @@ def search_command(
     ] = None,
     min_score: Annotated[float | None, typer.Option("--min-score", help="Drop hits scoring below this.")] = None,
     neighbours: Annotated[int, typer.Option("--neighbours", help="Add N chunks of context each side.")] = 0,
+    rerank: Annotated[
+        str | None, typer.Option("--rerank", help="Reorder the top 30 with this reranker (name or folder).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Search a knowledge base; hits carry document, page span, offsets, highlighted passage and scores."""
@@ -380,6 +383,7 @@ def search_command(
             document_ids=document,
             min_score=min_score,
             neighbours=neighbours,
+            rerank=rerank,
         )
         hits = search(zhiku, kb, query, options)
     finally:

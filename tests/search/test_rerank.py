@@ -384,3 +384,33 @@ def test_qwen3_embedding_folder_is_not_a_reranker(tiny_qwen3: Path, settings: Se
 def test_unknown_cross_encoder_offline(settings: Settings) -> None:
     with pytest.raises(ModelLoadError, match="cannot load cross-encoder reranker"):
         create_reranker("no-such-org/no-such-reranker", settings)
+
+
+def test_search_reorders_candidates_with_the_reranker(tiny_qwen3_reranker: Path, tmp_path: Path) -> None:
+    """`search(..., rerank=...)` scores the retrieved passages with the reranker and sorts by that score."""
+    from zhiku.config import Settings
+    from zhiku.core import Zhiku
+    from zhiku.jobs.runner import JobRunner
+    from zhiku.knowledge import create_knowledge_base, register_file
+    from zhiku.search.retrieve import SearchOptions, reranker_for, search
+
+    zhiku = Zhiku(Settings(home=tmp_path / "home"))
+    try:
+        kb = create_knowledge_base(zhiku, "kb")
+        jobs = []
+        for index, text in enumerate(["Pandas eat bamboo.", "Trains run fast.", "Coffee needs hot water."]):
+            path = tmp_path / f"{index}.txt"
+            path.write_text(text, encoding="utf-8")
+            jobs.append(register_file(zhiku, kb, path).job_id or "")
+        with JobRunner(zhiku) as runner:
+            runner.wait_for(jobs, timeout=120)
+        options = SearchOptions(mode="dense", top_k=2, rerank=str(tiny_qwen3_reranker), rerank_candidates=3)
+        hits = search(zhiku, kb, "what do pandas eat", options)
+        expected = reranker_for(zhiku, str(tiny_qwen3_reranker)).score(
+            "what do pandas eat", ["Pandas eat bamboo.", "Trains run fast.", "Coffee needs hot water."]
+        )
+        assert len(hits) == 2
+        assert [h.score for h in hits] == sorted((float(x) for x in expected), reverse=True)[:2]
+        assert all(h.scores["rerank"] == h.score and "dense" in h.scores for h in hits)
+    finally:
+        zhiku.close()

@@ -9,6 +9,7 @@ returned, so a re-ingestion in flight never shows half of two versions.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from sqlalchemy import select
 from zhiku.core import Zhiku
 from zhiku.errors import InvalidInputError
 from zhiku.search.highlight import highlight_spans, mark, query_terms
+from zhiku.search.rerank import Reranker, create_reranker
 from zhiku.storage.models import Chunk, Document, KnowledgeBase
 from zhiku.storage.vectors.base import SearchFilter, VectorHit
 
@@ -68,6 +70,9 @@ class SearchOptions:
     min_score: float | None = None
     neighbours: int = 0
     dimensions: int | None = None
+    rerank: str | None = None
+    """A reranker (``qwen3-reranker-0.6b``, a local folder, a CrossEncoder id) to reorder the best candidates."""
+    rerank_candidates: int = 30
 
 
 LEXICAL_GAIN = 1.2
@@ -151,13 +156,31 @@ def search(zhiku: Zhiku, kb: KnowledgeBase, query: str, options: SearchOptions |
         coverage = term_coverage(query, payloads[best_lexical].payload["text"]) if best_lexical else 0.0
         fused = fuse(dense, lexical, coverage)
     ranked = sorted(fused, key=fused.__getitem__, reverse=True)
-    hits = _materialise(zhiku, ranked, fused, dense, lexical, payloads, options)
+    limit = max(options.top_k, options.rerank_candidates) if options.rerank else options.top_k
+    hits = _materialise(zhiku, ranked, fused, dense, lexical, payloads, options, limit)
+    if options.rerank and hits:
+        scores = reranker_for(zhiku, options.rerank).score(query, [hit.text for hit in hits])
+        for hit, value in zip(hits, scores, strict=True):
+            hit.scores["rerank"] = hit.score = float(value)
+        hits = sorted(hits, key=lambda hit: hit.score, reverse=True)[: options.top_k]
     terms = query_terms(query)
     for hit in hits:
         hit.highlights = highlight_spans(hit.text, terms)
     if options.neighbours > 0:
         _expand(zhiku, hits, options.neighbours)
     return hits
+
+
+_rerankers: dict[str, Reranker] = {}
+_rerankers_lock = threading.Lock()
+
+
+def reranker_for(zhiku: Zhiku, name: str) -> Reranker:
+    """The process-wide reranker ``name``, loaded on first use."""
+    with _rerankers_lock:
+        if name not in _rerankers:
+            _rerankers[name] = create_reranker(name, zhiku.settings)
+        return _rerankers[name]
 
 
 def _validate(query: str, options: SearchOptions) -> None:
@@ -171,6 +194,10 @@ def _validate(query: str, options: SearchOptions) -> None:
         raise InvalidInputError(f"mode must be dense, lexical or hybrid; got {options.mode!r}", param="mode")
     if not 1 <= options.top_k <= 1000:
         raise InvalidInputError(f"top_k must be 1 to 1000, got {options.top_k}", param="top_k")
+    if not 1 <= options.rerank_candidates <= 200:
+        raise InvalidInputError(
+            f"rerank_candidates must be 1 to 200, got {options.rerank_candidates}", param="rerank_candidates"
+        )
     if not 0 <= options.neighbours <= 10:
         raise InvalidInputError(f"neighbours must be 0 to 10, got {options.neighbours}", param="neighbours")
 
@@ -183,6 +210,7 @@ def _materialise(
     lexical: dict[str, float],
     payloads: dict[str, VectorHit],
     options: SearchOptions,
+    limit: int,
 ) -> list[Hit]:
     """Join ranked point ids with the metadata DB, dropping inactive versions, up to ``top_k`` hits."""
     document_ids = {str(payloads[i].payload["document_id"]) for i in ranked}
@@ -223,7 +251,7 @@ def _materialise(
                 scores=scores,
             )
         )
-        if len(hits) == options.top_k:
+        if len(hits) == limit:
             break
     return hits
 
