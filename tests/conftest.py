@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,16 +62,11 @@ def qwen3_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_qwen3_tokenizer(tmp_path_factory.mktemp("qwen3-tokenizer"))
 
 
-@pytest.fixture(scope="session")
-def tiny_qwen3(tmp_path_factory: pytest.TempPathFactory, qwen3_tokenizer_dir: Path) -> Path:
-    """A random-weight 2-layer Qwen3 (hidden 64) with the real Qwen3 tokenizer, saved like a model folder."""
-    import shutil
+def tiny_qwen3_config() -> Any:
+    """A 2-layer, hidden-64 Qwen3 configuration with the real Qwen3 vocabulary (random weights in tests)."""
+    from transformers import Qwen3Config
 
-    import torch
-    from transformers import Qwen3Config, Qwen3Model
-
-    torch.manual_seed(0)
-    config = Qwen3Config(
+    return Qwen3Config(
         vocab_size=151669,
         hidden_size=64,
         intermediate_size=128,
@@ -81,7 +77,18 @@ def tiny_qwen3(tmp_path_factory: pytest.TempPathFactory, qwen3_tokenizer_dir: Pa
         max_position_embeddings=512,
         tie_word_embeddings=False,
     )
-    model = Qwen3Model(config).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3(tmp_path_factory: pytest.TempPathFactory, qwen3_tokenizer_dir: Path) -> Path:
+    """A random-weight 2-layer Qwen3 (hidden 64) with the real Qwen3 tokenizer, saved like a model folder."""
+    import shutil
+
+    import torch
+    from transformers import Qwen3Model
+
+    torch.manual_seed(0)
+    model = Qwen3Model(tiny_qwen3_config()).eval()
     folder = tmp_path_factory.mktemp("tiny-qwen3")
     model.save_pretrained(folder)
     for item in qwen3_tokenizer_dir.iterdir():

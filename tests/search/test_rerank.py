@@ -132,21 +132,12 @@ def _reranker_tokenizer(source: Path, target: Path) -> None:
 @pytest.fixture(scope="session")
 def tiny_qwen3_reranker(tmp_path_factory: pytest.TempPathFactory, qwen3_tokenizer_dir: Path) -> Path:
     """A random-weight 2-layer Qwen3ForCausalLM (hidden 64) with the real Qwen3 (reranker) tokenizer."""
-    from transformers import Qwen3Config, Qwen3ForCausalLM
+    from transformers import Qwen3ForCausalLM
+
+    from tests.conftest import tiny_qwen3_config
 
     torch.manual_seed(0)
-    config = Qwen3Config(
-        vocab_size=151669,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        max_position_embeddings=512,
-        tie_word_embeddings=False,
-    )
-    model = Qwen3ForCausalLM(config).eval()
+    model = Qwen3ForCausalLM(tiny_qwen3_config()).eval()
     # the random lm_head gives P(yes) ~ 0.5 everywhere; widen the yes/no rows so that scores differ visibly
     with torch.no_grad():
         model.lm_head.weight[[9693, 2152]] *= 30
