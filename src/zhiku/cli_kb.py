@@ -46,6 +46,9 @@ def kb_create(
     name: Annotated[str, typer.Argument(help="Knowledge base name.")],
     model: Annotated[str | None, typer.Option("--model", "-m", help="Embedding model (default: settings).")] = None,
     dim: Annotated[int | None, typer.Option("--dim", help="Matryoshka dimension (default: native).")] = None,
+    index_dim: Annotated[
+        int | None, typer.Option("--index-dim", help="Matryoshka two-stage: index this prefix, rescore at --dim.")
+    ] = None,
     instruction: Annotated[str | None, typer.Option("--instruction", "-i", help="Query task preset or text.")] = None,
     chunk_tokens: Annotated[int | None, typer.Option("--chunk-tokens", help="Chunk size in tokens.")] = None,
     overlap: Annotated[int | None, typer.Option("--overlap", help="Chunk overlap in tokens.")] = None,
@@ -57,7 +60,8 @@ def kb_create(
     zhiku = _open()
     try:
         kb = create_knowledge_base(
-            zhiku, name, model=model, dimension=dim, instruction=instruction, chunk_tokens=chunk_tokens,
+            zhiku, name, model=model, dimension=dim, index_dimension=index_dim, instruction=instruction,
+            chunk_tokens=chunk_tokens,
             chunk_overlap=overlap, description=description,
         )  # fmt: skip
     finally:
@@ -105,6 +109,7 @@ def kb_show(name: Annotated[str, typer.Argument(help="Knowledge base name or id.
     table = Table(show_header=False, title=f"knowledge base {kb.name}")
     for key, value in [
         ("id", kb.id), ("model", kb.embedding_model), ("dimension", kb.dimension),
+        ("index dimension", kb.index_dimension or "(full)"),
         ("instruction", kb.instruction or "(model default)"), ("chunk tokens", kb.chunk_tokens),
         ("chunk overlap", kb.chunk_overlap), ("documents", documents), ("chunks", stats.chunks),
         ("vectors", vectors), ("created", kb.created_at.isoformat(timespec="seconds")),

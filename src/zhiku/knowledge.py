@@ -47,13 +47,18 @@ def create_knowledge_base(
     *,
     model: str | None = None,
     dimension: int | None = None,
+    index_dimension: int | None = None,
     instruction: str | None = None,
     chunk_tokens: int | None = None,
     chunk_overlap: int | None = None,
     description: str = "",
     tenant_id: str = "default",
 ) -> KnowledgeBase:
-    """Create a knowledge base; its model, dimension and instruction are fixed for its lifetime."""
+    """Create a knowledge base; its model, dimension and instruction are fixed for its lifetime.
+
+    ``index_dimension`` (Matryoshka models only) indexes a shorter prefix of each vector and rescores the best
+    candidates at the full ``dimension``: less index memory for a small loss of recall.
+    """
     if not isinstance(name, str) or not NAME_PATTERN.match(name) or name != name.strip():
         raise InvalidInputError(
             "knowledge base names are 1-100 characters: letters (any script), digits, '_', '-', '.', spaces; "
@@ -63,6 +68,18 @@ def create_knowledge_base(
     settings = zhiku.settings
     spec = resolve_model(model or settings.embedding_model)
     dim = spec.check_dimension(dimension)
+    if index_dimension is not None:
+        if not spec.matryoshka or not isinstance(index_dimension, int):
+            raise InvalidInputError(
+                f"model {spec.name} is not a Matryoshka model: it cannot use a reduced index dimension",
+                param="index_dimension",
+            )
+        if not (spec.min_dimension or 32) <= index_dimension < dim:
+            raise InvalidInputError(
+                f"index dimension must be {spec.min_dimension} to {dim - 1} (below the dimension {dim}), "
+                f"got {index_dimension}",
+                param="index_dimension",
+            )
     task = None
     if instruction is not None:
         if not spec.instruction_aware:
@@ -89,13 +106,14 @@ def create_knowledge_base(
             description=description,
             embedding_model=spec.name,
             dimension=dim,
+            index_dimension=index_dimension,
             instruction=task,
             chunk_tokens=size,
             chunk_overlap=overlap,
             collection=f"kb_{kb_id}",
         )
         session.add(kb)
-    zhiku.vectors.ensure_collection(kb.collection, dim)
+    zhiku.vectors.ensure_collection(kb.collection, dim, index_dimension=index_dimension)
     return kb
 
 

@@ -76,6 +76,8 @@ class KnowledgeBase(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     embedding_model: Mapped[str] = mapped_column(String(500))
     dimension: Mapped[int] = mapped_column(Integer)
+    index_dimension: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """Matryoshka two-stage search: HNSW on this prefix of the vectors, rescoring at ``dimension``."""
     instruction: Mapped[str | None] = mapped_column(Text, nullable=True)
     chunk_tokens: Mapped[int] = mapped_column(Integer)
     chunk_overlap: Mapped[int] = mapped_column(Integer)
