@@ -84,3 +84,41 @@ def test_kb_ingest_docs_jobs_round_trip(tmp_path: Path) -> None:
     gone = run(home, "kb", "delete", "团队手册", "--yes")
     assert gone.returncode == 0, gone.stderr
     assert "团队手册" not in run(home, "kb", "list").stdout
+
+
+def test_tags_metadata_and_search_filters_from_the_cli(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "leave.md").write_text("# Leave\n\nAnnual leave is twenty days per year.\n", "utf-8")
+    (tmp_path / "b" / "假期.md").write_text("# 假期\n\n年假每年二十天 annual leave。\n", "utf-8")
+    assert run(home, "kb", "create", "hr").returncode == 0
+    first = run(home, "ingest", str(tmp_path / "a"), "--kb", "hr", "--tag", "Policy", "--meta", "lang=en")
+    assert first.returncode == 0, first.stderr
+    second = run(home, "ingest", str(tmp_path / "b"), "--kb", "hr", "--meta", "lang=zh")
+    assert second.returncode == 0, second.stderr
+
+    def filenames(*filters: str) -> set[str]:
+        args = [item for f in filters for item in ("--filter", f)]
+        found = run(home, "search", "annual leave", "--kb", "hr", "--json", *args)
+        assert found.returncode == 0, found.stderr
+        return {hit["filename"] for hit in json.loads(found.stdout)}
+
+    assert filenames() == {"leave.md", "假期.md"}
+    assert filenames("tag=policy") == {"leave.md"}
+    assert filenames("lang=zh") == {"假期.md"}
+    assert filenames("date>=2000-01-01", "lang=en") == {"leave.md"}
+
+    document_id = json.loads(run(home, "search", "年假", "--kb", "hr", "--json", "-f", "lang=zh").stdout)[0][
+        "document_id"
+    ]
+    labelled = run(home, "docs", "label", document_id, "--kb", "hr", "--tag", "policy", "--meta", "team=hr")
+    assert labelled.returncode == 0, labelled.stderr
+    assert "tags [policy]" in labelled.stdout
+    assert filenames("tag=policy", "team=hr") == {"假期.md"}
+    listed = run(home, "docs", "list", "--kb", "hr")
+    assert "team=hr" in listed.stdout
+
+    bad = run(home, "search", "leave", "--kb", "hr", "--filter", "date>=someday")
+    assert bad.returncode == 2
+    assert "not a date" in bad.stderr

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from zhiku.jobs.runner import JobRunner
 
 kb_app = typer.Typer(help="Create, list, show and delete knowledge bases.", no_args_is_help=True)
-docs_app = typer.Typer(help="List and delete documents of a knowledge base.", no_args_is_help=True)
+docs_app = typer.Typer(help="List, label and delete documents of a knowledge base.", no_args_is_help=True)
 jobs_app = typer.Typer(help="List, show, cancel and retry background jobs.", no_args_is_help=True)
 out = Console()
 err = Console(stderr=True)
@@ -143,12 +143,18 @@ def ingest(
     include: Annotated[list[str] | None, typer.Option("--include", help="Only files matching this glob.")] = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Skip files matching this glob.")] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Run the jobs now and show progress.")] = True,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag every file with this (repeatable).")] = None,
+    meta: Annotated[
+        list[str] | None, typer.Option("--meta", help="Set metadata KEY=VALUE on every file (repeatable).")
+    ] = None,
 ) -> None:
     """Ingest files into a knowledge base with a progress bar, then print what happened to each file."""
     from zhiku.ingest.sources import SourceProblem, iter_sources
     from zhiku.jobs.runner import JobRunner
-    from zhiku.knowledge import Registration, get_knowledge_base, register_file
+    from zhiku.knowledge import Labels, Registration, get_knowledge_base, register_file
+    from zhiku.search.filters import normalize_tag
 
+    labels = Labels(tags=[normalize_tag(t) for t in tag] if tag else None, metadata=_parse_meta(meta) if meta else None)
     zhiku = _open()
     runner = JobRunner(zhiku)
     try:
@@ -160,7 +166,7 @@ def ingest(
             if isinstance(item, SourceProblem):
                 registrations.append(Registration(str(item.path), "failed", message=item.message))
             else:
-                registrations.append(register_file(zhiku, kb, item.path))
+                registrations.append(register_file(zhiku, kb, item.path, labels=labels))
         job_ids = [r.job_id for r in registrations if r.job_id]
         if wait:
             job_ids += _unfinished_jobs(zhiku, kb.id, exclude=set(job_ids))  # e.g. interrupted by a crash
@@ -245,16 +251,59 @@ def docs_list(kb_name: Annotated[str, typer.Option("--kb", help="Knowledge base 
     try:
         kb = get_knowledge_base(zhiku, kb_name)
         table = Table(title=f"documents of {kb.name}")
-        for column in ("id", "file", "status", "version", "pages", "chunks", "type", "error"):
+        for column in ("id", "file", "status", "version", "pages", "chunks", "type", "tags", "metadata", "error"):
             table.add_column(column, overflow="fold")
         for d in list_documents(zhiku, kb):
+            meta = ", ".join(f"{k}={v}" for k, v in sorted(d.meta.items()))
             table.add_row(
                 d.id[:12], d.filename, d.status, str(d.version), str(d.pages or ""), str(d.chunk_count),
-                d.mime_type or "", d.error or "",
+                d.mime_type or "", ", ".join(d.tags), meta, d.error or "",
             )  # fmt: skip
         out.print(table)
     finally:
         zhiku.close()
+
+
+@docs_app.command("label")
+def docs_label(
+    document_id: Annotated[str, typer.Argument(help="Document id (or a unique prefix).")],
+    kb_name: Annotated[str, typer.Option("--kb", help="Knowledge base name or id.")],
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Add this tag (repeatable).")] = None,
+    untag: Annotated[list[str] | None, typer.Option("--untag", help="Remove this tag (repeatable).")] = None,
+    meta: Annotated[list[str] | None, typer.Option("--meta", help="Set metadata KEY=VALUE (repeatable).")] = None,
+    unset: Annotated[list[str] | None, typer.Option("--unset", help="Remove this metadata key.")] = None,
+    date: Annotated[str | None, typer.Option("--date", help="The document's date (ISO 8601).")] = None,
+) -> None:
+    """Change a document's tags, metadata or date (used by search filters; no re-indexing needed)."""
+    from zhiku.knowledge import get_document, get_knowledge_base, label_document
+    from zhiku.search.filters import parse_date
+
+    metadata = _parse_meta(meta or [])
+    when = parse_date(date, param="date") if date else None
+    zhiku = _open()
+    try:
+        kb = get_knowledge_base(zhiku, kb_name)
+        document = label_document(
+            zhiku, get_document(zhiku, kb, document_id), add_tags=tag or (), remove_tags=untag or (),
+            set_metadata=metadata, unset_metadata=unset or (), document_date=when,
+        )  # fmt: skip
+    finally:
+        zhiku.close()
+    meta_text = ", ".join(f"{k}={v}" for k, v in sorted(document.meta.items()))
+    out.print(f"{document.filename}: tags [{', '.join(document.tags)}], metadata {{{meta_text}}}", markup=False)
+
+
+def _parse_meta(pairs: Sequence[str]) -> dict[str, str]:
+    from zhiku.errors import InvalidInputError
+    from zhiku.search.filters import check_meta_key
+
+    metadata: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise InvalidInputError(f"--meta {pair!r}: expected KEY=VALUE", param="meta")
+        metadata[check_meta_key(key.strip())] = value.strip()
+    return metadata
 
 
 @docs_app.command("delete")
@@ -365,6 +414,15 @@ def search_command(
     document: Annotated[
         list[str] | None, typer.Option("--document", "-d", help="Only these document ids (repeatable).")
     ] = None,
+    filters: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--filter",
+            "-f",
+            help="tag=NAME (tag=a|b: any), KEY=VALUE (metadata), date>=2024-01-01, date<2025-01-01, "
+            "document=FILE-OR-ID, type=pdf. Repeatable; all must hold.",
+        ),
+    ] = None,
     min_score: Annotated[float | None, typer.Option("--min-score", help="Drop hits scoring below this.")] = None,
     neighbours: Annotated[int, typer.Option("--neighbours", help="Add N chunks of context each side.")] = 0,
     rerank: Annotated[
@@ -377,8 +435,10 @@ def search_command(
     from dataclasses import asdict
 
     from zhiku.knowledge import get_knowledge_base
+    from zhiku.search.filters import parse_filters
     from zhiku.search.retrieve import SearchOptions, search
 
+    document_filter = parse_filters(filters or [])
     zhiku = _open()
     try:
         kb = get_knowledge_base(zhiku, kb_name)
@@ -386,6 +446,7 @@ def search_command(
             mode=mode,  # type: ignore[arg-type]
             top_k=top_k,
             document_ids=document,
+            filter=document_filter,
             min_score=min_score,
             neighbours=neighbours,
             rerank=rerank,

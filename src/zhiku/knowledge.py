@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,17 @@ from zhiku.core import Zhiku
 from zhiku.embedding.instructions import resolve_instruction
 from zhiku.embedding.models import resolve_model
 from zhiku.errors import ConflictError, InvalidInputError, NotFoundError, ZhikuError
-from zhiku.storage.models import Chunk, Document, DocumentStatus, Job, JobStatus, KnowledgeBase, new_id
+from zhiku.search.filters import check_metadata, normalize_tag
+from zhiku.storage.models import (
+    Chunk,
+    Document,
+    DocumentStatus,
+    DocumentTag,
+    Job,
+    JobStatus,
+    KnowledgeBase,
+    new_id,
+)
 
 NAME_PATTERN = re.compile(r"^[\w][\w.\- ]{0,99}$", re.UNICODE)
 INGEST_KIND = "ingest_document"
@@ -194,15 +206,34 @@ def sanitize_filename(name: str) -> str:
     return base[:255] or "unnamed"
 
 
+@dataclass(frozen=True)
+class Labels:
+    """Tags, metadata and date to give a document; ``None`` leaves the current value alone."""
+
+    tags: Sequence[str] | None = None
+    metadata: dict[str, str] | None = None
+    document_date: dt.datetime | None = None
+
+
 def register_file(
-    zhiku: Zhiku, kb: KnowledgeBase, path: Path, *, source: str | None = None, filename: str | None = None
+    zhiku: Zhiku,
+    kb: KnowledgeBase,
+    path: Path,
+    *,
+    source: str | None = None,
+    filename: str | None = None,
+    labels: Labels | None = None,
 ) -> Registration:
     """Store a file and queue its ingestion; report duplicates, unchanged files and unreadable ones.
 
     ``source`` identifies the document within the knowledge base (default: the resolved path); a file with a
     known source and new content becomes a new version of that document, replacing the old one atomically
-    once ingested. ``filename`` (default: the file's name) is what users see; it is sanitised.
+    once ingested. ``filename`` (default: the file's name) is what users see; it is sanitised. ``labels`` are
+    applied even when the content is unchanged; the document date defaults to the file's modification time.
     """
+    labels = labels or Labels()
+    tags = [normalize_tag(t) for t in labels.tags] if labels.tags is not None else None
+    metadata = check_metadata(labels.metadata) if labels.metadata is not None else None
     source = source or os.path.abspath(path)
     display = sanitize_filename(filename or path.name)
     try:
@@ -210,7 +241,8 @@ def register_file(
             path.resolve(strict=True)  # raises on loops and dangling links
         if not path.is_file():
             return Registration(source, "failed", message=f"{path.name}: not a regular file")
-        size = path.stat().st_size
+        stat = path.stat()
+        size = stat.st_size
         if size > zhiku.settings.max_file_bytes:
             return Registration(
                 source,
@@ -225,7 +257,47 @@ def register_file(
         return Registration(source, "failed", message=f"{path.name}: cannot read ({exc.strerror or exc})")
     except ZhikuError as exc:
         return Registration(source, "failed", message=exc.message)
-    return _register_blob(zhiku, kb, source, display, blob.sha256, blob.size)
+    when = labels.document_date or dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC)
+    registration = _register_blob(zhiku, kb, source, display, blob.sha256, blob.size)
+    if registration.document_id is not None:
+        with zhiku.db.session() as session:
+            _apply_labels(session.get_one(Document, registration.document_id), tags, metadata, when)
+    return registration
+
+
+def _apply_labels(
+    document: Document, tags: Sequence[str] | None, metadata: dict[str, str] | None, when: dt.datetime | None
+) -> None:
+    if tags is not None:
+        document.tag_rows = [DocumentTag(document_id=document.id, tag=t) for t in sorted(set(tags))]
+    if metadata is not None:
+        document.meta = dict(metadata)
+    if when is not None:
+        document.document_date = when
+
+
+def label_document(
+    zhiku: Zhiku,
+    document: Document,
+    *,
+    add_tags: Sequence[str] = (),
+    remove_tags: Sequence[str] = (),
+    set_metadata: dict[str, str] | None = None,
+    unset_metadata: Sequence[str] = (),
+    document_date: dt.datetime | None = None,
+) -> Document:
+    """Change a document's tags, metadata or date; takes effect for the next search (no re-indexing)."""
+    added = {normalize_tag(t) for t in add_tags}
+    removed = {normalize_tag(t) for t in remove_tags}
+    with zhiku.db.session() as session:
+        row = session.get_one(Document, document.id)
+        tags = (set(row.tags) | added) - removed
+        metadata = {k: v for k, v in {**row.meta, **check_metadata(set_metadata or {})}.items()
+                    if k not in set(unset_metadata)}  # fmt: skip
+        _apply_labels(row, sorted(tags), metadata, document_date)
+        session.flush()
+        session.refresh(row)
+        return row
 
 
 def _register_blob(zhiku: Zhiku, kb: KnowledgeBase, source: str, filename: str, sha: str, size: int) -> Registration:

@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from zhiku.core import Zhiku
 from zhiku.errors import InvalidInputError
+from zhiku.search.filters import DocumentFilter, matching_documents
 from zhiku.search.highlight import highlight_spans, mark, query_terms
 from zhiku.search.rerank import Reranker, create_reranker
 from zhiku.storage.models import Chunk, Document, KnowledgeBase
@@ -53,6 +54,8 @@ class Hit:
     """Spans of query terms in ``text`` (offsets into ``text``; add ``char_start`` for document offsets)."""
     context_before: str = ""
     context_after: str = ""
+    tags: list[str] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
 
     @property
     def highlighted(self) -> str:
@@ -67,6 +70,8 @@ class SearchOptions:
     mode: Mode = "hybrid"
     top_k: int = 10
     document_ids: Sequence[str] | None = None
+    filter: DocumentFilter | None = None
+    """Tags, metadata, dates, document names and types (see :mod:`zhiku.search.filters`)."""
     min_score: float | None = None
     neighbours: int = 0
     dimensions: int | None = None
@@ -133,7 +138,9 @@ def search(zhiku: Zhiku, kb: KnowledgeBase, query: str, options: SearchOptions |
     _validate(query, options)
     wanted = max(CANDIDATES, options.top_k * 3)
     # one collection per knowledge base: a kb_id condition would only cost time (~1 ms at 100k chunks)
-    flt = SearchFilter(document_ids=options.document_ids)
+    flt = SearchFilter(document_ids=_allowed_documents(zhiku, kb, options))
+    if flt.matches_nothing:
+        return []
     dense: dict[str, float] = {}
     lexical: dict[str, float] = {}
     payloads: dict[str, VectorHit] = {}
@@ -181,6 +188,16 @@ def reranker_for(zhiku: Zhiku, name: str) -> Reranker:
         if name not in _rerankers:
             _rerankers[name] = create_reranker(name, zhiku.settings)
         return _rerankers[name]
+
+
+def _allowed_documents(zhiku: Zhiku, kb: KnowledgeBase, options: SearchOptions) -> list[str] | None:
+    """The document ids a search may return (``None``: all), from ``document_ids`` and ``filter`` together."""
+    allowed = list(options.document_ids) if options.document_ids is not None else None
+    if options.filter is None or options.filter.is_empty:
+        return allowed
+    with zhiku.db.session() as session:
+        matching = matching_documents(session, kb.id, options.filter)
+    return matching if allowed is None else sorted(set(matching) & set(allowed))
 
 
 def _validate(query: str, options: SearchOptions) -> None:
@@ -249,6 +266,8 @@ def _materialise(
                 text=chunk.text,
                 score=score,
                 scores=scores,
+                tags=document.tags,
+                metadata=dict(document.meta),
             )
         )
         if len(hits) == limit:

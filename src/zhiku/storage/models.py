@@ -114,10 +114,32 @@ class Document(Base):
     pending_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     duplicate_of: Mapped[str | None] = mapped_column(String(32), nullable=True)
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    """User metadata: string keys to string values, filterable with ``key=value``."""
+    document_date: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    """When the source was last modified (file mtime or given at upload); date filters fall back to created_at."""
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     knowledge_base: Mapped[KnowledgeBase] = relationship(back_populates="documents")
+    tag_rows: Mapped[list[DocumentTag]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="DocumentTag.tag"
+    )
+
+    @property
+    def tags(self) -> list[str]:
+        """The document's tags, sorted."""
+        return [row.tag for row in self.tag_rows]
+
+
+class DocumentTag(Base):
+    """A tag on a document (a table, not a JSON list, so tag filters are portable, indexed SQL)."""
+
+    __tablename__ = "document_tags"
+    __table_args__ = (Index("ix_document_tags_tag", "tag"),)
+
+    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(100), primary_key=True)
 
 
 class Chunk(Base):
