@@ -213,6 +213,34 @@ def demo(model: Annotated[str | None, typer.Option("--model", "-m")] = None) -> 
     console.print(f"first passage embedding: [{preview}, ...] (L2 norm {np.linalg.norm(p.vectors[0]):.4f})")
 
 
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option("--host", help="Address to listen on (default: serve_host).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port (default: serve_port, 8000).")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Server processes (each loads the model).")] = 1,
+) -> None:
+    """Run the HTTP server: OpenAI-compatible /v1/embeddings, /v1/models, /healthz, /readyz, /metrics."""
+    import ipaddress
+
+    import uvicorn
+
+    settings = get_settings()
+    host = host or settings.serve_host
+    port = port or settings.serve_port
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        err.print(f"[yellow]warning:[/] listening on {host}, reachable from other machines; this server has no "
+                  "authentication yet, put it behind a trusted network or proxy")  # fmt: skip
+    err.print(f"zhiku serving on http://{host}:{port} (models load first; /readyz says when ready)")
+    uvicorn.run(
+        "zhiku.api.app:create_app", factory=True, host=host, port=port, workers=workers,
+        log_level=settings.log_level.lower(), access_log=False,
+    )  # fmt: skip
+
+
 @app.command("eval")
 def evaluate(
     folders: Annotated[

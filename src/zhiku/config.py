@@ -140,9 +140,59 @@ class Settings(BaseSettings):
         gt=0,
         description="A running job without a heartbeat for this long is considered interrupted and is resumed.",
     )
+    remote_health_interval: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds between health checks of the remote servers; a failing server is skipped until it "
+        "answers again.",
+    )
+    serve_host: str = Field(default="127.0.0.1", description="Address `zhiku serve` listens on.")
+    serve_port: int = Field(default=8000, ge=1, le=65535, description="Port `zhiku serve` listens on.")
+    serve_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Models `/v1/embeddings` serves (registry names, ids or folders); empty = `embedding_model`. "
+        "Env: a JSON list or comma-separated.",
+    )
+    batch_max_inputs: int = Field(
+        default=64, ge=1, le=4096, description="Most inputs the server's micro-batcher puts in one model call."
+    )
+    batch_max_tokens: int = Field(
+        default=16384, ge=256, description="Most tokens (estimated) in one micro-batch; long inputs go alone."
+    )
+    batch_max_wait_ms: float = Field(
+        default=2.0,
+        ge=0,
+        le=1000,
+        description="How long an idle micro-batcher waits for more requests before running a batch (ms).",
+    )
+    queue_max_inputs: int = Field(
+        default=4096,
+        ge=1,
+        description="Inputs that may wait for the model; beyond this, requests get 429 with Retry-After.",
+    )
+    max_request_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, description="Largest `/v1/embeddings` request body, in bytes."
+    )
+    max_inputs_per_request: int = Field(
+        default=2048, ge=1, le=100_000, description="Most inputs in one `/v1/embeddings` request (OpenAI: 2048)."
+    )
+    embedding_cache: Literal["disk", "redis", "off"] = Field(
+        default="disk",
+        description="Cache of served embeddings: `disk` (LRU under `$ZHIKU_HOME/cache`), `redis` (needs "
+        "`redis_url`) or `off`.",
+    )
+    cache_max_bytes: int = Field(
+        default=1024**3,
+        ge=1024 * 1024,
+        description="Size bound of the disk embedding cache (least recently used entries are evicted).",
+    )
+    cache_ttl_seconds: int = Field(
+        default=30 * 24 * 3600, ge=1, description="Lifetime of an embedding in the Redis cache."
+    )
+    redis_url: str | None = Field(default=None, description="Redis URL, e.g. `redis://127.0.0.1:6379/0`.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
-    @field_validator("remote_urls", mode="before")
+    @field_validator("remote_urls", "serve_models", mode="before")
     @classmethod
     def _split_urls(cls, value: object) -> object:
         if isinstance(value, str):

@@ -124,3 +124,21 @@ class ConflictError(ZhikuError):
 
     status_code = 409
     code = "conflict"
+
+
+class OverloadedError(ZhikuError):
+    """Too much work is already waiting; the caller should retry after ``retry_after`` seconds."""
+
+    status_code = 429
+    code = "server_overloaded"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PayloadTooLargeError(InvalidInputError):
+    """A request body is over the size limit."""
+
+    status_code = 413
+    code = "request_too_large"

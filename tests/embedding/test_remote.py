@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,61 +17,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import require
+from tests.servers import INFINITY_SERVED_NAME, free_port, infinity_server
 from zhiku.config import Settings
 from zhiku.embedding import create_embedder, resolve_model
 from zhiku.embedding.remote import RemoteEmbedder
 from zhiku.errors import RemoteEmbeddingError
 
 MINILM = resolve_model("all-minilm-l6-v2")
-SERVED_NAME = "minilm"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+SERVED_NAME = INFINITY_SERVED_NAME
 
 
 @pytest.fixture(scope="module")
 def infinity_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Start Infinity serving all-MiniLM-L6-v2 from site-packages, offline, on a free loopback port."""
-    binary = os.environ.get(
-        "ZHIKU_INFINITY_BIN", str(Path(__file__).resolve().parents[2] / ".venv-infinity/bin/infinity_emb")
-    )
-    require(Path(binary).is_file(), f"infinity-emb not installed at {binary} (scripts/test installs it)")
-    from zhiku.embedding.local import model_location
-
-    port = free_port()
-    log = (tmp_path_factory.mktemp("infinity") / "infinity.log").open("wb")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0", "DO_NOT_TRACK": "1"}
-    process = subprocess.Popen(
-        [binary, "v2", "--model-id", model_location(MINILM), "--served-model-name", SERVED_NAME, "--engine", "torch",
-         "--host", "127.0.0.1", "--port", str(port), "--no-model-warmup"],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"infinity exited with {process.returncode}; see {log.name}")
-            try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("infinity did not start within 180 s")
+    """Infinity serving all-MiniLM-L6-v2 from site-packages, offline, on a free loopback port."""
+    with infinity_server(tmp_path_factory.mktemp("infinity")) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
 
 
 def remote_settings(tmp_path: Path, *urls: str, **overrides: Any) -> Settings:

@@ -74,6 +74,8 @@ class RemoteEmbedder(Embedder):
         self.pool = ThreadPoolExecutor(max_workers=settings.remote_max_concurrency, thread_name_prefix="zhiku-remote")
         self._next_url = itertools.cycle(range(len(self.urls)))
         self._url_lock = threading.Lock()
+        self._down_until: dict[str, float] = {}
+        """URLs that failed recently, skipped until the time given (monotonic) or a passing health check."""
         self.tokenizer = load_tokenizer(spec, settings)
         self.special_tokens = special_token_count(self.tokenizer)
 
@@ -89,8 +91,38 @@ class RemoteEmbedder(Embedder):
         return np.concatenate(parts, axis=0)
 
     def _pick_url(self) -> str:
+        """Round-robin over the servers, skipping those marked down (all down: try them anyway)."""
+        now = time.monotonic()
         with self._url_lock:
+            for _ in range(len(self.urls)):
+                url = self.urls[next(self._next_url)]
+                if self._down_until.get(url, 0.0) <= now:
+                    return url
             return self.urls[next(self._next_url)]
+
+    def _mark_down(self, url: str) -> None:
+        with self._url_lock:
+            self._down_until[url] = time.monotonic() + self.settings.remote_health_interval
+
+    def upstream_status(self) -> dict[str, bool]:
+        """Each server's URL and whether it is currently considered up."""
+        now = time.monotonic()
+        with self._url_lock:
+            return {url: self._down_until.get(url, 0.0) <= now for url in self.urls}
+
+    def check_health(self) -> dict[str, bool]:
+        """Ask every server for ``/models``; mark failing ones down and passing ones up. Returns the status."""
+        for url in self.urls:
+            try:
+                healthy = self.client.get(f"{url}/models", timeout=min(5.0, self.settings.remote_timeout)).is_success
+            except httpx.HTTPError:
+                healthy = False
+            if healthy:
+                with self._url_lock:
+                    self._down_until.pop(url, None)
+            else:
+                self._mark_down(url)
+        return self.upstream_status()
 
     def _post_batch(self, batch: list[str]) -> np.ndarray:
         payload = {"model": self.remote_model, "input": batch, "encoding_format": self.settings.remote_encoding_format}
@@ -114,6 +146,8 @@ class RemoteEmbedder(Embedder):
                         f"embedding server {url} refused the request: {cause}", url=url, upstream_status=status
                     )
                 delay = _retry_after(response) or delay
+            if status is None or status >= 500:
+                self._mark_down(url)
             if attempt + 1 == attempts:
                 raise RemoteEmbeddingError(
                     f"embedding server {url} failed after {attempts} attempt(s): {cause}",

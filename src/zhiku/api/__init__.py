@@ -1,0 +1,1 @@
+"""zhiku's HTTP server: FastAPI app factory, routes, errors, metrics."""

@@ -1,0 +1,80 @@
+"""Errors as HTTP responses, in one place: the OpenAI error shape, so OpenAI clients show the message.
+
+``{"error": {"message": ..., "type": ..., "param": ..., "code": ...}}`` with the status of the
+:class:`~zhiku.errors.ZhikuError` subclass; 429/503 carry ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from zhiku.errors import OverloadedError, ZhikuError
+
+log = logging.getLogger(__name__)
+
+_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+          404: "not_found_error", 409: "conflict_error", 413: "invalid_request_error", 415: "invalid_request_error",
+          422: "invalid_request_error", 429: "rate_limit_error"}  # fmt: skip
+
+
+def error_response(
+    status: int, message: str, *, code: str, param: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """A JSON error response in the OpenAI shape."""
+    body = {"error": {"message": message, "type": _TYPES.get(status, "server_error"), "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    errors = exc.errors()
+    if not errors:
+        return "invalid request", None
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        return f"the request body is not valid JSON: {first.get('ctx', {}).get('error', first.get('msg'))}", None
+    location = [str(part) for part in first.get("loc", ()) if part != "body"]
+    param = ".".join(location) or None
+    message = str(first.get("msg", "invalid value"))
+    if first.get("type") == "missing" and param:
+        return f"{param} is required", param
+    if location and location[0] == "input":  # the union of accepted shapes makes pydantic's message obscure
+        return "input must be a string, a list of strings, a token array or a list of token arrays", "input"
+    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+    return (f"{param}: {message}{more}" if param else f"{message}{more}"), param
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map zhiku errors, validation errors and HTTP errors to OpenAI-shaped responses."""
+
+    @app.exception_handler(ZhikuError)
+    async def _zhiku_error(_: Request, exc: ZhikuError) -> JSONResponse:
+        headers = None
+        if isinstance(exc, OverloadedError):
+            headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+        if exc.status_code >= 500:
+            log.error("%s: %s", exc.code, exc.message)
+        return error_response(exc.status_code, exc.message, code=exc.code, param=exc.param, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        message, param = _validation_message(exc)
+        return error_response(400, message, code="invalid_request", param=param)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
+            exc.status_code, "http_error"
+        )
+        headers = dict(exc.headers) if exc.headers else None
+        return error_response(exc.status_code, str(exc.detail), code=code, headers=headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return error_response(500, "internal server error (logged on the server)", code="internal_error")

@@ -1,0 +1,118 @@
+"""OpenAI-compatible ``/v1/embeddings`` and ``/v1/models``.
+
+Follows the OpenAI API: ``input`` as a string, a list of strings, a token array or a list of token arrays
+(token ids of the served model's own tokenizer, as vLLM and TEI read them); ``dimensions`` (Matryoshka);
+``encoding_format`` float or base64 (little-endian float32); ``user`` (accepted, unused). Extensions:
+``input_type`` (``document`` default, or ``query``, which applies the model's query instruction),
+``instruction`` (a preset name or a custom task, for instruction-aware models) and ``truncate``
+(``end``, ``pool``, ``error``) for inputs over the model's context.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from zhiku.api.deps import AppState, app_state
+from zhiku.errors import InvalidInputError
+
+router = APIRouter(tags=["OpenAI-compatible embeddings"])
+
+TokenArray = list[StrictInt]
+
+
+class EmbeddingRequest(BaseModel):
+    """An OpenAI embeddings request, plus zhiku's documented extensions."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    input: StrictStr | list[StrictStr] | list[TokenArray] | TokenArray = Field(
+        description="Text, texts, a token array or token arrays."
+    )
+    model: StrictStr | None = Field(default=None, description="A served model; default: the first served one.")
+    dimensions: StrictInt | None = Field(default=None, description="Matryoshka output dimension.")
+    encoding_format: Literal["float", "base64"] = "float"
+    user: StrictStr | None = None
+    input_type: Literal["query", "document"] = Field(
+        default="document", description="zhiku extension: `query` applies the model's query instruction."
+    )
+    instruction: StrictStr | None = Field(
+        default=None, description="zhiku extension: instruction preset or custom task for queries."
+    )
+    truncate: Literal["end", "pool", "error"] | None = Field(
+        default=None, description="zhiku extension: what to do with inputs over the model's context."
+    )
+
+
+class JSONBytes(Response):
+    """A JSON response serialised by orjson (numpy arrays natively; ~10x faster than json for vectors)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        """Serialise ``content``."""
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _texts(body: EmbeddingRequest, state: AppState, model: str) -> list[str]:
+    value = body.input
+    if isinstance(value, str):
+        return [value]
+    if not value:
+        raise InvalidInputError("input must not be an empty list", param="input")
+    limit = state.settings.max_inputs_per_request
+    if len(value) > limit:
+        raise InvalidInputError(
+            f"input has {len(value):,} items; at most {limit:,} per request (setting max_inputs_per_request)",
+            param="input",
+        )
+    first = value[0]
+    if isinstance(first, str):
+        return [str(v) for v in value]
+    if isinstance(first, int):
+        return state.embeddings.decode_tokens(model, [value])  # type: ignore[list-item]
+    return state.embeddings.decode_tokens(model, value)  # type: ignore[arg-type]
+
+
+@router.post("/v1/embeddings", response_class=JSONBytes)
+async def create_embeddings(body: EmbeddingRequest, state: Annotated[AppState, Depends(app_state)]) -> JSONBytes:
+    """Embed the input with a served model (micro-batched with concurrent requests, cached)."""
+    service = state.embeddings
+    model = service.resolve(body.model or next(iter(service.specs))).name
+    texts = _texts(body, state, model)
+    served = await service.embed(
+        model, texts, input_type=body.input_type, instruction=body.instruction, truncate=body.truncate,
+        dimensions=body.dimensions,
+    )  # fmt: skip
+    state.metrics.observe_embeddings(model, len(texts), served.prompt_tokens, served.cache_hits)
+    vectors = served.vectors
+    data: list[dict[str, Any]]
+    if body.encoding_format == "base64":
+        little = vectors.astype("<f4", copy=False)
+        data = [{"object": "embedding", "index": i, "embedding": base64.b64encode(little[i].tobytes()).decode()}
+                for i in range(len(texts))]  # fmt: skip
+    else:
+        data = [{"object": "embedding", "index": i, "embedding": vectors[i]} for i in range(len(texts))]
+    usage = {"prompt_tokens": served.prompt_tokens, "total_tokens": served.prompt_tokens}
+    return JSONBytes({"object": "list", "data": data, "model": model, "usage": usage})
+
+
+@router.get("/v1/models", response_class=JSONBytes)
+async def list_models(state: Annotated[AppState, Depends(app_state)]) -> JSONBytes:
+    """The served embedding models, OpenAI style, with zhiku's details (dimensions, context, Matryoshka)."""
+    created = int(time.time())
+    data = [
+        {
+            "id": spec.name, "object": "model", "created": created, "owned_by": "zhiku",
+            "dimensions": spec.dimension, "min_dimensions": spec.min_dimension, "max_tokens": spec.max_tokens,
+            "matryoshka": spec.matryoshka, "instruction_aware": spec.instruction_aware,
+        }
+        for spec in state.embeddings.specs.values()
+    ]  # fmt: skip
+    return JSONBytes({"object": "list", "data": data})

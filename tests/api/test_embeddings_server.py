@@ -1,0 +1,216 @@
+"""`zhiku serve` as OpenAI clients meet it: a real server process on loopback, the official `openai` client,
+LangChain's `OpenAIEmbeddings`, concurrency, bad input, and the metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.servers import zhiku_server
+from zhiku.config import Settings
+from zhiku.embedding import create_embedder, resolve_model
+
+DEFAULT = "use-multilingual-v3"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_qwen3: Path) -> Iterator[str]:
+    """The default model plus a tiny random Qwen3 (Matryoshka, instruction-aware); no cache, so every
+    request reaches the model."""
+    workdir = tmp_path_factory.mktemp("serve")
+    models = json.dumps([DEFAULT, str(tiny_qwen3)])
+    with zhiku_server(workdir, serve_models=models, embedding_cache="off", max_request_bytes=str(1024 * 1024)) as (
+        url,
+        _,
+    ):
+        yield url
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_openai_client_float_and_base64_match_the_model(server: str, tmp_path: Path) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{server}/v1", api_key="unused")
+    texts = ["大熊猫生活在四川的竹林里。", "Pandas live in bamboo forests in Sichuan."]
+    floats = client.embeddings.create(model=DEFAULT, input=texts, encoding_format="float")
+    packed = client.embeddings.create(model=DEFAULT, input=texts)  # the client asks for base64 and decodes it
+    explicit = client.embeddings.create(model=DEFAULT, input=texts, encoding_format="base64")
+    assert [item.index for item in floats.data] == [0, 1]
+    assert floats.model == DEFAULT
+    reference = create_embedder(resolve_model(DEFAULT), Settings(home=tmp_path)).embed(texts).vectors
+    for i in range(2):
+        assert cosine(np.asarray(floats.data[i].embedding), reference[i]) > 0.9999
+        assert cosine(np.asarray(packed.data[i].embedding), reference[i]) > 0.9999
+        decoded = np.frombuffer(base64.b64decode(str(explicit.data[i].embedding)), dtype="<f4")
+        assert cosine(decoded, reference[i]) > 0.9999
+    assert floats.usage.prompt_tokens == floats.usage.total_tokens > 0
+
+    # the raw base64 is little-endian float32, as the OpenAI API sends it
+    raw = httpx.post(f"{server}/v1/embeddings", json={"input": "hi", "encoding_format": "base64"}).json()
+    vector = np.frombuffer(base64.b64decode(raw["data"][0]["embedding"]), dtype="<f4")
+    assert vector.shape == (512,)
+    assert abs(float(np.linalg.norm(vector)) - 1) < 1e-5
+
+
+def test_matryoshka_dimensions_and_query_instructions(server: str, tiny_qwen3: Path) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{server}/v1", api_key="unused")
+    model = str(tiny_qwen3)
+    full = np.asarray(client.embeddings.create(model=model, input="test again").data[0].embedding)
+    short = np.asarray(client.embeddings.create(model=model, input="test again", dimensions=32).data[0].embedding)
+    assert full.shape == (64,)
+    assert short.shape == (32,)
+    expected = full[:32] / np.linalg.norm(full[:32])
+    assert cosine(short, expected) > 0.99999
+    query = client.embeddings.create(model=model, input="test again", extra_body={"input_type": "query"})
+    assert cosine(np.asarray(query.data[0].embedding), full) < 0.9999  # the instruction changes the vector
+    assert query.usage.prompt_tokens > client.embeddings.create(model=model, input="test again").usage.prompt_tokens
+    with pytest.raises(Exception, match="dimension"):
+        client.embeddings.create(model=model, input="x", dimensions=128)
+
+
+def test_token_array_inputs_are_read_with_the_models_tokenizer(server: str, tiny_qwen3: Path) -> None:
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tiny_qwen3 / "tokenizer.json"))
+    ids = tokenizer.encode("test again", add_special_tokens=False).ids
+    body = {"model": str(tiny_qwen3)}
+    by_text = httpx.post(f"{server}/v1/embeddings", json={**body, "input": ["test again", "hello"]}).json()
+    by_ids = httpx.post(f"{server}/v1/embeddings", json={**body, "input": ids}).json()
+    by_id_lists = httpx.post(f"{server}/v1/embeddings", json={**body, "input": [ids, ids]}).json()
+    want = np.asarray(by_text["data"][0]["embedding"])
+    assert cosine(np.asarray(by_ids["data"][0]["embedding"]), want) > 0.99999
+    assert [cosine(np.asarray(d["embedding"]), want) > 0.99999 for d in by_id_lists["data"]] == [True, True]
+
+
+def test_langchain_openai_embeddings(server: str) -> None:
+    from langchain_openai import OpenAIEmbeddings
+
+    # check_embedding_ctx_length=False: LangChain otherwise tokenizes with OpenAI's tiktoken vocabulary,
+    # which no non-OpenAI model reads (LangChain's own advice for OpenAI-compatible servers)
+    embeddings = OpenAIEmbeddings(
+        model=DEFAULT,
+        base_url=f"{server}/v1",
+        api_key="unused",
+        check_embedding_ctx_length=False,  # type: ignore[arg-type]
+    )
+    documents = embeddings.embed_documents(["知识库", "knowledge base", "bicycle repair"])
+    query = embeddings.embed_query("knowledge base")
+    assert len(documents) == 3
+    assert len(query) == 512
+    scores = [cosine(np.asarray(query), np.asarray(d)) for d in documents]
+    assert scores[1] > 0.999
+    assert scores[0] > scores[2]
+
+
+def test_concurrent_requests_are_batched_and_match_one_at_a_time(server: str) -> None:
+    words = "the river carries silt to the delta where farmers plant rice 稻田 每年 丰收".split()
+    texts = [" ".join(words[: 1 + (i * 7) % len(words)]) + f" #{i}" * (1 + i % 9) for i in range(200)]
+
+    def metric_sum(name: str) -> float:
+        text = httpx.get(f"{server}/metrics").text
+        return sum(float(m) for m in re.findall(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.MULTILINE))
+
+    sequential = []
+    for text in texts:
+        response = httpx.post(f"{server}/v1/embeddings", json={"input": text})
+        sequential.append(np.asarray(response.json()["data"][0]["embedding"]))
+    batches_before = metric_sum("zhiku_embedding_batch_requests_count")
+    requests_before = metric_sum("zhiku_embedding_batch_requests_sum")
+
+    async def all_at_once() -> list[np.ndarray]:
+        limits = httpx.Limits(max_connections=200)
+        async with httpx.AsyncClient(base_url=server, limits=limits, timeout=120) as client:
+            responses = await asyncio.gather(*(client.post("/v1/embeddings", json={"input": t}) for t in texts))
+        assert {r.status_code for r in responses} == {200}
+        return [np.asarray(r.json()["data"][0]["embedding"]) for r in responses]
+
+    concurrent = asyncio.run(all_at_once())
+    assert min(cosine(a, b) for a, b in zip(concurrent, sequential, strict=True)) >= 0.9999
+    batches = metric_sum("zhiku_embedding_batch_requests_count") - batches_before
+    merged = metric_sum("zhiku_embedding_batch_requests_sum") - requests_before
+    assert merged == 200
+    assert batches < 100  # requests really shared model calls
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "message"),
+    [
+        ("{not json", 400, "invalid_request", "not valid JSON"),
+        ({"input": 42}, 400, "invalid_request", "input must be"),
+        ({"input": ["a", 1]}, 400, "invalid_request", "input must be"),
+        ({"input": []}, 400, "invalid_input", "must not be an empty list"),
+        ({"input": ""}, 400, "invalid_input", "empty"),
+        ({"input": ["x"] * 10_000}, 400, "invalid_input", "at most 2,048 per request"),
+        ({"model": "text-embedding-3-small", "input": "x"}, 404, "model_not_found", "is not served here"),
+        ({"input": "x", "dimensions": 64}, 400, "invalid_dimensions", "only its native dimension 512"),
+        ({"input": "x", "encoding_format": "hex"}, 400, "invalid_request", "encoding_format"),
+        ({"input": [[1, 2], [10**9]]}, 400, "invalid_input", "outside the model's vocabulary"),
+        ({"input": "x", "input_type": "passage"}, 400, "invalid_request", "input_type"),
+        ({"input": "x\x00y"}, 400, "invalid_input", "NUL"),
+        ({"input": "x", "instruction": "Find it"}, 400, "invalid_input", "applies to queries only"),
+        ({"input": "x", "input_type": "query", "instruction": "Find"}, 400, "invalid_input", "does not take instr"),
+        ({}, 400, "invalid_request", "input is required"),
+    ],
+)
+def test_bad_requests_get_precise_openai_shaped_errors(
+    server: str, body: object, status: int, code: str, message: str
+) -> None:
+    content = body if isinstance(body, str) else json.dumps(body)
+    response = httpx.post(f"{server}/v1/embeddings", content=content, headers={"content-type": "application/json"})
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert message in error["message"]
+    assert httpx.get(f"{server}/healthz").status_code == 200
+
+
+def test_oversized_bodies_are_refused_before_reading(server: str) -> None:
+    big = json.dumps({"input": ["word " * 1000] * 1000})  # ~5 MB, limit 1 MiB in this server
+    response = httpx.post(f"{server}/v1/embeddings", content=big, headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert "limit is 1,048,576 bytes" in response.json()["error"]["message"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit applies while streaming
+        yield b'{"input": ["'
+        for _ in range(2000):
+            yield b"x" * 1024
+        yield b'"]}'
+
+    streamed = httpx.post(f"{server}/v1/embeddings", content=chunks(), headers={"content-type": "application/json"})
+    assert streamed.status_code == 413
+    assert httpx.get(f"{server}/healthz").status_code == 200
+
+
+def test_models_health_readiness_and_metrics(server: str, tiny_qwen3: Path) -> None:
+    models = httpx.get(f"{server}/v1/models").json()
+    ids = [m["id"] for m in models["data"]]
+    assert ids == [DEFAULT, str(tiny_qwen3)]
+    assert models["data"][1]["matryoshka"] is True
+    ready = httpx.get(f"{server}/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "ready"
+    httpx.post(f"{server}/v1/embeddings", json={"input": ["metrics", "please"]})
+    metrics = httpx.get(f"{server}/metrics").text
+    for name in (
+        "zhiku_http_requests_total",
+        "zhiku_http_request_seconds_bucket",
+        "zhiku_embedding_batch_inputs",
+        "zhiku_embedding_queue_inputs",
+        "zhiku_embedding_tokens_total",
+        "zhiku_embedding_cache_hit_ratio",
+    ):
+        assert name in metrics  # fmt: skip
+    assert re.search(r'zhiku_embedding_inputs_total\{model="use-multilingual-v3"\} [1-9]', metrics)

@@ -1,0 +1,87 @@
+"""Real servers for tests, on free loopback ports: Infinity (in its own venv) and `zhiku serve` itself."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import require
+
+ROOT = Path(__file__).resolve().parents[1]
+INFINITY_SERVED_NAME = "minilm"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_until_ready(process: subprocess.Popen[bytes], url: str, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"server exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"server at {url} not ready within {timeout:g} s:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+@contextlib.contextmanager
+def _process(args: list[str], env: dict[str, str], ready_url: str, log: Path, timeout: float) -> Iterator[int]:
+    with log.open("wb") as sink:
+        process = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT, env=env)
+        try:
+            _wait_until_ready(process, ready_url, log, timeout)
+            yield process.pid
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextlib.contextmanager
+def infinity_server(workdir: Path) -> Iterator[str]:
+    """Infinity serving all-MiniLM-L6-v2 from site-packages, offline; yields its base URL."""
+    binary = os.environ.get("ZHIKU_INFINITY_BIN", str(ROOT / ".venv-infinity/bin/infinity_emb"))
+    require(Path(binary).is_file(), f"infinity-emb not installed at {binary} (scripts/test installs it)")
+    from zhiku.embedding.local import model_location
+    from zhiku.embedding.models import resolve_model
+
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0", "DO_NOT_TRACK": "1"}
+    args = [binary, "v2", "--model-id", model_location(resolve_model("all-minilm-l6-v2")), "--served-model-name",
+            INFINITY_SERVED_NAME, "--engine", "torch", "--host", "127.0.0.1", "--port", str(port),
+            "--no-model-warmup"]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    with _process(args, env, f"{url}/models", workdir / "infinity.log", timeout=180):
+        yield url
+
+
+@contextlib.contextmanager
+def zhiku_server(workdir: Path, **settings: str) -> Iterator[tuple[str, int]]:
+    """`zhiku serve` in a subprocess with ``ZHIKU_<NAME>`` settings; yields its base URL and process id."""
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ZHIKU_HOME": str(workdir / "home")}
+    env.update({f"ZHIKU_{name.upper()}": value for name, value in settings.items()})
+    args = [str(Path(sys.executable).parent / "zhiku"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    url = f"http://127.0.0.1:{port}"
+    with _process(args, env, f"{url}/readyz", workdir / "zhiku-serve.log", timeout=180) as pid:
+        yield url, pid
