@@ -76,12 +76,13 @@ def infinity_server(workdir: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def zhiku_server(workdir: Path, **settings: str) -> Iterator[tuple[str, int]]:
-    """`zhiku serve` in a subprocess with ``ZHIKU_<NAME>`` settings; yields its base URL and process id."""
+def zhiku_server(workdir: Path, ready_path: str = "/readyz", **settings: str) -> Iterator[tuple[str, int]]:
+    """`zhiku serve` in a subprocess with ``ZHIKU_<NAME>`` settings; yields its base URL and process id once
+    ``ready_path`` answers 200."""
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ZHIKU_HOME": str(workdir / "home")}
     env.update({f"ZHIKU_{name.upper()}": value for name, value in settings.items()})
     args = [str(Path(sys.executable).parent / "zhiku"), "serve", "--host", "127.0.0.1", "--port", str(port)]
     url = f"http://127.0.0.1:{port}"
-    with _process(args, env, f"{url}/readyz", workdir / "zhiku-serve.log", timeout=180) as pid:
+    with _process(args, env, f"{url}{ready_path}", workdir / "zhiku-serve.log", timeout=180) as pid:
         yield url, pid

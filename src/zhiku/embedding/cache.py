@@ -87,9 +87,9 @@ class DiskCache:
 
     def put_many(self, items: Sequence[tuple[str, CachedEmbedding]]) -> None:
         """Store entries; the least recently used ones are evicted beyond the size bound."""
-        with self._cache.transact():
-            for key, entry in items:
-                self._cache.set(key, _pack(entry))
+        # one transaction per entry: inside a multi-set transaction diskcache's culling empties the cache
+        for key, entry in items:
+            self._cache.set(key, _pack(entry))
 
     def volume(self) -> int:
         """Bytes the cache takes on disk."""
