@@ -123,7 +123,7 @@ def embed(
         "truncate": truncate.value if truncate else None,
     }
     embedder.spec.check_dimension(dim)  # fail before any work
-    step = max(settings.embedding_batch_size, 64)
+    step = max(settings.embedding_batch_size or 32, 64)
     show_bar = len(inputs) > shutil.get_terminal_size().lines
     parts: list[np.ndarray] = []
     with Progress(
@@ -346,6 +346,16 @@ def bench_embed_command(
     passages: Annotated[int, typer.Option(help="Passages per round.")] = 480,
     rounds: Annotated[int, typer.Option(help="Timed rounds per model; the median is reported.")] = 3,
     output: Annotated[Path, typer.Option(help="Markdown file the results are appended to.")] = Path("BENCHMARKS.md"),
+    serving: Annotated[
+        bool,
+        typer.Option(
+            "--serving",
+            help="Compare bare sentence-transformers, `zhiku serve` and Infinity at 1/8/32 clients (one model).",
+        ),
+    ] = False,
+    infinity_bin: Annotated[
+        Path | None, typer.Option(help="infinity_emb executable for --serving (default: .venv-infinity).")
+    ] = None,
 ) -> None:
     """Embedding throughput (passages/s, tokens/s) of each model on the same passages, in one run."""
     from zhiku.bench.embed import bench_embed, load_passages
@@ -355,6 +365,9 @@ def bench_embed_command(
     texts = load_passages(corpora, passages)
     if not texts:
         raise InvalidInputError("no passages found in the given corpora")
+    if serving:
+        _bench_serving(texts, (model or ["all-minilm-l6-v2"])[0], infinity_bin, rounds, corpora, output)
+        return
     results = bench_embed(model or ["use-multilingual-v3", "all-minilm-l6-v2"], texts, get_settings(), rounds)
     lines = ["| model | passages | tokens | median s | passages/s | tokens/s |", "|---|---|---|---|---|---|"]
     for r in results:
@@ -366,6 +379,39 @@ def bench_embed_command(
     Console().print(table)
     names = ", ".join(folder.name for folder in corpora)
     append_report(output, "embed throughput", table, f"passages: {len(texts)} from {names}; {rounds} rounds, median")
+    err.print(f"appended to {output}")
+
+
+def _bench_serving(
+    texts: list[str], model: str, infinity_bin: Path | None, rounds: int, corpora: list[Path], output: Path
+) -> None:
+    import os
+
+    from zhiku.bench.report import append_report
+    from zhiku.bench.serve import bench_serving
+
+    default_bin = os.environ.get("ZHIKU_INFINITY_BIN") or str(Path(".venv-infinity/bin/infinity_emb"))
+    binary = infinity_bin or Path(default_bin)
+    if not binary.is_file():
+        err.print(f"[yellow]infinity_emb not found at {binary}: (c) is skipped[/]")
+    rows = bench_serving(texts, model=model, infinity_bin=binary, rounds=rounds)
+    bare = rows[0].passages_per_second
+    by = {(r.system, r.clients): r.passages_per_second for r in rows}
+    lines = ["| system | clients | passages/s | × bare | p50 ms | p95 ms |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        p50 = f"{r.p50_ms:.1f}" if r.p50_ms is not None else "—"
+        p95 = f"{r.p95_ms:.1f}" if r.p95_ms is not None else "—"
+        lines.append(f"| {r.system} | {r.clients or '—'} | {r.passages_per_second:.1f} | "
+                     f"{r.passages_per_second / bare:.2f} | {p50} | {p95} |")  # fmt: skip
+    zhiku32, infinity32 = by.get(("zhiku serve", 32)), by.get(("infinity-emb 0.0.78", 32))
+    summary = f"zhiku @32 / bare = {zhiku32 / bare:.2f}" if zhiku32 else ""
+    if zhiku32 and infinity32:
+        summary += f"; zhiku @32 / infinity @32 = {zhiku32 / infinity32:.2f}"
+    table = "\n".join(lines) + (f"\n\n{summary}" if summary else "")
+    Console().print(table)
+    names = ", ".join(folder.name for folder in corpora)
+    append_report(output, f"serving throughput ({model})", table,
+                  f"passages: {len(texts)} from {names}; one text per request; embedding cache off")  # fmt: skip
     err.print(f"appended to {output}")
 
 

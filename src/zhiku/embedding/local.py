@@ -69,12 +69,20 @@ def ensure_single_eos(tokenizer: Any, eos_token: str) -> None:
         raise ModelLoadError(f"could not make the tokenizer append exactly one {eos_token!r}")
 
 
+CPU_BATCH_SIZE = 8
+"""On CPU, cost follows padded tokens and small batches already use every core, so short length-sorted batches
+win: 240 xquad-en passages in batches of 32 texts took 9.3 s at batch_size 32, 6.6 s at 8 (all-MiniLM-L6-v2)."""
+GPU_BATCH_SIZE = 32
+
+
 class SentenceTransformerEmbedder(Embedder):
     """Runs a sentence-transformers model on the local CPU or GPU."""
 
     def __init__(self, spec: ModelSpec, settings: Settings) -> None:
         super().__init__(spec, settings)
         self._lock = threading.Lock()
+        cpu = settings.embedding_device == "cpu"
+        self.batch_size = settings.embedding_batch_size or (CPU_BATCH_SIZE if cpu else GPU_BATCH_SIZE)
         self.model = self._load()
         native = self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension") else None
         native = native or self.model.get_sentence_embedding_dimension()
@@ -132,7 +140,7 @@ class SentenceTransformerEmbedder(Embedder):
         with self._lock:  # one forward pass at a time; torch already uses every core
             vectors = self.model.encode(
                 texts,
-                batch_size=self.settings.embedding_batch_size,
+                batch_size=self.batch_size,
                 convert_to_numpy=True,
                 normalize_embeddings=False,
                 show_progress_bar=False,
