@@ -78,7 +78,8 @@ def infinity_server(workdir: Path) -> Iterator[str]:
 @contextlib.contextmanager
 def zhiku_server(workdir: Path, ready_path: str = "/readyz", **settings: str) -> Iterator[tuple[str, int]]:
     """`zhiku serve` in a subprocess with ``ZHIKU_<NAME>`` settings; yields its base URL and process id once
-    ``ready_path`` answers 200."""
+    ``ready_path`` answers 200. Authentication is off (loopback development mode) unless ``auth="on"``."""
+    settings.setdefault("auth", "off")
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ZHIKU_HOME": str(workdir / "home")}
     env.update({f"ZHIKU_{name.upper()}": value for name, value in settings.items()})

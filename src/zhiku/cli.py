@@ -231,9 +231,13 @@ def serve(
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = host == "localhost"
-    if not loopback:
-        err.print(f"[yellow]warning:[/] listening on {host}, reachable from other machines; this server has no "
-                  "authentication yet, put it behind a trusted network or proxy")  # fmt: skip
+    if not loopback and settings.auth == "off":
+        err.print(f"[bold red]warning:[/] authentication is OFF and zhiku listens on {host}, reachable from other "
+                  "machines: anyone there can read, change and delete every knowledge base. "
+                  "Set ZHIKU_AUTH=on.")  # fmt: skip
+    if workers > 1 and settings.database_url is None:
+        err.print("[yellow]warning:[/] --workers > 1 with the embedded stores: each process opens the same vector "
+                  "store, which only one process may own; use the scale-out settings for several workers")  # fmt: skip
     err.print(f"zhiku serving on http://{host}:{port} (models load first; /readyz says when ready)")
     uvicorn.run(
         "zhiku.api.app:create_app", factory=True, host=host, port=port, workers=workers,
@@ -326,10 +330,12 @@ def _evaluate_model_only(folders: list[Path], model: str | None, dim: int | None
 
 
 from zhiku.cli_kb import docs_app, ingest, jobs_app, kb_app, search_command  # noqa: E402 - after app exists
+from zhiku.cli_keys import keys_app  # noqa: E402
 
 app.add_typer(kb_app, name="kb")
 app.add_typer(docs_app, name="docs")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(keys_app, name="keys")
 app.command("ingest")(ingest)
 app.command("search")(search_command)
 

@@ -196,6 +196,43 @@ class Settings(BaseSettings):
         default=30 * 24 * 3600, ge=1, description="Lifetime of an embedding in the Redis cache."
     )
     redis_url: str | None = Field(default=None, description="Redis URL, e.g. `redis://127.0.0.1:6379/0`.")
+    auth: Literal["on", "off"] = Field(
+        default="on",
+        description="API key authentication. `off` is for development on localhost only (`zhiku serve` warns "
+        "when it is off on another address); every request then acts as an admin of the `default` tenant.",
+    )
+    admin_api_key: SecretStr | None = Field(
+        default=None,
+        description="A bootstrap admin key of the `default` tenant (at least 32 characters). Without it and with "
+        "no keys in the database, `zhiku serve` creates one and prints it once.",
+    )
+    rate_limit_read: str = Field(default="1200/minute", description="Per key: reads (lists, gets, search).")
+    rate_limit_write: str = Field(default="120/minute", description="Per key: uploads and changes.")
+    rate_limit_embed: str = Field(default="3000/minute", description="Per key: `/v1/embeddings` requests.")
+    rate_limit_chat: str = Field(default="60/minute", description="Per key: RAG chat requests.")
+    max_upload_bytes: int = Field(
+        default=1024 * 1024 * 1024,
+        ge=1024,
+        description="Largest multipart upload request (all files together), refused from Content-Length before "
+        "reading; each file is also bound by `max_file_bytes`.",
+    )
+    max_upload_files: int = Field(default=100, ge=1, le=10_000, description="Most files in one upload request.")
+    tenant_quota_bytes: int | None = Field(
+        default=None, ge=0, description="Most bytes of documents one tenant may store; empty = unlimited."
+    )
+    reranker: str | None = Field(
+        default=None,
+        description="Reranker used when a search asks for `rerank` (API/UI): `qwen3-reranker-0.6b`, a local "
+        "folder or a sentence-transformers CrossEncoder id. Empty: rerank requests answer 501.",
+    )
+    chat_url: str | None = Field(
+        default=None,
+        description="Base URL of an OpenAI-compatible chat server for RAG answers (vLLM, Ollama, ...), e.g. "
+        "`http://127.0.0.1:11434/v1`. Empty: chat answers 501 saying how to configure it.",
+    )
+    chat_model: str | None = Field(default=None, description="Chat model name sent to `chat_url`.")
+    chat_api_key: SecretStr | None = Field(default=None, description="Bearer key for `chat_url`.")
+    chat_timeout: float = Field(default=120.0, gt=0, description="Seconds before a chat request times out.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
     @field_validator("remote_urls", "serve_models", mode="before")

@@ -142,3 +142,38 @@ class PayloadTooLargeError(InvalidInputError):
 
     status_code = 413
     code = "request_too_large"
+
+
+class AuthenticationError(ZhikuError):
+    """No API key, or one that is unknown or revoked."""
+
+    status_code = 401
+    code = "invalid_api_key"
+
+
+class PermissionDeniedError(ZhikuError):
+    """The key is valid but its scope does not allow this."""
+
+    status_code = 403
+    code = "insufficient_scope"
+
+
+class QuotaExceededError(ZhikuError):
+    """The tenant's storage quota would be exceeded."""
+
+    status_code = 413
+    code = "quota_exceeded"
+
+
+class NotConfiguredError(ZhikuError):
+    """A feature needs settings that are not set; the message says which."""
+
+    status_code = 501
+    code = "not_configured"
+
+
+class ChatUpstreamError(ZhikuError):
+    """The configured chat model's server failed; the message says how."""
+
+    status_code = 502
+    code = "upstream_error"

@@ -349,6 +349,25 @@ def _register_blob(zhiku: Zhiku, kb: KnowledgeBase, source: str, filename: str, 
         return Registration(source, "queued", document.id, job.id)
 
 
+def reingest_document(zhiku: Zhiku, kb: KnowledgeBase, document: Document) -> Registration:
+    """Queue a fresh ingestion of a document's current content as a new version (e.g. after a parser upgrade)."""
+    sha = document.pending_hash or document.content_hash
+    if document.status == DocumentStatus.duplicate or not zhiku.blobs.exists(sha):
+        raise ConflictError(f"{document.filename} has no stored content of its own to ingest again")
+    with zhiku.db.session() as session:
+        row = session.get_one(Document, document.id)
+        if row.status in (DocumentStatus.queued, DocumentStatus.parsing, DocumentStatus.embedding):
+            raise ConflictError(f"{row.filename} is already being ingested ({row.status})")
+        row.pending_version = _next_version(session, row)
+        row.pending_hash = sha
+        row.status, row.error = DocumentStatus.queued, None
+        job = Job(kind=INGEST_KIND, kb_id=kb.id, document_id=row.id, max_attempts=zhiku.settings.job_max_attempts,
+                  payload={"version": row.pending_version, "sha256": sha})  # fmt: skip
+        session.add(job)
+        session.flush()
+        return Registration(row.source, "queued", row.id, job.id)
+
+
 def _next_version(session: Session, document: Document) -> int:
     highest = session.scalar(select(func.max(Chunk.version)).where(Chunk.document_id == document.id)) or 0
     return max(document.version, document.pending_version or 0, highest) + 1

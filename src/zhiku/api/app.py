@@ -10,13 +10,18 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from zhiku import __version__
+from zhiku.api.auth import KeyCache
 from zhiku.api.deps import AppState
 from zhiku.api.errors import install_error_handlers
 from zhiku.api.limits import BodySizeLimit
 from zhiku.api.metrics import Metrics, MetricsMiddleware
-from zhiku.api.routes import embeddings, health
+from zhiku.api.ratelimit import RateLimiter
+from zhiku.api.routes import chat, documents, embeddings, health, jobs, keys, knowledge_bases
 from zhiku.config import Settings, get_settings
+from zhiku.core import Zhiku
 from zhiku.embedding.service import EmbeddingService
+from zhiku.jobs.runner import JobRunner
+from zhiku.keys import create_api_key, has_keys
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +36,36 @@ async def _watch_upstreams(service: EmbeddingService, interval: float) -> None:
             log.exception("upstream health check failed")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app: models load at startup (``/readyz`` turns 200 when done)."""
+def _bootstrap_admin_key(zhiku: Zhiku) -> None:
+    """With auth on, no admin key in the settings and no key in the database: create one and print it once."""
+    settings = zhiku.settings
+    if settings.auth == "off" or settings.admin_api_key is not None or has_keys(zhiku):
+        return
+    _, secret = create_api_key(zhiku, "default", "admin", "bootstrap admin key")
+    banner = "=" * 72
+    print(f"{banner}\nzhiku: no API keys existed, so an admin key was created. It is shown only now:\n\n"
+          f"    {secret}\n\nUse it as 'Authorization: Bearer <key>'; create more with `zhiku keys create`.\n{banner}",
+          flush=True)  # fmt: skip
+
+
+def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> FastAPI:
+    """Build the app: models load at startup (``/readyz`` turns 200 when done); ``run_jobs`` starts the embedded
+    job runner that ingests uploads."""
     settings = settings or get_settings()
     metrics = Metrics()
     service = EmbeddingService(settings, on_batch=metrics.observe_batch)
     metrics.bind(service)
+    zhiku = Zhiku(settings)
+    state = AppState(settings=settings, zhiku=zhiku, embeddings=service, metrics=metrics, keys=KeyCache(),
+                     limiter=RateLimiter(settings))  # fmt: skip
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(_bootstrap_admin_key, zhiku)
         await service.start()
+        if run_jobs:
+            state.runner = JobRunner(zhiku)
+            state.runner.start()
         watcher = None
         if settings.remote_urls:
             await service.check_upstreams()
@@ -51,20 +76,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if watcher is not None:
                 watcher.cancel()
+            if state.runner is not None:
+                await asyncio.to_thread(state.runner.stop)
             await service.stop()
+            await asyncio.to_thread(zhiku.close)
 
     app = FastAPI(
         title="zhiku",
         version=__version__,
-        description="Self-hosted knowledge-base semantic search (智库): OpenAI-compatible embeddings.",
+        description="Self-hosted knowledge-base semantic search (智库): knowledge bases, documents, jobs, search, "
+        "RAG chat, and OpenAI-compatible embeddings. Authenticate with `Authorization: Bearer <API key>`.",
         lifespan=lifespan,
     )
-    app.state.zhiku = AppState(settings=settings, embeddings=service, metrics=metrics)
+    app.state.zhiku = state
     install_error_handlers(app)
-    app.include_router(embeddings.router)
-    app.include_router(health.router)
-    app.add_middleware(
-        BodySizeLimit, max_bytes=settings.max_request_bytes, applies_to=lambda path: path.startswith("/v1/")
-    )
+    for module in (embeddings, health, knowledge_bases, documents, jobs, keys, chat):
+        app.include_router(module.router)
+
+    def body_limit(path: str) -> int | None:
+        if documents.upload_path(path):
+            return settings.max_upload_bytes
+        if path.startswith(("/v1/", "/api/")):
+            return settings.max_request_bytes
+        return None
+
+    app.add_middleware(BodySizeLimit, limit_for=body_limit)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -1,14 +1,21 @@
-"""Objects the routes share, kept on ``app.state`` by the app factory."""
+"""Objects the routes share, kept on ``app.state.zhiku`` by the app factory."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 
 from zhiku.api.metrics import Metrics
 from zhiku.config import Settings
+from zhiku.core import Zhiku
 from zhiku.embedding.service import EmbeddingService
+
+if TYPE_CHECKING:
+    from zhiku.api.auth import KeyCache
+    from zhiku.api.ratelimit import RateLimiter
+    from zhiku.jobs.runner import JobRunner
 
 
 @dataclass
@@ -16,8 +23,12 @@ class AppState:
     """What one running app holds."""
 
     settings: Settings
+    zhiku: Zhiku
     embeddings: EmbeddingService
     metrics: Metrics
+    keys: KeyCache
+    limiter: RateLimiter
+    runner: JobRunner | None = None
 
 
 def app_state(request: Request) -> AppState:

@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from zhiku.errors import OverloadedError, ZhikuError
+from zhiku.errors import ZhikuError
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ZhikuError)
     async def _zhiku_error(_: Request, exc: ZhikuError) -> JSONResponse:
         headers = None
-        if isinstance(exc, OverloadedError):
-            headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}
+        if exc.status_code == 401:
+            headers = {"WWW-Authenticate": "Bearer"}
         if exc.status_code >= 500:
             log.error("%s: %s", exc.code, exc.message)
         return error_response(exc.status_code, exc.message, code=exc.code, param=exc.param, headers=headers)

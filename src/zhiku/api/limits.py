@@ -18,24 +18,27 @@ class BodyTooLargeError(HTTPException):
 
 def _message(size: int | None, max_bytes: int) -> str:
     told = f"{size:,} bytes" if size is not None else "more bytes than that"
-    return f"request body is too large: {told}; the limit is {max_bytes:,} bytes (setting max_request_bytes)"
+    return (
+        f"request body is too large: {told}; the limit is {max_bytes:,} bytes "
+        "(settings max_request_bytes, max_upload_bytes)"
+    )
 
 
 class BodySizeLimit:
-    """Refuse request bodies over ``max_bytes`` on paths ``applies_to`` accepts with 413 in the OpenAI shape."""
+    """Refuse request bodies over the limit ``limit_for(path)`` gives (``None``: no limit) with 413."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, applies_to: Callable[[str], bool]) -> None:
+    def __init__(self, app: ASGIApp, *, limit_for: Callable[[str], int | None]) -> None:
         self.app = app
-        self.max_bytes = max_bytes
-        self.applies_to = applies_to
+        self.limit_for = limit_for
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.applies_to(scope["path"]):
+        limit = self.limit_for(scope["path"]) if scope["type"] == "http" else None
+        if limit is None:
             await self.app(scope, receive, send)
             return
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._refuse(send, int(value))
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await self._refuse(send, int(value), limit)
                 return
         received = 0
         started = False
@@ -45,8 +48,8 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLargeError(self.max_bytes)
+                if received > limit:
+                    raise BodyTooLargeError(limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -58,10 +61,10 @@ class BodySizeLimit:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLargeError:
             if not started:
-                await self._refuse(send, None)
+                await self._refuse(send, None, limit)
 
-    async def _refuse(self, send: Send, size: int | None) -> None:
-        error = {"message": _message(size, self.max_bytes), "type": "invalid_request_error", "param": None,
+    async def _refuse(self, send: Send, size: int | None, limit: int) -> None:
+        error = {"message": _message(size, limit), "type": "invalid_request_error", "param": None,
                  "code": "request_too_large"}  # fmt: skip
         body = json.dumps({"error": error}).encode()
         await send({"type": "http.response.start", "status": 413,

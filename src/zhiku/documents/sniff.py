@@ -280,10 +280,26 @@ def _looks_like_html(start: str) -> bool:
     return start.startswith("<") and len(_HTML_TAGS.findall(start)) >= 2
 
 
+MAX_UNZIPPED_BYTES = 512 * 1024 * 1024
+"""Most bytes a DOCX may unpack to; real documents stay far below (their text is a few MB at most)."""
+MAX_ZIP_RATIO = 200
+"""Largest declared compression ratio of a DOCX above 10 MB unpacked; zip bombs reach thousands."""
+
+
+def _refuse_zip_bomb(archive: zipfile.ZipFile, packed: int, name: str) -> None:
+    """Refuse ZIP containers that declare an absurd unpacked size before anything is decompressed."""
+    unpacked = sum(info.file_size for info in archive.infolist())
+    if unpacked > MAX_UNZIPPED_BYTES or (unpacked > 10 * 1024 * 1024 and unpacked > MAX_ZIP_RATIO * max(packed, 1)):
+        raise UnsupportedTypeError(
+            f"{name} unpacks to {unpacked:,} bytes from {packed:,} (a ZIP bomb?); refused before decompressing"
+        )
+
+
 def _detect_zip(path: Path, head: bytes, name: str, suffix: str) -> DetectedType:
     """A ZIP is accepted only as a DOCX (it has the WordprocessingML main part); anything else names itself."""
     try:
         with zipfile.ZipFile(path) as archive:
+            _refuse_zip_bomb(archive, path.stat().st_size, name)
             members = set(archive.namelist())
             content_types = ""
             if "[Content_Types].xml" in members:

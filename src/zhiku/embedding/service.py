@@ -18,7 +18,7 @@ from zhiku.config import Settings, TruncateMode
 from zhiku.embedding.base import Embedder, InputType, l2_normalize, truncate_dimension, validate_texts
 from zhiku.embedding.batching import BatchKey, BatchStats, MicroBatcher
 from zhiku.embedding.cache import CachedEmbedding, CacheStats, EmbeddingCache, cache_key, create_cache
-from zhiku.embedding.factory import create_embedder
+from zhiku.embedding.factory import get_embedder
 from zhiku.embedding.models import ModelSpec, resolve_model
 from zhiku.errors import InvalidInputError, UnknownModelError
 
@@ -67,7 +67,8 @@ class EmbeddingService:
     async def start(self) -> None:
         """Load every served model (in a thread) and start its micro-batcher."""
         for name, spec in self.specs.items():
-            embedder = await asyncio.to_thread(create_embedder, spec, self.settings)
+            # the process-wide instance: knowledge-base ingestion and search share the loaded model
+            embedder = await asyncio.to_thread(get_embedder, spec.name, self.settings)
             remote = bool(self.settings.remote_urls)
             batcher = MicroBatcher(
                 embedder,
@@ -84,12 +85,10 @@ class EmbeddingService:
         self._ready = True
 
     async def stop(self) -> None:
-        """Stop the batchers, close the embedders and the cache."""
+        """Stop the batchers and close the cache (the shared embedders stay loaded for the process)."""
         self._ready = False
         for batcher in self.batchers.values():
             await batcher.stop()
-        for embedder in self.embedders.values():
-            embedder.close()
         if self.cache is not None:
             self.cache.close()
 

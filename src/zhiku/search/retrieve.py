@@ -292,11 +292,11 @@ def _expand(zhiku: Zhiku, hits: list[Hit], neighbours: int) -> None:
                     .order_by(Chunk.ordinal)
                 )
             )
-            hit.context_before = _stitch([c for c in rows if c.ordinal < hit.ordinal], until=hit.char_start)
-            hit.context_after = _stitch([c for c in rows if c.ordinal > hit.ordinal], start=hit.char_end)
+            hit.context_before = stitch([c for c in rows if c.ordinal < hit.ordinal], until=hit.char_start)
+            hit.context_after = stitch([c for c in rows if c.ordinal > hit.ordinal], start=hit.char_end)
 
 
-def _stitch(chunks: list[Chunk], *, until: int | None = None, start: int | None = None) -> str:
+def stitch(chunks: list[Chunk], *, until: int | None = None, start: int | None = None) -> str:
     """Join chunk texts by their offsets, dropping overlaps, clipped to end before ``until`` or begin at ``start``."""
     pieces: list[str] = []
     cursor = start if start is not None else (chunks[0].char_start if chunks else 0)

@@ -19,8 +19,10 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from zhiku.api.auth import authorize
 from zhiku.api.deps import AppState, app_state
 from zhiku.errors import InvalidInputError
+from zhiku.keys import Principal
 
 router = APIRouter(tags=["OpenAI-compatible embeddings"])
 
@@ -81,7 +83,11 @@ def _texts(body: EmbeddingRequest, state: AppState, model: str) -> list[str]:
 
 
 @router.post("/v1/embeddings", response_class=JSONBytes)
-async def create_embeddings(body: EmbeddingRequest, state: Annotated[AppState, Depends(app_state)]) -> JSONBytes:
+async def create_embeddings(
+    body: EmbeddingRequest,
+    state: Annotated[AppState, Depends(app_state)],
+    _: Annotated[Principal, Depends(authorize("read", "embed"))],
+) -> JSONBytes:
     """Embed the input with a served model (micro-batched with concurrent requests, cached)."""
     service = state.embeddings
     model = service.resolve(body.model or next(iter(service.specs))).name
@@ -104,7 +110,9 @@ async def create_embeddings(body: EmbeddingRequest, state: Annotated[AppState, D
 
 
 @router.get("/v1/models", response_class=JSONBytes)
-async def list_models(state: Annotated[AppState, Depends(app_state)]) -> JSONBytes:
+async def list_models(
+    state: Annotated[AppState, Depends(app_state)], _: Annotated[Principal, Depends(authorize("read", "read"))]
+) -> JSONBytes:
     """The served embedding models, OpenAI style, with zhiku's details (dimensions, context, Matryoshka)."""
     created = int(time.time())
     data = [

@@ -1,0 +1,89 @@
+"""Who is calling: API keys from ``Authorization: Bearer``, scopes, and the rate limit of the route class.
+
+Verified keys are remembered for a few seconds so a busy key costs no database read per request (a revoked key
+stops working within that time).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from zhiku.api.deps import AppState
+from zhiku.errors import AuthenticationError, PermissionDeniedError
+from zhiku.keys import Principal, hash_key, verify_api_key
+
+CACHE_SECONDS = 10.0
+DEV_PRINCIPAL = Principal("default", "admin")
+
+
+class KeyCache:
+    """Recently verified keys: hash -> (principal or None, expiry)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[Principal | None, float]] = {}
+
+    def get(self, key_hash: str) -> tuple[bool, Principal | None]:
+        """(known, principal) for a hash seen within :data:`CACHE_SECONDS`."""
+        with self._lock:
+            entry = self._entries.get(key_hash)
+        if entry is None or entry[1] < time.monotonic():
+            return False, None
+        return True, entry[0]
+
+    def put(self, key_hash: str, principal: Principal | None) -> None:
+        """Remember a verification outcome."""
+        with self._lock:
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            self._entries[key_hash] = (principal, time.monotonic() + CACHE_SECONDS)
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+async def authenticate(request: Request, state: AppState) -> Principal:
+    """The request's principal, or :class:`AuthenticationError`."""
+    if state.settings.auth == "off":
+        return DEV_PRINCIPAL
+    token = _bearer(request)
+    if token is None:
+        raise AuthenticationError("missing API key: send 'Authorization: Bearer <key>' (create one with "
+                                  "`zhiku keys create`)")  # fmt: skip
+    admin = state.settings.admin_api_key
+    if admin is not None and secrets.compare_digest(token.encode(), admin.get_secret_value().encode()):
+        return Principal("default", "admin", "bootstrap")
+    key_hash = hash_key(token)
+    known, principal = state.keys.get(key_hash)
+    if not known:
+        principal = await run_in_threadpool(verify_api_key, state.zhiku, token)
+        state.keys.put(key_hash, principal)
+    if principal is None:
+        raise AuthenticationError("invalid or revoked API key")
+    return principal
+
+
+def authorize(scope: str, route_class: str) -> Callable[[Request], Awaitable[Principal]]:
+    """A FastAPI dependency: authenticate, require ``scope``, and count the request against its rate limit."""
+
+    async def dependency(request: Request) -> Principal:
+        state: AppState = request.app.state.zhiku
+        principal = await authenticate(request, state)
+        if not principal.allows(scope):
+            raise PermissionDeniedError(f"this API key has scope {principal.scope!r}; this needs {scope!r}")
+        identity = principal.key_id or (request.client.host if request.client else "local")
+        state.limiter.hit(route_class, f"{principal.tenant_id}:{identity}")
+        return principal
+
+    return dependency

@@ -1,0 +1,121 @@
+"""RAG chat, OpenAI chat-completions shaped: retrieves from knowledge bases, answers with a configured chat
+model, and returns the numbered sources it gave the model (``sources``) with the answer."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+import httpx
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from zhiku.api.auth import authorize
+from zhiku.api.deps import AppState, app_state
+from zhiku.errors import ChatUpstreamError, InvalidInputError, NotConfiguredError
+from zhiku.keys import Principal
+from zhiku.knowledge import get_knowledge_base
+from zhiku.search.filters import parse_filters
+from zhiku.search.rag import build_messages, retrieve_sources
+from zhiku.search.retrieve import SearchOptions
+
+router = APIRouter(prefix="/api/v1/chat", tags=["RAG chat"])
+State = Annotated[AppState, Depends(app_state)]
+Chatter = Annotated[Principal, Depends(authorize("read", "chat"))]
+
+
+class ChatMessage(BaseModel):
+    """One message of the conversation."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(max_length=100_000)
+
+
+class ChatRequest(BaseModel):
+    """An OpenAI chat-completions request plus the knowledge bases to answer from."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    messages: list[ChatMessage] = Field(min_length=1, max_length=200)
+    model: str | None = None
+    stream: bool = False
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1, le=100_000)
+    knowledge_base_id: str | None = None
+    knowledge_base_ids: list[str] = Field(default_factory=list, max_length=20)
+    top_k: int = Field(default=5, ge=1, le=20)
+    mode: Literal["dense", "lexical", "hybrid"] = "hybrid"
+    filters: list[str] = Field(default_factory=list, max_length=50)
+
+
+@router.post("/completions", response_model=None)
+async def completions(body: ChatRequest, state: State, principal: Chatter) -> JSONResponse | StreamingResponse:
+    """Answer the last user message from the knowledge bases, citing sources as [n]."""
+    settings = state.settings
+    if not settings.chat_url:
+        raise NotConfiguredError(
+            "no chat model is configured: set ZHIKU_CHAT_URL to an OpenAI-compatible server (vLLM, Ollama, ...; "
+            "e.g. http://127.0.0.1:11434/v1) and ZHIKU_CHAT_MODEL to its model name"
+        )
+    ids = [*([body.knowledge_base_id] if body.knowledge_base_id else []), *body.knowledge_base_ids]
+    if not ids:
+        raise InvalidInputError("name at least one knowledge base: knowledge_base_id or knowledge_base_ids",
+                                param="knowledge_base_id")  # fmt: skip
+    question = next((m.content for m in reversed(body.messages) if m.role == "user"), "").strip()
+    if not question:
+        raise InvalidInputError("the conversation has no user message to answer", param="messages")
+    kbs = [await run_in_threadpool(get_knowledge_base, state.zhiku, kb_id, principal.tenant_id) for kb_id in ids]
+    options = SearchOptions(mode=body.mode, top_k=body.top_k, filter=parse_filters(body.filters))
+    sources = await run_in_threadpool(retrieve_sources, state.zhiku, kbs, question, options)
+    payload: dict[str, Any] = {
+        "model": body.model or settings.chat_model or "default",
+        "messages": build_messages([m.model_dump() for m in body.messages], sources),
+        "stream": body.stream,
+    }
+    if body.temperature is not None:
+        payload["temperature"] = body.temperature
+    if body.max_tokens is not None:
+        payload["max_tokens"] = body.max_tokens
+    cited = [dataclasses.asdict(s) for s in sources]
+    headers = {"Authorization": f"Bearer {settings.chat_api_key.get_secret_value()}"} if settings.chat_api_key else {}
+    url = settings.chat_url.rstrip("/") + "/chat/completions"
+    if not body.stream:
+        try:
+            async with httpx.AsyncClient(timeout=settings.chat_timeout) as client:
+                response = await client.post(url, json=payload, headers=headers)
+        except httpx.HTTPError as exc:
+            raise ChatUpstreamError(f"chat server {settings.chat_url} failed: {exc or type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise ChatUpstreamError(f"chat server {settings.chat_url} answered HTTP {response.status_code}: "
+                                    f"{response.text[:300]}")  # fmt: skip
+        return JSONResponse({**response.json(), "sources": cited})
+    return StreamingResponse(_relay(url, payload, headers, settings.chat_timeout, cited, settings.chat_url),
+                             media_type="text/event-stream")  # fmt: skip
+
+
+async def _relay(
+    url: str, payload: dict[str, Any], headers: dict[str, str], timeout: float, cited: list[dict[str, Any]],
+    server: str,
+) -> AsyncIterator[str]:  # fmt: skip
+    """The sources first (a chunk with no choices), then the chat server's chunks as they come."""
+    yield "data: " + json.dumps({"object": "chat.completion.chunk", "choices": [], "sources": cited},
+                                ensure_ascii=False) + "\n\n"  # fmt: skip
+    try:
+        async with (
+            httpx.AsyncClient(timeout=timeout) as client,
+            client.stream("POST", url, json=payload, headers=headers) as response,
+        ):
+            if response.status_code != 200:
+                detail = (await response.aread()).decode(errors="replace")[:300]
+                raise ChatUpstreamError(f"chat server {server} answered HTTP {response.status_code}: {detail}")
+            async for line in response.aiter_lines():
+                if line.startswith("data:"):
+                    yield line + "\n\n"
+    except (httpx.HTTPError, ChatUpstreamError) as exc:
+        error = {"error": {"message": str(exc) or type(exc).__name__, "type": "server_error", "code": "upstream_error"}}
+        yield "data: " + json.dumps(error) + "\n\n"
+        yield "data: [DONE]\n\n"

@@ -1,0 +1,265 @@
+"""Documents: multipart upload (streamed to disk, checked before anything is registered), list, get, download,
+labels, re-ingest, delete, page and chunk previews."""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import FileResponse
+from sqlalchemy import func, select
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from zhiku.api.auth import authorize
+from zhiku.api.deps import AppState, app_state
+from zhiku.api.schemas import ChunkOut, DocumentLabels, DocumentOut, PageOut, UploadOutcome
+from zhiku.core import Zhiku
+from zhiku.documents.parsers import parse_file
+from zhiku.documents.sniff import detect_type
+from zhiku.documents.types import ParsedDocument
+from zhiku.errors import (
+    FileTooLargeError,
+    InvalidInputError,
+    NotFoundError,
+    QuotaExceededError,
+    UnsupportedTypeError,
+)
+from zhiku.keys import Principal
+from zhiku.knowledge import (
+    Labels,
+    delete_document,
+    get_document,
+    get_knowledge_base,
+    label_document,
+    list_documents,
+    register_file,
+    reingest_document,
+    sanitize_filename,
+)
+from zhiku.search.filters import check_metadata, normalize_tag, parse_date
+from zhiku.storage.models import Chunk, Document, KnowledgeBase
+
+router = APIRouter(prefix="/api/v1/knowledge-bases/{kb_id}", tags=["documents"])
+State = Annotated[AppState, Depends(app_state)]
+Reader = Annotated[Principal, Depends(authorize("read", "read"))]
+Writer = Annotated[Principal, Depends(authorize("write", "write"))]
+
+
+def upload_path(path: str) -> bool:
+    """True for the upload route (it has its own, larger body limit)."""
+    return path.startswith("/api/v1/knowledge-bases/") and path.rstrip("/").endswith("/documents")
+
+
+def _source_for(filename: str) -> str:
+    """A stable document identity for an uploaded name: its cleaned relative path (no '..', no root)."""
+    raw = PurePosixPath(filename.replace("\\", "/")).parts
+    parts = [sanitize_filename(p) for p in raw if p not in ("", ".", "..", "/")]
+    return "upload:" + "/".join(parts or ["unnamed"])
+
+
+def _labels(tags: list[str], metadata: str | None, document_date: str | None) -> Labels:
+    meta = None
+    if metadata:
+        try:
+            parsed = json.loads(metadata)
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(f"metadata must be a JSON object of strings: {exc}", param="metadata") from None
+        if not isinstance(parsed, dict) or not all(isinstance(v, str) for v in parsed.values()):
+            raise InvalidInputError("metadata must be a JSON object of string values", param="metadata")
+        meta = check_metadata(parsed)
+    return Labels(
+        tags=[normalize_tag(t) for t in tags] if tags else None,
+        metadata=meta,
+        document_date=parse_date(document_date, param="document_date") if document_date else None,
+    )
+
+
+def _tenant_usage(zhiku: Zhiku, tenant_id: str) -> int:
+    with zhiku.db.session() as session:
+        used = session.scalar(
+            select(func.coalesce(func.sum(Document.size_bytes), 0))
+            .join(KnowledgeBase, Document.kb_id == KnowledgeBase.id)
+            .where(KnowledgeBase.tenant_id == tenant_id)
+        )
+    return int(used or 0)
+
+
+def _stage(upload: UploadFile, folder: Path, max_bytes: int) -> tuple[Path, str, int]:
+    """Copy one upload to ``folder`` (bounded) and check its type by content; returns (path, name, size)."""
+    raw_name = upload.filename or "unnamed"
+    name = sanitize_filename(raw_name)
+    target = folder / f"{len(list(folder.iterdir()))}-{name}"
+    size = 0
+    with target.open("wb") as sink:
+        while chunk := upload.file.read(1024 * 1024):
+            size += len(chunk)
+            if size > max_bytes:
+                raise FileTooLargeError(f"{name} is over the limit of {max_bytes:,} bytes (setting max_file_bytes)")
+            sink.write(chunk)
+    detect_type(target, name)  # unsupported, empty, encrypted, damaged or zip-bomb files stop the upload here
+    return target, raw_name, size
+
+
+@router.post("/documents", status_code=201)
+async def upload(kb_id: str, request: Request, state: State, principal: Writer) -> list[UploadOutcome]:
+    """Upload files (multipart/form-data, field `files`, repeatable; optional `tags` (repeatable), `metadata`
+    (JSON object of strings) and `document_date` (ISO 8601)). Every file is checked first (size, type by
+    content, name); if any is refused, nothing is registered and the error names the file. Accepted files are
+    queued for ingestion; follow them with the job events."""
+    settings = state.settings
+    kb = await run_in_threadpool(get_knowledge_base, state.zhiku, kb_id, principal.tenant_id)
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise UnsupportedTypeError(f"send files as multipart/form-data, not {content_type or 'no content type'!r}")
+    form = await request.form(max_files=settings.max_upload_files, max_fields=200)
+    try:
+        files = [value for key, value in form.multi_items() if key == "files" and isinstance(value, UploadFile)]
+        if not files:
+            raise InvalidInputError("no files: send one or more multipart parts named 'files'", param="files")
+        labels = _labels([str(t) for t in form.getlist("tags")], _text(form.get("metadata")),
+                         _text(form.get("document_date")))  # fmt: skip
+        staging = Path(tempfile.mkdtemp(prefix="upload-", dir=settings.ensure_home()))
+        try:
+            staged = [await run_in_threadpool(_stage, f, staging, settings.max_file_bytes) for f in files]
+            if settings.tenant_quota_bytes is not None:
+                used = await run_in_threadpool(_tenant_usage, state.zhiku, principal.tenant_id)
+                incoming = sum(size for _, _, size in staged)
+                if used + incoming > settings.tenant_quota_bytes:
+                    raise QuotaExceededError(
+                        f"storage quota exceeded: {used:,} bytes used + {incoming:,} uploaded > "
+                        f"{settings.tenant_quota_bytes:,} (setting tenant_quota_bytes)"
+                    )
+            outcomes = []
+            for path, raw_name, _ in staged:
+                register = functools.partial(
+                    register_file, state.zhiku, kb, path, source=_source_for(raw_name), filename=raw_name,
+                    labels=labels,
+                )  # fmt: skip
+                registration = await run_in_threadpool(register)
+                outcomes.append(UploadOutcome.model_validate({
+                    "filename": sanitize_filename(raw_name), "outcome": registration.outcome,
+                    "document_id": registration.document_id, "job_id": registration.job_id,
+                    "message": registration.message,
+                }))  # fmt: skip
+            return outcomes
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        await form.close()
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+@router.get("/documents")
+def list_all(
+    kb_id: str, state: State, principal: Reader, status: Annotated[str | None, Query(max_length=20)] = None
+) -> list[DocumentOut]:
+    """The knowledge base's documents, newest first (optionally only one status)."""
+    kb = get_knowledge_base(state.zhiku, kb_id, principal.tenant_id)
+    return [DocumentOut.of(d) for d in list_documents(state.zhiku, kb) if status is None or d.status == status]
+
+
+def _document(state: AppState, principal: Principal, kb_id: str, document_id: str) -> tuple[KnowledgeBase, Document]:
+    kb = get_knowledge_base(state.zhiku, kb_id, principal.tenant_id)
+    return kb, get_document(state.zhiku, kb, document_id)
+
+
+@router.get("/documents/{document_id}")
+def get(kb_id: str, document_id: str, state: State, principal: Reader) -> DocumentOut:
+    """One document."""
+    return DocumentOut.of(_document(state, principal, kb_id, document_id)[1])
+
+
+@router.get("/documents/{document_id}/file", response_class=FileResponse)
+def download(kb_id: str, document_id: str, state: State, principal: Reader) -> FileResponse:
+    """The original file as uploaded."""
+    _, document = _document(state, principal, kb_id, document_id)
+    path = state.zhiku.blobs.path_for(document.content_hash)
+    if not path.is_file():
+        raise NotFoundError(f"the file of {document.filename} is no longer stored")
+    return FileResponse(path, media_type=document.mime_type or "application/octet-stream",
+                        filename=document.filename, content_disposition_type="inline")  # fmt: skip
+
+
+@router.patch("/documents/{document_id}")
+def relabel(kb_id: str, document_id: str, body: DocumentLabels, state: State, principal: Writer) -> DocumentOut:
+    """Change tags, metadata or date (search filters see it at once; no re-indexing)."""
+    _, document = _document(state, principal, kb_id, document_id)
+    return DocumentOut.of(label_document(
+        state.zhiku, document, add_tags=body.add_tags, remove_tags=body.remove_tags,
+        set_metadata=body.set_metadata, unset_metadata=body.unset_metadata, document_date=body.document_date,
+    ))  # fmt: skip
+
+
+@router.post("/documents/{document_id}/reingest", status_code=202)
+def reingest(kb_id: str, document_id: str, state: State, principal: Writer) -> UploadOutcome:
+    """Ingest the document's content again as a new version."""
+    kb, document = _document(state, principal, kb_id, document_id)
+    registration = reingest_document(state.zhiku, kb, document)
+    return UploadOutcome(filename=document.filename, outcome="queued", document_id=document.id,
+                         job_id=registration.job_id)  # fmt: skip
+
+
+@router.delete("/documents/{document_id}", status_code=204)
+def delete(kb_id: str, document_id: str, state: State, principal: Writer) -> Response:
+    """Delete a document with its chunks and vectors."""
+    kb, document = _document(state, principal, kb_id, document_id)
+    delete_document(state.zhiku, kb, document)
+    return Response(status_code=204)
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed(path: str, filename: str) -> ParsedDocument:
+    return parse_file(Path(path), filename=filename)
+
+
+@router.get("/documents/{document_id}/pages/{page}")
+def page_text(kb_id: str, document_id: str, page: int, state: State, principal: Reader) -> PageOut:
+    """The text of one page (1-based), to show a hit in place."""
+    _, document = _document(state, principal, kb_id, document_id)
+    path = state.zhiku.blobs.path_for(document.content_hash)
+    if not path.is_file() or document.version == 0:
+        raise NotFoundError(f"{document.filename} has no ingested content yet")
+    parsed = _parsed(str(path), document.filename)
+    found = next((p for p in parsed.pages if p.number == page), None)
+    if found is None:
+        raise NotFoundError(f"{document.filename} has no page {page} (pages 1-{len(parsed.pages)})")
+    return PageOut(document_id=document.id, page=page, pages=len(parsed.pages),
+                   text=parsed.text[found.start : found.end])  # fmt: skip
+
+
+@router.get("/chunks/{chunk_id}")
+def chunk(
+    kb_id: str, chunk_id: str, state: State, principal: Reader,
+    context: Annotated[int, Query(ge=0, le=10, description="Neighbouring chunks to add each side.")] = 1,
+) -> ChunkOut:  # fmt: skip
+    """A chunk of an active document version with the text around it."""
+    from zhiku.search.retrieve import stitch
+
+    kb = get_knowledge_base(state.zhiku, kb_id, principal.tenant_id)
+    with state.zhiku.db.session() as session:
+        row = session.scalar(
+            select(Chunk).join(Document, Chunk.document_id == Document.id)
+            .where(Chunk.id == chunk_id, Document.kb_id == kb.id, Chunk.version == Document.version)
+        )  # fmt: skip
+        if row is None:
+            raise NotFoundError(f"no chunk {chunk_id!r} in knowledge base {kb.name!r}")
+        around = list(session.scalars(
+            select(Chunk).where(Chunk.document_id == row.document_id, Chunk.version == row.version,
+                                Chunk.ordinal.between(row.ordinal - context, row.ordinal + context),
+                                Chunk.ordinal != row.ordinal).order_by(Chunk.ordinal)
+        ))  # fmt: skip
+    return ChunkOut(
+        id=row.id, document_id=row.document_id, ordinal=row.ordinal, page_start=row.page_start,
+        page_end=row.page_end, char_start=row.char_start, char_end=row.char_end, text=row.text,
+        context_before=stitch([c for c in around if c.ordinal < row.ordinal], until=row.char_start),
+        context_after=stitch([c for c in around if c.ordinal > row.ordinal], start=row.char_end),
+    )  # fmt: skip

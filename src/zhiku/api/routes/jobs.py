@@ -1,0 +1,79 @@
+"""Background jobs of the caller's tenant: list, get, cancel, retry, and live progress (Server-Sent Events)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy import select
+from sse_starlette.sse import EventSourceResponse
+
+from zhiku.api.auth import authorize
+from zhiku.api.deps import AppState, app_state
+from zhiku.api.events import job_events
+from zhiku.api.schemas import JobOut
+from zhiku.errors import NotFoundError
+from zhiku.jobs.runner import cancel_job, retry_job
+from zhiku.keys import Principal
+from zhiku.storage.models import Job, KnowledgeBase
+
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+State = Annotated[AppState, Depends(app_state)]
+Reader = Annotated[Principal, Depends(authorize("read", "read"))]
+Writer = Annotated[Principal, Depends(authorize("write", "write"))]
+
+
+def _job(state: AppState, principal: Principal, job_id: str) -> Job:
+    """A job of the caller's tenant by exact id (others' jobs are "not found", never "forbidden")."""
+    with state.zhiku.db.session() as session:
+        job = session.scalar(
+            select(Job).join(KnowledgeBase, Job.kb_id == KnowledgeBase.id)
+            .where(Job.id == job_id, KnowledgeBase.tenant_id == principal.tenant_id)
+        )  # fmt: skip
+    if job is None:
+        raise NotFoundError(f"no job {job_id!r}")
+    return job
+
+
+@router.get("")
+def list_all(
+    state: State,
+    principal: Reader,
+    knowledge_base_id: Annotated[str | None, Query(max_length=64)] = None,
+    status: Annotated[str | None, Query(max_length=20)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[JobOut]:
+    """Newest jobs first, optionally of one knowledge base or status."""
+    query = (select(Job).join(KnowledgeBase, Job.kb_id == KnowledgeBase.id)
+             .where(KnowledgeBase.tenant_id == principal.tenant_id))  # fmt: skip
+    if knowledge_base_id:
+        query = query.where(Job.kb_id == knowledge_base_id)
+    if status:
+        query = query.where(Job.status == status)
+    with state.zhiku.db.session() as session:
+        return [JobOut.of(job) for job in session.scalars(query.order_by(Job.created_at.desc()).limit(limit))]
+
+
+@router.get("/{job_id}")
+def get(job_id: str, state: State, principal: Reader) -> JobOut:
+    """One job with its stage and progress."""
+    return JobOut.of(_job(state, principal, job_id))
+
+
+@router.post("/{job_id}/cancel")
+def cancel(job_id: str, state: State, principal: Writer) -> JobOut:
+    """Cancel a queued job, or ask a running one to stop."""
+    return JobOut.of(cancel_job(state.zhiku, _job(state, principal, job_id).id))
+
+
+@router.post("/{job_id}/retry")
+def retry(job_id: str, state: State, principal: Writer) -> JobOut:
+    """Queue a failed or cancelled job again."""
+    return JobOut.of(retry_job(state.zhiku, _job(state, principal, job_id).id))
+
+
+@router.get("/{job_id}/events", response_class=EventSourceResponse)
+def events(job_id: str, state: State, principal: Reader) -> EventSourceResponse:
+    """Server-Sent Events: a `job` event at every change of the job, then `end` once it has finished."""
+    job = _job(state, principal, job_id)
+    return EventSourceResponse(job_events(state.zhiku, job_id=job.id), ping=15)

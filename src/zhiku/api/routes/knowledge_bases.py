@@ -1,0 +1,131 @@
+"""Knowledge bases: create, list, get, update, delete; search; live job events of a knowledge base."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+from sqlalchemy import select
+from sse_starlette.sse import EventSourceResponse
+
+from zhiku.api.auth import authorize
+from zhiku.api.deps import AppState, app_state
+from zhiku.api.events import job_events
+from zhiku.api.schemas import (
+    HitOut,
+    KnowledgeBaseCreate,
+    KnowledgeBaseOut,
+    KnowledgeBaseUpdate,
+    SearchRequest,
+    SearchResponse,
+)
+from zhiku.errors import ConflictError, InvalidInputError, NotConfiguredError
+from zhiku.keys import Principal
+from zhiku.knowledge import (
+    NAME_PATTERN,
+    create_knowledge_base,
+    delete_knowledge_base,
+    get_knowledge_base,
+    knowledge_base_stats,
+    list_knowledge_bases,
+)
+from zhiku.storage.models import KnowledgeBase
+
+router = APIRouter(prefix="/api/v1/knowledge-bases", tags=["knowledge bases"])
+State = Annotated[AppState, Depends(app_state)]
+Reader = Annotated[Principal, Depends(authorize("read", "read"))]
+Writer = Annotated[Principal, Depends(authorize("write", "write"))]
+
+
+def _out(state: AppState, kb: KnowledgeBase) -> KnowledgeBaseOut:
+    stats = knowledge_base_stats(state.zhiku, kb)
+    return KnowledgeBaseOut.of(kb, stats.documents, stats.chunks)
+
+
+@router.post("", status_code=201)
+def create(body: KnowledgeBaseCreate, state: State, principal: Writer) -> KnowledgeBaseOut:
+    """Create a knowledge base in the caller's tenant."""
+    kb = create_knowledge_base(
+        state.zhiku, body.name, model=body.model, dimension=body.dimension, index_dimension=body.index_dimension,
+        instruction=body.instruction, chunk_tokens=body.chunk_tokens, chunk_overlap=body.chunk_overlap,
+        description=body.description, tenant_id=principal.tenant_id,
+    )  # fmt: skip
+    return _out(state, kb)
+
+
+@router.get("")
+def list_all(state: State, principal: Reader) -> list[KnowledgeBaseOut]:
+    """The tenant's knowledge bases with document and chunk counts."""
+    return [_out(state, kb) for kb in list_knowledge_bases(state.zhiku, principal.tenant_id)]
+
+
+@router.get("/{kb_id}")
+def get(kb_id: str, state: State, principal: Reader) -> KnowledgeBaseOut:
+    """One knowledge base (by id or name)."""
+    return _out(state, get_knowledge_base(state.zhiku, kb_id, principal.tenant_id))
+
+
+@router.patch("/{kb_id}")
+def update(kb_id: str, body: KnowledgeBaseUpdate, state: State, principal: Writer) -> KnowledgeBaseOut:
+    """Rename a knowledge base or change its description."""
+    kb = get_knowledge_base(state.zhiku, kb_id, principal.tenant_id)
+    if body.name is not None and (not NAME_PATTERN.match(body.name) or body.name != body.name.strip()):
+        raise InvalidInputError(f"invalid knowledge base name {body.name!r}", param="name")
+    with state.zhiku.db.session() as session:
+        row = session.get_one(KnowledgeBase, kb.id)
+        if body.name is not None and body.name != row.name:
+            taken = session.scalar(select(KnowledgeBase.id).where(
+                KnowledgeBase.tenant_id == row.tenant_id, KnowledgeBase.name == body.name))  # fmt: skip
+            if taken:
+                raise ConflictError(f"a knowledge base named {body.name!r} already exists")
+            row.name = body.name
+        if body.description is not None:
+            row.description = body.description
+        session.flush()
+        kb = row
+    return _out(state, kb)
+
+
+@router.delete("/{kb_id}", status_code=204)
+def delete(kb_id: str, state: State, principal: Writer) -> Response:
+    """Delete a knowledge base with its documents, chunks and vectors."""
+    delete_knowledge_base(state.zhiku, get_knowledge_base(state.zhiku, kb_id, principal.tenant_id))
+    return Response(status_code=204)
+
+
+@router.post("/{kb_id}/search")
+def search_kb(kb_id: str, body: SearchRequest, state: State, principal: Reader) -> SearchResponse:
+    """Dense, lexical or hybrid search with filters; hits carry citations and highlighted passages."""
+    from zhiku.search.filters import parse_filters
+    from zhiku.search.retrieve import SearchOptions, search
+
+    kb = get_knowledge_base(state.zhiku, kb_id, principal.tenant_id)
+    reranker = None
+    if body.rerank:
+        reranker = state.settings.reranker
+        if reranker is None:
+            raise NotConfiguredError("reranking is not configured: set ZHIKU_RERANKER (e.g. qwen3-reranker-0.6b)")
+    options = SearchOptions(
+        mode=body.mode, top_k=body.top_k, document_ids=body.document_ids, filter=parse_filters(body.filters),
+        min_score=body.min_score, neighbours=body.neighbours, rerank=reranker,
+    )  # fmt: skip
+    started = time.perf_counter()
+    hits = search(state.zhiku, kb, body.query, options)
+    took = (time.perf_counter() - started) * 1000
+    return SearchResponse(
+        knowledge_base_id=kb.id, query=body.query, mode=body.mode, took_ms=round(took, 2),
+        hits=[HitOut(chunk_id=h.chunk_id, document_id=h.document_id, filename=h.filename, title=h.title,
+                     page_start=h.page_start, page_end=h.page_end, char_start=h.char_start, char_end=h.char_end,
+                     heading_path=h.heading_path, text=h.text, highlighted=h.highlighted, highlights=h.highlights,
+                     score=h.score, scores=h.scores, context_before=h.context_before,
+                     context_after=h.context_after, tags=h.tags, metadata=h.metadata) for h in hits],
+    )  # fmt: skip
+
+
+@router.get("/{kb_id}/events", response_class=EventSourceResponse)
+def events(kb_id: str, state: State, principal: Reader) -> EventSourceResponse:
+    """Server-Sent Events: a `job` event whenever a job of this knowledge base changes (status, stage,
+    progress); the stream stays open until the client leaves."""
+    kb = get_knowledge_base(state.zhiku, kb_id, principal.tenant_id)
+    return EventSourceResponse(job_events(state.zhiku, kb_id=kb.id), ping=15)

@@ -1,0 +1,250 @@
+"""Request and response bodies of the knowledge-base API (they make the OpenAPI schema)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from zhiku.storage.models import ApiKey, Document, Job, KnowledgeBase
+
+
+class KnowledgeBaseCreate(BaseModel):
+    """A new knowledge base; model, dimension and instruction are fixed for its lifetime."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    description: str = Field(default="", max_length=2000)
+    model: str | None = Field(default=None, max_length=500, description="Embedding model; default: the server's.")
+    dimension: int | None = Field(default=None, ge=1, le=65536, description="Matryoshka dimension.")
+    index_dimension: int | None = Field(default=None, ge=1, le=65536, description="Two-stage search index size.")
+    instruction: str | None = Field(default=None, max_length=2000, description="Query instruction preset or task.")
+    chunk_tokens: int | None = Field(default=None, ge=16, le=32768)
+    chunk_overlap: int | None = Field(default=None, ge=0, le=16384)
+
+
+class KnowledgeBaseUpdate(BaseModel):
+    """Changeable settings of a knowledge base."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class KnowledgeBaseOut(BaseModel):
+    """A knowledge base with its counts."""
+
+    id: str
+    name: str
+    description: str
+    model: str
+    dimension: int
+    index_dimension: int | None
+    instruction: str | None
+    chunk_tokens: int
+    chunk_overlap: int
+    documents: dict[str, int] = Field(default_factory=dict, description="Documents by status.")
+    chunks: int = 0
+    created_at: dt.datetime
+
+    @classmethod
+    def of(cls, kb: KnowledgeBase, documents: dict[str, int] | None = None, chunks: int = 0) -> KnowledgeBaseOut:
+        """Build from a row."""
+        return cls(id=kb.id, name=kb.name, description=kb.description, model=kb.embedding_model,
+                   dimension=kb.dimension, index_dimension=kb.index_dimension, instruction=kb.instruction,
+                   chunk_tokens=kb.chunk_tokens, chunk_overlap=kb.chunk_overlap, documents=documents or {},
+                   chunks=chunks, created_at=kb.created_at)  # fmt: skip
+
+
+class DocumentOut(BaseModel):
+    """A document and where it is in its life."""
+
+    id: str
+    knowledge_base_id: str
+    filename: str
+    title: str | None
+    mime_type: str | None
+    size_bytes: int
+    status: str
+    error: str | None
+    warnings: list[Any]
+    pages: int | None
+    version: int
+    chunk_count: int
+    duplicate_of: str | None
+    tags: list[str]
+    metadata: dict[str, Any]
+    document_date: dt.datetime | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @classmethod
+    def of(cls, d: Document) -> DocumentOut:
+        """Build from a row."""
+        return cls(id=d.id, knowledge_base_id=d.kb_id, filename=d.filename, title=d.title, mime_type=d.mime_type,
+                   size_bytes=d.size_bytes, status=d.status, error=d.error, warnings=list(d.warnings or []),
+                   pages=d.pages, version=d.version, chunk_count=d.chunk_count, duplicate_of=d.duplicate_of,
+                   tags=d.tags, metadata=dict(d.meta or {}), document_date=d.document_date, created_at=d.created_at,
+                   updated_at=d.updated_at)  # fmt: skip
+
+
+class DocumentLabels(BaseModel):
+    """Changes to a document's tags, metadata and date."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    add_tags: list[str] = Field(default_factory=list, max_length=100)
+    remove_tags: list[str] = Field(default_factory=list, max_length=100)
+    set_metadata: dict[str, str] = Field(default_factory=dict)
+    unset_metadata: list[str] = Field(default_factory=list, max_length=100)
+    document_date: dt.datetime | None = None
+
+
+class UploadOutcome(BaseModel):
+    """What happened to one uploaded file."""
+
+    filename: str
+    outcome: Literal["queued", "unchanged", "duplicate", "failed"]
+    document_id: str | None = None
+    job_id: str | None = None
+    message: str = ""
+
+
+class JobOut(BaseModel):
+    """A background job with its progress."""
+
+    id: str
+    kind: str
+    knowledge_base_id: str | None
+    document_id: str | None
+    status: str
+    stage: str
+    progress: float
+    attempts: int
+    max_attempts: int
+    error: str | None
+    details: dict[str, Any]
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+    @classmethod
+    def of(cls, job: Job) -> JobOut:
+        """Build from a row."""
+        return cls(id=job.id, kind=job.kind, knowledge_base_id=job.kb_id, document_id=job.document_id,
+                   status=job.status, stage=job.stage, progress=job.progress, attempts=job.attempts,
+                   max_attempts=job.max_attempts, error=job.error, details=dict(job.payload or {}),
+                   created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at)  # fmt: skip
+
+
+class SearchRequest(BaseModel):
+    """A search in one knowledge base."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, max_length=20_000)
+    mode: Literal["dense", "lexical", "hybrid"] = "hybrid"
+    top_k: int = Field(default=10, ge=1, le=100)
+    filters: list[str] = Field(
+        default_factory=list, max_length=50,
+        description="Filter expressions, all must hold: tag=NAME, tag=a|b, KEY=VALUE, date>=2024-01-01, "
+        "date<2025-01-01, document=FILE-OR-ID, type=pdf.",
+    )  # fmt: skip
+    document_ids: list[str] | None = Field(default=None, max_length=1000)
+    min_score: float | None = None
+    neighbours: int = Field(default=0, ge=0, le=10)
+    rerank: bool = Field(default=False, description="Reorder the best candidates with the configured reranker.")
+
+
+class HitOut(BaseModel):
+    """One search hit with its citation."""
+
+    chunk_id: str
+    document_id: str
+    filename: str
+    title: str | None
+    page_start: int
+    page_end: int
+    char_start: int
+    char_end: int
+    heading_path: list[str]
+    text: str
+    highlighted: str = Field(description="The passage with the query's terms wrapped in <mark>.")
+    highlights: list[tuple[int, int]]
+    score: float
+    scores: dict[str, float]
+    context_before: str
+    context_after: str
+    tags: list[str]
+    metadata: dict[str, str]
+
+
+class SearchResponse(BaseModel):
+    """Hits, best first."""
+
+    knowledge_base_id: str
+    query: str
+    mode: str
+    hits: list[HitOut]
+    took_ms: float
+
+
+class PageOut(BaseModel):
+    """The text of one page of a document."""
+
+    document_id: str
+    page: int
+    pages: int
+    text: str
+
+
+class ChunkOut(BaseModel):
+    """A chunk with the text around it."""
+
+    id: str
+    document_id: str
+    ordinal: int
+    page_start: int
+    page_end: int
+    char_start: int
+    char_end: int
+    text: str
+    context_before: str
+    context_after: str
+
+
+class ApiKeyCreate(BaseModel):
+    """A new API key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="", max_length=200)
+    scope: Literal["read", "write", "admin"] = "read"
+
+
+class ApiKeyOut(BaseModel):
+    """An API key without its secret."""
+
+    id: str
+    tenant_id: str
+    name: str
+    prefix: str
+    scope: str
+    created_at: dt.datetime
+    last_used_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> ApiKeyOut:
+        """Build from a row."""
+        return cls(id=key.id, tenant_id=key.tenant_id, name=key.name, prefix=key.prefix, scope=str(key.scopes[0]),
+                   created_at=key.created_at, last_used_at=key.last_used_at, revoked_at=key.revoked_at)  # fmt: skip
+
+
+class ApiKeyCreated(ApiKeyOut):
+    """A new key: ``key`` is shown this once."""
+
+    key: str

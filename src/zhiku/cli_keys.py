@@ -1,0 +1,67 @@
+"""`zhiku keys`: create, list and revoke API keys (registered by ``zhiku.cli``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from zhiku.config import get_settings
+from zhiku.core import Zhiku
+
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+out = Console()
+
+
+@keys_app.command("create")
+def keys_create(
+    scope: Annotated[str, typer.Option("--scope", help="read, write or admin (each includes those before).")] = "read",
+    tenant: Annotated[str, typer.Option("--tenant", help="The tenant the key acts for.")] = "default",
+    name: Annotated[str, typer.Option("--name", help="A label to tell keys apart.")] = "",
+) -> None:
+    """Create an API key and print it (it is stored hashed and cannot be shown again)."""
+    from zhiku.keys import create_api_key
+
+    zhiku = Zhiku(get_settings())
+    try:
+        row, secret = create_api_key(zhiku, tenant, scope, name)
+    finally:
+        zhiku.close()
+    typer.echo(secret)
+    Console(stderr=True).print(f"created key {row.id} ({scope}, tenant {tenant}); store it now, it is not shown again")
+
+
+@keys_app.command("list")
+def keys_list(tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant's keys.")] = None) -> None:
+    """List API keys (never their secrets)."""
+    from zhiku.keys import list_api_keys
+
+    zhiku = Zhiku(get_settings())
+    try:
+        rows = list_api_keys(zhiku, tenant)
+    finally:
+        zhiku.close()
+    table = Table(title="API keys")
+    for column in ("id", "prefix", "tenant", "scope", "name", "created", "last used", "revoked"):
+        table.add_column(column)
+    for row in rows:
+        used = f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else ""
+        revoked = f"{row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else ""
+        table.add_row(row.id[:12], row.prefix + "…", row.tenant_id, str(row.scopes[0]), row.name,
+                      f"{row.created_at:%Y-%m-%d %H:%M}", used, revoked)  # fmt: skip
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="Key id (or a unique prefix).")]) -> None:
+    """Revoke an API key."""
+    from zhiku.keys import revoke_api_key
+
+    zhiku = Zhiku(get_settings())
+    try:
+        row = revoke_api_key(zhiku, key_id)
+    finally:
+        zhiku.close()
+    out.print(f"revoked key {row.id} ({row.prefix}…)")

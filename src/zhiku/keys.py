@@ -1,0 +1,103 @@
+"""API keys: create (shown once), list, revoke, verify. Only a SHA-256 of each key is stored."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from zhiku.core import Zhiku
+from zhiku.errors import InvalidInputError, NotFoundError
+from zhiku.storage.models import ApiKey, utcnow
+
+SCOPES = ("read", "write", "admin")
+"""Each scope includes the ones before it: admin > write > read."""
+KEY_PREFIX = "zk-"
+LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
+TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as."""
+
+    tenant_id: str
+    scope: str
+    key_id: str | None = None
+
+    def allows(self, needed: str) -> bool:
+        """True when this principal's scope includes ``needed``."""
+        return SCOPES.index(self.scope) >= SCOPES.index(needed)
+
+
+def hash_key(secret: str) -> str:
+    """The stored form of a key."""
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def check_tenant(tenant: str) -> str:
+    """A valid tenant id or ``InvalidInputError``."""
+    if not TENANT_PATTERN.match(tenant):
+        raise InvalidInputError(
+            f"invalid tenant {tenant!r}: 1-64 letters, digits, '_', '.', '-', starting with a letter or digit",
+            param="tenant",
+        )
+    return tenant
+
+
+def create_api_key(zhiku: Zhiku, tenant_id: str, scope: str, name: str = "") -> tuple[ApiKey, str]:
+    """Create a key; returns its row and the secret, which is not stored and cannot be shown again."""
+    if scope not in SCOPES:
+        raise InvalidInputError(f"scope must be one of {', '.join(SCOPES)}; got {scope!r}", param="scope")
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    row = ApiKey(tenant_id=check_tenant(tenant_id), name=name[:200], prefix=secret[:10], key_hash=hash_key(secret),
+                 scopes=[scope])  # fmt: skip
+    with zhiku.db.session() as session:
+        session.add(row)
+    return row, secret
+
+
+def list_api_keys(zhiku: Zhiku, tenant_id: str | None = None) -> list[ApiKey]:
+    """Keys (of one tenant, or all), newest first, revoked ones included."""
+    query = select(ApiKey).order_by(ApiKey.created_at.desc())
+    if tenant_id is not None:
+        query = query.where(ApiKey.tenant_id == tenant_id)
+    with zhiku.db.session() as session:
+        return list(session.scalars(query))
+
+
+def revoke_api_key(zhiku: Zhiku, key_id: str, tenant_id: str | None = None) -> ApiKey:
+    """Revoke a key by id (or unique id prefix); ``tenant_id`` restricts which keys may be named."""
+    with zhiku.db.session() as session:
+        query = select(ApiKey).where(ApiKey.id.startswith(key_id)).limit(2)
+        if tenant_id is not None:
+            query = query.where(ApiKey.tenant_id == tenant_id)
+        rows: Sequence[ApiKey] = list(session.scalars(query))
+        if len(rows) != 1 or not key_id:
+            raise NotFoundError(f"no API key {key_id!r}")
+        rows[0].revoked_at = rows[0].revoked_at or utcnow()
+        return rows[0]
+
+
+def verify_api_key(zhiku: Zhiku, secret: str) -> Principal | None:
+    """The principal of a valid, unrevoked key, or ``None``."""
+    with zhiku.db.session() as session:
+        row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(secret)))
+        if row is None or row.revoked_at is not None:
+            return None
+        now = utcnow()
+        last = row.last_used_at
+        if last is None or now - (last if last.tzinfo else last.replace(tzinfo=dt.UTC)) > LAST_USED_RESOLUTION:
+            row.last_used_at = now  # at most one write per key per minute
+        return Principal(row.tenant_id, str(row.scopes[0]), row.id)
+
+
+def has_keys(zhiku: Zhiku) -> bool:
+    """True when at least one unrevoked key exists."""
+    with zhiku.db.session() as session:
+        return session.scalar(select(ApiKey.id).where(ApiKey.revoked_at.is_(None)).limit(1)) is not None
