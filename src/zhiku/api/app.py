@@ -17,6 +17,7 @@ from zhiku.api.limits import BodySizeLimit
 from zhiku.api.metrics import Metrics, MetricsMiddleware
 from zhiku.api.ratelimit import RateLimiter
 from zhiku.api.routes import chat, documents, embeddings, health, jobs, keys, knowledge_bases
+from zhiku.api.schemas import ERROR_RESPONSES
 from zhiku.config import Settings, get_settings
 from zhiku.core import Zhiku
 from zhiku.embedding.service import EmbeddingService
@@ -90,8 +91,9 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     )
     app.state.zhiku = state
     install_error_handlers(app)
-    for module in (embeddings, health, knowledge_bases, documents, jobs, keys, chat):
-        app.include_router(module.router)
+    app.include_router(health.router)
+    for module in (embeddings, knowledge_bases, documents, jobs, keys, chat):
+        app.include_router(module.router, responses=ERROR_RESPONSES)
 
     def body_limit(path: str) -> int | None:
         if documents.upload_path(path):

@@ -248,3 +248,29 @@ class ApiKeyCreated(ApiKeyOut):
     """A new key: ``key`` is shown this once."""
 
     key: str
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong (OpenAI's error shape)."""
+
+    message: str
+    type: str
+    param: str | None = None
+    code: str
+
+
+class ErrorResponse(BaseModel):
+    """Every error response."""
+
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        400: "Invalid request", 401: "Missing, unknown or revoked API key", 403: "The key's scope does not allow it",
+        404: "Not found (also for other tenants' objects)", 409: "Conflicts with the current state",
+        413: "Too large (body, file, input or quota)", 415: "Unsupported content type or document type",
+        422: "A document that cannot be ingested", 429: "Rate limited or overloaded (see Retry-After)",
+    }.items()
+}  # fmt: skip

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from zhiku.api.auth import authorize
@@ -52,7 +52,52 @@ class EmbeddingRequest(BaseModel):
     )
 
 
-class JSONBytes(Response):
+class EmbeddingItem(BaseModel):
+    """One embedding: floats, or base64 of little-endian float32."""
+
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class Usage(BaseModel):
+    """Tokens the model read."""
+
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingResponse(BaseModel):
+    """The OpenAI embeddings response."""
+
+    object: Literal["list"] = "list"
+    data: list[EmbeddingItem]
+    model: str
+    usage: Usage
+
+
+class ModelCard(BaseModel):
+    """A served model, OpenAI style, with zhiku's details."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+    dimensions: int
+    min_dimensions: int | None
+    max_tokens: int
+    matryoshka: bool
+    instruction_aware: bool
+
+
+class ModelList(BaseModel):
+    """The served models."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class JSONBytes(JSONResponse):
     """A JSON response serialised by orjson (numpy arrays natively; ~10x faster than json for vectors)."""
 
     media_type = "application/json"
@@ -82,7 +127,7 @@ def _texts(body: EmbeddingRequest, state: AppState, model: str) -> list[str]:
     return state.embeddings.decode_tokens(model, value)  # type: ignore[arg-type]
 
 
-@router.post("/v1/embeddings", response_class=JSONBytes)
+@router.post("/v1/embeddings", response_class=JSONBytes, response_model=EmbeddingResponse)
 async def create_embeddings(
     body: EmbeddingRequest,
     state: Annotated[AppState, Depends(app_state)],
@@ -109,7 +154,7 @@ async def create_embeddings(
     return JSONBytes({"object": "list", "data": data, "model": model, "usage": usage})
 
 
-@router.get("/v1/models", response_class=JSONBytes)
+@router.get("/v1/models", response_class=JSONBytes, response_model=ModelList)
 async def list_models(
     state: Annotated[AppState, Depends(app_state)], _: Annotated[Principal, Depends(authorize("read", "read"))]
 ) -> JSONBytes:
