@@ -286,3 +286,14 @@ def test_chat_without_a_chat_model_says_how_to_configure_one(api: Api) -> None:
             "knowledge_base_id": kb["id"], "messages": [{"role": "user", "content": "什么是知识库？"}]})  # fmt: skip
         assert response.status_code == 501
         assert "ZHIKU_CHAT_URL" in response.json()["error"]["message"]
+
+
+def test_tenant_storage_quota(tmp_path: Path) -> None:
+    with zhiku_server(tmp_path, tenant_quota_bytes="1000") as (url, _), httpx.Client(base_url=url) as client:
+        kb = client.post("/api/v1/knowledge-bases", json={"name": "quota"}).json()
+        url_docs = f"/api/v1/knowledge-bases/{kb['id']}/documents"
+        first = client.post(url_docs, files=[("files", ("a.txt", b"a" * 600, "text/plain"))])
+        assert first.status_code == 201
+        second = client.post(url_docs, files=[("files", ("b.txt", b"b" * 600, "text/plain"))])
+        assert second.status_code == 413
+        assert "quota" in second.json()["error"]["message"]
