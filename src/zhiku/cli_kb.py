@@ -434,8 +434,11 @@ def search_command(
     import json
     from dataclasses import asdict
 
+    from rich.markup import escape
+
     from zhiku.knowledge import get_knowledge_base
     from zhiku.search.filters import parse_filters
+    from zhiku.search.highlight import mark
     from zhiku.search.retrieve import SearchOptions, search
 
     document_filter = parse_filters(filters or [])
@@ -462,7 +465,7 @@ def search_command(
         table.add_column(column, overflow="fold")
     for rank, hit in enumerate(hits, start=1):
         pages = str(hit.page_start) if hit.page_start == hit.page_end else f"{hit.page_start}-{hit.page_end}"
-        passage = hit.highlighted.replace("[", "\\[").replace("<mark>", "[bold yellow]").replace("</mark>", "[/]")
+        passage = mark(hit.text, hit.highlights, "[bold yellow]", "[/]", escape=escape)
         if hit.context_before or hit.context_after:
             passage = f"[dim]{hit.context_before[-200:]}[/]{passage}[dim]{hit.context_after[:200]}[/]"
         table.add_row(str(rank), f"{hit.score:.3f}", hit.filename, pages, passage)

@@ -161,3 +161,10 @@ def test_fusion_follows_lexical_evidence() -> None:
     assert lexical_weight(1.0) == 0.95
     assert term_coverage("大熊猫 竹子", "大熊猫爱吃竹子") == 1.0
     assert term_coverage("高铁 速度", "The train is fast") == 0.0
+
+
+def test_highlighted_passages_are_html_safe() -> None:
+    from zhiku.search.highlight import mark
+
+    assert mark("<b>x</b> & y", [(3, 4)]) == "&lt;b&gt;<mark>x</mark>&lt;/b&gt; &amp; y"
+    assert mark("[x] y", [(4, 5)], "[b]", "[/]", escape=lambda s: s.replace("[", "\\[")) == "\\[x] [b]y[/]"

@@ -8,6 +8,8 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 
 from zhiku import __version__
 from zhiku.api.auth import KeyCache
@@ -23,6 +25,7 @@ from zhiku.core import Zhiku
 from zhiku.embedding.service import EmbeddingService
 from zhiku.jobs.runner import JobRunner
 from zhiku.keys import create_api_key, has_keys
+from zhiku.web import STATIC_DIR
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +97,13 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     app.include_router(health.router)
     for module in (embeddings, knowledge_bases, documents, jobs, keys, chat):
         app.include_router(module.router, responses=ERROR_RESPONSES)
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def web_ui() -> FileResponse:
+        """The web UI."""
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
     def body_limit(path: str) -> int | None:
         if documents.upload_path(path):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import re
 import threading
+from collections.abc import Callable
 from functools import lru_cache
 
 _LATIN_WORD = re.compile(r"[^\W_]+", re.UNICODE)
@@ -56,11 +58,18 @@ def highlight_spans(text: str, terms: list[str]) -> list[tuple[int, int]]:
     return [(m.start(), m.end()) for m in pattern.finditer(text)]
 
 
-def mark(text: str, spans: list[tuple[int, int]], open_tag: str = "<mark>", close_tag: str = "</mark>") -> str:
-    """``text`` with every span wrapped in ``open_tag``/``close_tag``."""
+def mark(
+    text: str,
+    spans: list[tuple[int, int]],
+    open_tag: str = "<mark>",
+    close_tag: str = "</mark>",
+    escape: Callable[[str], str] = html.escape,
+) -> str:
+    """``text`` with every span wrapped in ``open_tag``/``close_tag``; the text pieces pass through ``escape``
+    (HTML escaping by default, so the result is safe to insert as HTML)."""
     out, last = [], 0
     for start, end in spans:
-        out += [text[last:start], open_tag, text[start:end], close_tag]
+        out += [escape(text[last:start]), open_tag, escape(text[start:end]), close_tag]
         last = end
-    out.append(text[last:])
+    out.append(escape(text[last:]))
     return "".join(out)

@@ -59,7 +59,7 @@ class Hit:
 
     @property
     def highlighted(self) -> str:
-        """The passage with query terms wrapped in ``<mark>``."""
+        """The passage, HTML-escaped, with query terms wrapped in ``<mark>`` (safe to insert as HTML)."""
         return mark(self.text, self.highlights)
 
 

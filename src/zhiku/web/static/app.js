@@ -1,0 +1,439 @@
+// zhiku's web UI: a small hash-routed app over the REST API. No build step, no framework.
+import { api, ApiError, blobUrl, readEvents, settings } from "/static/api.js";
+import { language, setLanguage, t, translateStatic } from "/static/i18n.js";
+
+const main = document.getElementById("main");
+let pageAbort = new AbortController(); // cancels the current page's streams when the user navigates away
+let navigated = false; // move focus to the new page's content after in-app navigation, not on first load
+
+// ---------- helpers ----------
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+    else if (key === "class") el.className = value;
+    else el.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) if (child !== null && child !== undefined) el.append(child);
+  return el;
+}
+
+function marked(text, spans) { // text with <mark> around spans, built as DOM nodes (never as HTML)
+  const out = [];
+  let last = 0;
+  for (const [start, end] of spans) {
+    if (start < last) continue;
+    out.push(text.slice(last, start), h("mark", {}, text.slice(start, end)));
+    last = end;
+  }
+  out.push(text.slice(last));
+  return out;
+}
+
+function message(err) {
+  if (err instanceof ApiError) {
+    if (err.status === 0) return t("error.network");
+    if (err.status === 401) return `${err.message} — ${t("error.auth")}`;
+    return err.message;
+  }
+  return err && err.message ? err.message : String(err);
+}
+
+export function showError(err) {
+  if (err && err.name === "AbortError") return;
+  document.getElementById("alert-text").textContent = message(err);
+  document.getElementById("alert").hidden = false;
+}
+
+function clearError() { document.getElementById("alert").hidden = true; }
+
+function page(title, ...children) {
+  main.replaceChildren(h("h1", {}, title), ...children);
+  if (navigated) main.focus({ preventScroll: true });
+  document.title = `${title} · zhiku 智库`;
+}
+
+function statusBadge(status) { return h("span", { class: `status ${status}` }, t(`status.${status}`)); }
+
+// ---------- knowledge bases ----------
+const PRESETS = ["retrieval", "question-answering", "classification", "clustering", "code-search", "bitext",
+  "semantic-similarity"];
+
+async function renderKbs() {
+  const [kbs, models] = await Promise.all([api("/api/v1/knowledge-bases"), api("/v1/models")]);
+  const list = kbs.length ? h("div", { class: "grid" }, kbs.map(kbCard)) : h("p", { class: "muted" }, t("kbs.empty"));
+  const custom = h("label", { hidden: true }, t("kbs.custom"), h("input", { name: "custom", maxlength: 2000 }));
+  const instruction = h("select", { name: "instruction", onchange: (e) => { custom.hidden = e.target.value !== "custom"; } },
+    h("option", { value: "" }, t("kbs.instruction.none")), PRESETS.map((p) => h("option", { value: p }, p)),
+    h("option", { value: "custom" }, t("kbs.instruction.custom")));
+  const form = h("form", { class: "card stack", onsubmit: createKb },
+    h("h2", {}, t("kbs.create")),
+    h("div", { class: "row" },
+      h("label", {}, t("kbs.name"), h("input", { name: "name", required: true, maxlength: 100 })),
+      h("label", {}, t("kbs.model"), h("select", { name: "model" },
+        models.data.map((m) => h("option", { value: m.id }, `${m.id} (${m.dimensions})`)))),
+      h("label", {}, t("kbs.dimension"), h("input", { name: "dimension", type: "number", min: 32, step: 1 })),
+      h("label", {}, t("kbs.chunk"), h("input", { name: "chunk_tokens", type: "number", min: 16, step: 1,
+        placeholder: "384" })),
+      h("label", {}, t("kbs.instruction"), instruction)),
+    custom,
+    h("div", {}, h("button", { class: "primary", type: "submit" }, t("kbs.submit"))));
+  page(t("kbs.title"), list, form);
+}
+
+function kbCard(kb) {
+  const total = Object.values(kb.documents).reduce((a, b) => a + b, 0);
+  return h("article", { class: "card stack", "data-kb": kb.name },
+    h("h2", {}, h("a", { href: `#/kb/${kb.id}` }, kb.name)),
+    kb.description ? h("p", { class: "muted" }, kb.description) : null,
+    h("p", {}, `${total} ${t("kbs.documents")} (${kb.documents.ready || 0} ${t("kbs.ready")}), ${kb.chunks} ${t("kbs.chunks")}`),
+    h("p", { class: "muted" }, `${kb.model} · ${kb.dimension}d`),
+    h("div", { class: "row" },
+      h("a", { href: `#/kb/${kb.id}` }, t("kbs.open")),
+      h("button", { type: "button", class: "danger", onclick: () => deleteKb(kb) }, t("kbs.delete"))));
+}
+
+async function createKb(event) {
+  event.preventDefault();
+  const data = new FormData(event.target);
+  const body = { name: String(data.get("name")).trim(), model: data.get("model") || undefined };
+  if (data.get("dimension")) body.dimension = Number(data.get("dimension"));
+  if (data.get("chunk_tokens")) body.chunk_tokens = Number(data.get("chunk_tokens"));
+  const preset = data.get("instruction");
+  if (preset === "custom") body.instruction = String(data.get("custom") || "").trim() || undefined;
+  else if (preset) body.instruction = preset;
+  try {
+    const kb = await api("/api/v1/knowledge-bases", { method: "POST", json: body });
+    location.hash = `#/kb/${kb.id}`;
+  } catch (err) { showError(err); }
+}
+
+async function deleteKb(kb) {
+  if (!confirm(t("kbs.confirm", { name: kb.name }))) return;
+  try { await api(`/api/v1/knowledge-bases/${kb.id}`, { method: "DELETE" }); await renderKbs(); }
+  catch (err) { showError(err); }
+}
+
+// ---------- documents ----------
+async function renderDocs(kbId) {
+  const kb = await api(`/api/v1/knowledge-bases/${kbId}`);
+  const base = `/api/v1/knowledge-bases/${kb.id}`;
+  const tbody = h("tbody");
+  const rows = new Map(); // document id (or a temporary key) -> row state
+  const jobsByDoc = new Map();
+
+  const table = h("table", {},
+    h("thead", {}, h("tr", {}, [t("docs.file"), t("docs.status"), t("docs.progress"), t("docs.actions")]
+      .map((c) => h("th", { scope: "col" }, c)))), tbody);
+
+  function upsert(key, doc) {
+    let row = rows.get(key);
+    if (!row) {
+      const tr = h("tr");
+      row = { tr, progress: h("progress", { max: 1, value: 0 }), detail: h("div", { class: "muted" }) };
+      rows.set(key, row);
+      tbody.prepend(tr);
+    }
+    Object.assign(row, doc);
+    const status = row.status || "queued";
+    const actions = h("div", { class: "row" });
+    if (row.id && status === "failed" && jobsByDoc.get(row.id)) {
+      actions.append(h("button", { type: "button", onclick: () => retry(row) }, t("docs.retry")));
+    }
+    if (row.id) actions.append(h("button", { type: "button", class: "danger", onclick: () => removeDoc(row) }, t("docs.delete")));
+    row.progress.value = status === "ready" ? 1 : row.fraction || 0;
+    row.progress.setAttribute("aria-label", `${row.filename} ${t(`status.${status}`)}`);
+    row.tr.dataset.file = row.filename;
+    row.tr.dataset.status = status;
+    row.tr.replaceChildren(
+      h("td", { "data-label": t("docs.file") }, row.filename,
+        row.pages ? h("div", { class: "muted" }, t("docs.pages", { n: row.pages })) : null),
+      h("td", { "data-label": t("docs.status") }, statusBadge(status),
+        row.error ? h("div", { class: "error-text" }, row.error) : null),
+      h("td", { "data-label": t("docs.progress") }, row.progress, row.detail),
+      h("td", { "data-label": t("docs.actions") }, actions));
+  }
+
+  async function refreshDoc(id) {
+    try {
+      const doc = await api(`${base}/documents/${id}`);
+      upsert(id, { ...doc, fraction: 1 });
+    } catch (err) { if (err.status !== 404) showError(err); }
+  }
+
+  async function retry(row) {
+    try {
+      await api(`/api/v1/jobs/${jobsByDoc.get(row.id)}/retry`, { method: "POST" });
+      upsert(row.id, { status: "queued", error: null, fraction: 0 });
+    } catch (err) { showError(err); }
+  }
+
+  async function removeDoc(row) {
+    if (!confirm(t("docs.confirm", { name: row.filename }))) return;
+    try {
+      await api(`${base}/documents/${row.id}`, { method: "DELETE" });
+      row.tr.remove();
+      rows.delete(row.id);
+    } catch (err) { showError(err); }
+  }
+
+  async function uploadOne(file, name) {
+    const key = `upload:${name}:${Math.random()}`;
+    upsert(key, { filename: name.split("/").pop(), status: "uploading" });
+    const form = new FormData();
+    form.append("files", file, name);
+    try {
+      const [outcome] = await api(`${base}/documents`, { method: "POST", form });
+      const temp = rows.get(key);
+      rows.delete(key);
+      const existing = rows.get(outcome.document_id); // progress events may have arrived first
+      if (existing) temp.tr.remove(); else rows.set(outcome.document_id, temp);
+      if (outcome.job_id) jobsByDoc.set(outcome.document_id, outcome.job_id);
+      const fresh = { id: outcome.document_id, filename: temp.filename };
+      if (!existing) {
+        fresh.status = outcome.outcome === "queued" ? "queued" : outcome.outcome === "duplicate" ? "duplicate" : "ready";
+        fresh.error = fresh.status === "duplicate" ? outcome.message : null;
+      }
+      upsert(outcome.document_id, fresh);
+      if (outcome.outcome === "unchanged") refreshDoc(outcome.document_id);
+    } catch (err) {
+      upsert(key, { status: "failed", error: message(err) });
+    }
+  }
+
+  async function uploadAll(entries) {
+    for (const [file, name] of entries) await uploadOne(file, name); // one at a time: progress stays readable
+  }
+
+  const fileInput = h("input", { type: "file", multiple: true, id: "file-input",
+    onchange: (e) => { uploadAll([...e.target.files].map((f) => [f, f.name])); e.target.value = ""; } });
+  const folderInput = h("input", { type: "file", multiple: true, webkitdirectory: true, id: "folder-input",
+    onchange: (e) => { uploadAll([...e.target.files].map((f) => [f, f.webkitRelativePath || f.name])); e.target.value = ""; } });
+  const drop = h("div", { class: "drop", id: "drop" },
+    h("p", {}, t("docs.drop")),
+    h("div", { class: "row", style: "justify-content:center" },
+      h("label", {}, t("docs.files"), fileInput), h("label", {}, t("docs.folder"), folderInput)));
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", async (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    const entries = [];
+    const walk = async (entry, prefix) => {
+      if (entry.isFile) entries.push([await new Promise((ok, fail) => entry.file(ok, fail)), prefix + entry.name]);
+      else if (entry.isDirectory) {
+        const reader = entry.createReader();
+        for (;;) {
+          const batch = await new Promise((ok, fail) => reader.readEntries(ok, fail));
+          if (!batch.length) break;
+          for (const child of batch) await walk(child, `${prefix}${entry.name}/`);
+        }
+      }
+    };
+    for (const item of e.dataTransfer.items) {
+      const entry = item.webkitGetAsEntry && item.webkitGetAsEntry();
+      if (entry) await walk(entry, "");
+    }
+    uploadAll(entries);
+  });
+
+  page(t("docs.title", { name: kb.name }), drop,
+    h("p", {}, h("a", { href: `#/search?kb=${kb.id}` }, t("docs.search"))), table);
+
+  const [documents, jobs] = await Promise.all([api(`${base}/documents`), api(`/api/v1/jobs?knowledge_base_id=${kb.id}&limit=1000`)]);
+  for (const job of [...jobs].reverse()) if (job.document_id) jobsByDoc.set(job.document_id, job.id);
+  for (const doc of [...documents].reverse()) upsert(doc.id, { ...doc, fraction: doc.status === "ready" ? 1 : 0 });
+  if (!documents.length) tbody.append(h("tr", { class: "empty" }, h("td", { colspan: 4, class: "muted" }, t("docs.empty"))));
+
+  readEvents(`${base}/events`, ({ event, data }) => {
+    if (event !== "job") return;
+    const job = JSON.parse(data);
+    if (!job.document_id) return;
+    jobsByDoc.set(job.document_id, job.id);
+    tbody.querySelector("tr.empty")?.remove();
+    if (!rows.has(job.document_id)) { upsert(job.document_id, { id: job.document_id, filename: "…" }); refreshDoc(job.document_id); }
+    const stage = job.status === "running" ? job.stage : job.status === "succeeded" ? "ready" : job.status;
+    const known = ["queued", "parsing", "embedding", "ready", "failed"].includes(stage) ? stage : "embedding";
+    const detail = job.details && job.details.embedded ? `${job.details.embedded} ${t("kbs.chunks")}` : "";
+    upsert(job.document_id, { id: job.document_id, status: job.status === "cancelled" ? "failed" : known,
+      fraction: job.progress, error: job.status === "failed" ? job.error : null });
+    rows.get(job.document_id).detail.textContent = detail;
+    if (["succeeded", "failed", "cancelled"].includes(job.status)) refreshDoc(job.document_id);
+  }, { signal: pageAbort.signal }).catch(showError);
+}
+
+// ---------- search and the page viewer ----------
+async function renderSearch(params) {
+  const kbs = await api("/api/v1/knowledge-bases");
+  if (!kbs.length) { page(t("search.title"), h("p", { class: "muted" }, t("search.nokb"))); return; }
+  const results = h("div", { class: "stack", id: "results", "aria-live": "polite" });
+  const form = h("form", { class: "card stack", role: "search", onsubmit: (e) => { e.preventDefault(); runSearch(e.target, results); } },
+    h("div", { class: "row" },
+      h("label", {}, t("search.kb"), h("select", { name: "kb" },
+        kbs.map((kb) => h("option", { value: kb.id, selected: kb.id === params.get("kb") }, kb.name)))),
+      h("label", { style: "flex:1 1 280px" }, t("search.query"),
+        h("input", { name: "query", type: "search", required: true, maxlength: 2000, value: params.get("q") || "" })),
+      h("label", {}, t("search.mode"), h("select", { name: "mode" },
+        ["hybrid", "dense", "lexical"].map((m) => h("option", { value: m }, t(`mode.${m}`))))),
+      h("label", {}, t("search.topk"), h("input", { name: "top_k", type: "number", min: 1, max: 100, value: 10 }))),
+    h("label", {}, t("search.filters"), h("input", { name: "filters", maxlength: 1000 })),
+    h("div", {}, h("button", { class: "primary", type: "submit" }, t("search.submit"))));
+  page(t("search.title"), form, results);
+  if (params.get("q")) runSearch(form, results);
+}
+
+async function runSearch(form, results) {
+  const data = new FormData(form);
+  const filters = String(data.get("filters") || "").split(/\s+(?=[\w.-]+\s*(?:>=|<=|!=|=|>|<))/).map((f) => f.trim()).filter(Boolean);
+  const body = { query: String(data.get("query")), mode: data.get("mode"), top_k: Number(data.get("top_k") || 10), filters };
+  results.replaceChildren(h("p", { class: "muted" }, t("loading")));
+  try {
+    const found = await api(`/api/v1/knowledge-bases/${data.get("kb")}/search`, { method: "POST", json: body });
+    results.replaceChildren(
+      h("p", { class: "muted" }, found.hits.length ? t("search.took", { n: found.hits.length, ms: Math.round(found.took_ms) }) : t("search.none")),
+      ...found.hits.map((hit) => hitCard(found.knowledge_base_id, hit)));
+  } catch (err) { results.replaceChildren(); showError(err); }
+}
+
+function pages(hit) { return hit.page_start === hit.page_end ? `${hit.page_start}` : `${hit.page_start}-${hit.page_end}`; }
+
+function hitCard(kbId, hit) {
+  return h("button", { type: "button", class: "card hit", onclick: () => openViewer(kbId, hit) },
+    h("span", { class: "meta" }, h("strong", {}, hit.filename), h("span", {}, t("search.page", { page: pages(hit) })),
+      h("span", {}, t("search.score", { score: hit.score.toFixed(3) })),
+      hit.heading_path.length ? h("span", {}, hit.heading_path.join(" › ")) : null),
+    h("span", { class: "passage" }, marked(hit.text, hit.highlights)));
+}
+
+async function openViewer(kbId, hit) {
+  const dialog = document.getElementById("viewer") || document.body.appendChild(h("dialog", { id: "viewer", "aria-labelledby": "viewer-title" }));
+  try {
+    const data = await api(`/api/v1/knowledge-bases/${kbId}/documents/${hit.document_id}/pages/${hit.page_start}`);
+    const text = data.text;
+    const probe = hit.text.slice(0, 80).trim();
+    let at = probe ? text.indexOf(probe) : -1;
+    const body = h("div", { class: "viewer", id: "viewer-text", tabindex: 0 });
+    if (at >= 0) {
+      const end = Math.min(text.length, at + hit.text.length);
+      const target = h("mark", { id: "viewer-hit" }, text.slice(at, end));
+      body.append(text.slice(0, at), target, text.slice(end));
+    } else body.append(text);
+    dialog.replaceChildren(
+      h("h2", { id: "viewer-title" }, t("viewer.title", { name: hit.filename, page: data.page, pages: data.pages })),
+      body,
+      h("div", { class: "row" },
+        h("button", { type: "button", onclick: () => openOriginal(kbId, hit) }, t("viewer.original")),
+        h("button", { type: "button", class: "primary", onclick: () => dialog.close() }, t("viewer.close"))));
+    dialog.showModal();
+    document.getElementById("viewer-hit")?.scrollIntoView({ block: "center" });
+  } catch (err) { showError(err); }
+}
+
+async function openOriginal(kbId, hit) {
+  try {
+    const url = await blobUrl(`/api/v1/knowledge-bases/${kbId}/documents/${hit.document_id}/file`);
+    window.open(`${url}#page=${hit.page_start}`, "_blank", "noopener");
+  } catch (err) { showError(err); }
+}
+
+// ---------- chat ----------
+async function renderChat() {
+  const kbs = await api("/api/v1/knowledge-bases");
+  const answer = h("div", { class: "answer card", id: "answer", "aria-live": "polite" });
+  const sources = h("ol", { class: "sources", id: "sources" });
+  const form = h("form", { class: "card stack", onsubmit: (e) => { e.preventDefault(); ask(e.target, answer, sources); } },
+    h("fieldset", { class: "row" }, h("legend", {}, t("chat.kbs")),
+      kbs.map((kb, i) => h("label", { style: "display:flex;gap:6px;align-items:center" },
+        h("input", { type: "checkbox", name: "kb", value: kb.id, checked: i === 0 }), kb.name))),
+    h("label", {}, t("chat.question"), h("textarea", { name: "question", required: true, maxlength: 10000 })),
+    h("div", {}, h("button", { class: "primary", type: "submit" }, t("chat.send"))));
+  page(t("chat.title"), kbs.length ? form : h("p", { class: "muted" }, t("search.nokb")), answer,
+    h("h2", {}, t("chat.sources")), sources);
+}
+
+async function ask(form, answer, sourceList) {
+  const data = new FormData(form);
+  const ids = data.getAll("kb");
+  let text = "";
+  let sources = [];
+  answer.replaceChildren(h("span", { class: "muted" }, t("chat.thinking")));
+  sourceList.replaceChildren();
+  const render = () => {
+    const parts = text.split(/(\[\d+\])/);
+    answer.replaceChildren(...parts.map((part) => {
+      const m = part.match(/^\[(\d+)\]$/);
+      const source = m && sources.find((s) => s.index === Number(m[1]));
+      return source ? h("button", { type: "button", class: "cite", onclick: () => openViewer(source.knowledge_base_id, { ...source, page_start: source.page_start, highlights: [], heading_path: [] }) }, part) : part;
+    }));
+  };
+  try {
+    await readEvents("/api/v1/chat/completions", ({ data: raw }) => {
+      if (raw === "[DONE]") return;
+      const chunk = JSON.parse(raw);
+      if (chunk.error) throw new ApiError(502, chunk.error.message, chunk.error.code);
+      if (chunk.sources) {
+        sources = chunk.sources;
+        sourceList.replaceChildren(...sources.map((s) => h("li", {}, h("button", { type: "button", class: "cite",
+          onclick: () => openViewer(s.knowledge_base_id, { ...s, highlights: [], heading_path: [] }) },
+          `${s.filename} · ${t("search.page", { page: s.page_start })}`))));
+      }
+      for (const choice of chunk.choices || []) text += (choice.delta && choice.delta.content) || "";
+      render();
+    }, { method: "POST", json: { knowledge_base_ids: ids, stream: true, messages: [{ role: "user", content: String(data.get("question")) }] }, signal: pageAbort.signal });
+  } catch (err) { answer.replaceChildren(h("p", { class: "error-text" }, message(err))); showError(err); }
+}
+
+// ---------- settings ----------
+function renderSettings() {
+  const key = h("input", { name: "key", type: "password", autocomplete: "off", value: settings.key, id: "api-key" });
+  const saved = h("p", { class: "muted", "aria-live": "polite" });
+  const theme = localStorage.getItem("zhiku.theme") || "system";
+  page(t("settings.title"),
+    h("form", { class: "card stack", onsubmit: (e) => { e.preventDefault(); settings.key = key.value.trim(); saved.textContent = t("settings.saved"); clearError(); } },
+      h("label", {}, t("settings.key"), key, h("span", {}, t("settings.key.help"))),
+      h("div", {}, h("button", { class: "primary", type: "submit" }, t("settings.save"))), saved),
+    h("div", { class: "card stack" },
+      h("label", {}, t("settings.language"), h("select", { id: "language", onchange: (e) => { setLanguage(e.target.value); refresh(); } },
+        h("option", { value: "en", selected: language() === "en" }, "English"),
+        h("option", { value: "zh", selected: language() === "zh" }, "中文"))),
+      h("label", {}, t("settings.theme"), h("select", { id: "theme", onchange: (e) => { localStorage.setItem("zhiku.theme", e.target.value); applyTheme(); } },
+        ["system", "light", "dark"].map((v) => h("option", { value: v, selected: v === theme }, t(`theme.${v}`)))))));
+}
+
+function applyTheme() {
+  const choice = localStorage.getItem("zhiku.theme") || "system";
+  const dark = choice === "dark" || (choice === "system" && matchMedia("(prefers-color-scheme: dark)").matches);
+  document.documentElement.dataset.theme = dark ? "dark" : "light";
+}
+
+// ---------- router ----------
+async function refresh() {
+  pageAbort.abort();
+  pageAbort = new AbortController();
+  clearError();
+  setLanguage(language());
+  translateStatic();
+  const [path, query] = (location.hash.slice(1) || "/kbs").split("?");
+  const params = new URLSearchParams(query || "");
+  for (const link of document.querySelectorAll("nav a")) {
+    const current = path.startsWith(link.getAttribute("href").slice(1)) || (path.startsWith("/kb/") && link.getAttribute("href") === "#/kbs");
+    current ? link.setAttribute("aria-current", "page") : link.removeAttribute("aria-current");
+  }
+  try {
+    if (path.startsWith("/kb/")) await renderDocs(decodeURIComponent(path.slice(4)));
+    else if (path === "/search") await renderSearch(params);
+    else if (path === "/chat") await renderChat();
+    else if (path === "/settings") renderSettings();
+    else await renderKbs();
+  } catch (err) {
+    page(t("nav.kbs"), h("p", { class: "error-text" }, message(err)));
+    showError(err);
+  }
+}
+
+document.getElementById("alert-close").addEventListener("click", clearError);
+window.addEventListener("hashchange", () => { navigated = true; refresh(); });
+window.addEventListener("unhandledrejection", (e) => showError(e.reason));
+applyTheme();
+refresh();

@@ -1,0 +1,93 @@
+// The UI's words in English and Chinese; `t(key, vars)` picks the current language.
+
+const WORDS = {
+  en: {
+    skip: "Skip to content", loading: "Loading…", close: "Close",
+    "nav.kbs": "Knowledge bases", "nav.search": "Search", "nav.chat": "Chat", "nav.settings": "Settings",
+    "kbs.title": "Knowledge bases", "kbs.empty": "No knowledge bases yet. Create one below.",
+    "kbs.create": "Create a knowledge base", "kbs.name": "Name", "kbs.model": "Embedding model",
+    "kbs.dimension": "Dimension (Matryoshka, optional)", "kbs.instruction": "Query instruction",
+    "kbs.instruction.none": "Model default", "kbs.instruction.custom": "Custom…", "kbs.custom": "Custom instruction",
+    "kbs.chunk": "Chunk size (tokens)", "kbs.submit": "Create", "kbs.documents": "documents", "kbs.chunks": "chunks",
+    "kbs.ready": "ready", "kbs.open": "Open", "kbs.delete": "Delete",
+    "kbs.confirm": "Delete knowledge base “{name}” and all its documents? This cannot be undone.",
+    "kbs.created": "Created {name}.",
+    "docs.title": "Documents of {name}", "docs.drop": "Drop files or folders here, or",
+    "docs.files": "choose files", "docs.folder": "choose a folder", "docs.file": "File", "docs.status": "Status",
+    "docs.progress": "Progress", "docs.actions": "Actions", "docs.retry": "Retry", "docs.delete": "Delete",
+    "docs.confirm": "Delete “{name}”?", "docs.empty": "No documents yet.", "docs.pages": "{n} pages",
+    "docs.search": "Search this knowledge base",
+    "status.uploading": "uploading", "status.queued": "queued", "status.parsing": "parsing",
+    "status.embedding": "embedding", "status.ready": "ready", "status.duplicate": "duplicate",
+    "status.failed": "failed", "status.unchanged": "unchanged",
+    "search.title": "Search", "search.kb": "Knowledge base", "search.query": "Question or keywords",
+    "search.mode": "Mode", "mode.hybrid": "Hybrid", "mode.dense": "Semantic", "mode.lexical": "Keyword",
+    "search.topk": "Results", "search.filters": "Filters (e.g. tag=policy date>=2024-01-01)",
+    "search.submit": "Search", "search.none": "No results.", "search.page": "page {page}", "search.score": "score {score}",
+    "search.took": "{n} results in {ms} ms", "search.nokb": "Create a knowledge base first.",
+    "viewer.title": "{name} — page {page} of {pages}", "viewer.original": "Open the original file",
+    "viewer.close": "Close",
+    "chat.title": "Chat", "chat.kbs": "Answer from", "chat.question": "Your question", "chat.send": "Ask",
+    "chat.sources": "Sources", "chat.thinking": "Retrieving and answering…",
+    "settings.title": "Settings", "settings.key": "API key", "settings.key.help": "Stored in this browser only.",
+    "settings.save": "Save", "settings.saved": "Saved.", "settings.language": "Language", "settings.theme": "Theme",
+    "theme.light": "Light", "theme.dark": "Dark", "theme.system": "System",
+    "error.network": "The server cannot be reached. Is zhiku serve running?",
+    "error.auth": "The server needs an API key: enter it in Settings.",
+  },
+  zh: {
+    skip: "跳到正文", loading: "加载中…", close: "关闭",
+    "nav.kbs": "知识库", "nav.search": "搜索", "nav.chat": "问答", "nav.settings": "设置",
+    "kbs.title": "知识库", "kbs.empty": "还没有知识库，请在下方创建。",
+    "kbs.create": "新建知识库", "kbs.name": "名称", "kbs.model": "嵌入模型",
+    "kbs.dimension": "维度（Matryoshka，可选）", "kbs.instruction": "查询指令",
+    "kbs.instruction.none": "模型默认", "kbs.instruction.custom": "自定义…", "kbs.custom": "自定义指令",
+    "kbs.chunk": "分块大小（token）", "kbs.submit": "创建", "kbs.documents": "个文档", "kbs.chunks": "个分块",
+    "kbs.ready": "就绪", "kbs.open": "打开", "kbs.delete": "删除",
+    "kbs.confirm": "删除知识库“{name}”及其全部文档？此操作无法撤销。",
+    "kbs.created": "已创建 {name}。",
+    "docs.title": "{name} 的文档", "docs.drop": "把文件或文件夹拖到这里，或",
+    "docs.files": "选择文件", "docs.folder": "选择文件夹", "docs.file": "文件", "docs.status": "状态",
+    "docs.progress": "进度", "docs.actions": "操作", "docs.retry": "重试", "docs.delete": "删除",
+    "docs.confirm": "删除“{name}”？", "docs.empty": "还没有文档。", "docs.pages": "{n} 页",
+    "docs.search": "搜索这个知识库",
+    "status.uploading": "上传中", "status.queued": "排队中", "status.parsing": "解析中",
+    "status.embedding": "向量化中", "status.ready": "就绪", "status.duplicate": "重复",
+    "status.failed": "失败", "status.unchanged": "未变化",
+    "search.title": "搜索", "search.kb": "知识库", "search.query": "问题或关键词",
+    "search.mode": "方式", "mode.hybrid": "混合", "mode.dense": "语义", "mode.lexical": "关键词",
+    "search.topk": "结果数", "search.filters": "过滤（如 tag=制度 date>=2024-01-01）",
+    "search.submit": "搜索", "search.none": "没有结果。", "search.page": "第 {page} 页", "search.score": "得分 {score}",
+    "search.took": "{n} 条结果，用时 {ms} 毫秒", "search.nokb": "请先创建知识库。",
+    "viewer.title": "{name} — 第 {page} 页，共 {pages} 页", "viewer.original": "打开原始文件",
+    "viewer.close": "关闭",
+    "chat.title": "问答", "chat.kbs": "依据的知识库", "chat.question": "你的问题", "chat.send": "提问",
+    "chat.sources": "来源", "chat.thinking": "正在检索并回答…",
+    "settings.title": "设置", "settings.key": "API 密钥", "settings.key.help": "只保存在本浏览器中。",
+    "settings.save": "保存", "settings.saved": "已保存。", "settings.language": "语言", "settings.theme": "主题",
+    "theme.light": "浅色", "theme.dark": "深色", "theme.system": "跟随系统",
+    "error.network": "无法连接服务器。zhiku serve 在运行吗？",
+    "error.auth": "服务器需要 API 密钥：请在“设置”中填写。",
+  },
+};
+
+export function language() {
+  const saved = localStorage.getItem("zhiku.lang");
+  if (saved === "en" || saved === "zh") return saved;
+  return navigator.language && navigator.language.toLowerCase().startsWith("zh") ? "zh" : "en";
+}
+
+export function setLanguage(lang) {
+  localStorage.setItem("zhiku.lang", lang);
+  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+}
+
+export function t(key, vars = {}) {
+  const text = WORDS[language()][key] ?? WORDS.en[key] ?? key;
+  return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
+}
+
+export function translateStatic(root = document) {
+  for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  for (const el of root.querySelectorAll("[data-i18n-label]")) el.setAttribute("aria-label", t(el.dataset.i18nLabel));
+}
