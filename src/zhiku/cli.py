@@ -332,9 +332,10 @@ def _evaluate_model_only(folders: list[Path], model: str | None, dim: int | None
         Console().print(table)
 
 
-from zhiku.cli_kb import docs_app, ingest, jobs_app, kb_app, search_command  # noqa: E402 - after app exists
+from zhiku.cli_kb import docs_app, ingest, jobs_app, kb_app, reindex, search_command  # noqa: E402
 from zhiku.cli_keys import keys_app  # noqa: E402
 
+app.command("reindex")(reindex)
 app.add_typer(kb_app, name="kb")
 app.add_typer(docs_app, name="docs")
 app.add_typer(jobs_app, name="jobs")

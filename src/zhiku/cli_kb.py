@@ -472,3 +472,33 @@ def search_command(
     out.print(table)
     if not hits:
         out.print("no results")
+
+
+def reindex(
+    kb_name: Annotated[str, typer.Option("--kb", help="Knowledge base name or id.")],
+    model: Annotated[str | None, typer.Option("--model", "-m", help="New embedding model (default: the same).")] = None,
+    dim: Annotated[int | None, typer.Option("--dim", help="New (Matryoshka) dimension.")] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Run the job now and show progress.")] = True,
+) -> None:
+    """Re-embed a knowledge base (e.g. with another model) into a new index and switch when done; searches keep
+    answering from the old index meanwhile."""
+    from zhiku.jobs.reindex import start_reindex
+    from zhiku.jobs.runner import JobRunner
+    from zhiku.knowledge import get_knowledge_base
+
+    zhiku = _open()
+    runner = JobRunner(zhiku)
+    try:
+        kb = get_knowledge_base(zhiku, kb_name)
+        job = start_reindex(zhiku, kb, model=model, dimension=dim)
+        if wait:
+            runner.start()
+            _run_with_progress(zhiku, runner, [job.id])
+            runner.stop()
+            kb = get_knowledge_base(zhiku, kb.id)
+            out.print(f"{kb.name}: now {kb.embedding_model}, {kb.dimension} dims")
+        else:
+            out.print(f"queued re-index job {job.id}")
+    finally:
+        runner.stop()
+        zhiku.close()

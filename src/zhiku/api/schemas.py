@@ -34,6 +34,15 @@ class KnowledgeBaseUpdate(BaseModel):
     description: str | None = Field(default=None, max_length=2000)
 
 
+class ReindexRequest(BaseModel):
+    """Re-embed a knowledge base, optionally with another model or dimension."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(default=None, max_length=500)
+    dimension: int | None = Field(default=None, ge=1, le=65536)
+
+
 class KnowledgeBaseOut(BaseModel):
     """A knowledge base with its counts."""
 

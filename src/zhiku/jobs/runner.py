@@ -27,6 +27,16 @@ log = logging.getLogger(__name__)
 FINISHED = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
 
 
+class JobDeferredError(Exception):
+    """A job cannot run yet (e.g. its knowledge base is being re-indexed); it is queued again without using up
+    an attempt."""
+
+    def __init__(self, reason: str, delay: float = 2.0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delay = delay
+
+
 class JobCancelledError(Exception):
     """Raised inside a task when its job was cancelled."""
 
@@ -189,6 +199,8 @@ class JobRunner:
             task(self.zhiku, job, context)
         except JobCancelledError:
             self._finish(job_id, JobStatus.cancelled, "cancelled")
+        except JobDeferredError as exc:
+            self._defer(job_id, exc)
         except DocumentError as exc:  # the input is at fault: retrying cannot help
             self._finish(job_id, JobStatus.failed, exc.message)
         except Exception as exc:
@@ -205,6 +217,14 @@ class JobRunner:
                 job.progress, job.stage = 1.0, "done"
             elif job.document_id:
                 _mark_document_after_failure(session, job.document_id, error or status.value)
+
+    def _defer(self, job_id: str, deferred: JobDeferredError) -> None:
+        with self.zhiku.db.session() as session:
+            job = session.get_one(Job, job_id)
+            job.status, job.worker, job.stage = JobStatus.queued, None, "waiting"
+            job.attempts = max(0, job.attempts - 1)  # waiting is not a failed attempt
+            job.error = deferred.reason
+            job.run_after = utcnow() + dt.timedelta(seconds=deferred.delay)
 
     def _retry_or_fail(self, job_id: str, error: str) -> None:
         with self.zhiku.db.session() as session:

@@ -23,7 +23,8 @@ from zhiku.documents.parsers import parse_file
 from zhiku.documents.types import ChunkSpan
 from zhiku.embedding.base import Embedder
 from zhiku.errors import CorruptDocumentError
-from zhiku.jobs.runner import JobContext
+from zhiku.jobs.reindex import REINDEX_KIND, reindex_kb, reindex_running
+from zhiku.jobs.runner import JobContext, JobDeferredError
 from zhiku.storage.models import Chunk, Document, DocumentStatus, EmbeddingCacheEntry, Job, KnowledgeBase, utcnow
 from zhiku.storage.vectors.base import VectorPoint
 
@@ -54,6 +55,8 @@ def ingest_document(zhiku: Zhiku, job: Job, context: JobContext) -> None:
             return  # deleted while queued
         document = found
         kb = session.get_one(KnowledgeBase, document.kb_id)
+        if reindex_running(zhiku, kb.id):
+            raise JobDeferredError("waiting for the re-index of this knowledge base to finish")
         version = int(job.payload["version"])
         sha = str(job.payload["sha256"])
         if document.pending_version != version:
@@ -188,4 +191,7 @@ def _cache_vectors(zhiku: Zhiku, key: str, hashes: list[str], vectors: np.ndarra
                 session.merge(EmbeddingCacheEntry(**row))
 
 
-TASKS: dict[str, Callable[[Zhiku, Job, JobContext], None]] = {"ingest_document": ingest_document}
+TASKS: dict[str, Callable[[Zhiku, Job, JobContext], None]] = {
+    "ingest_document": ingest_document,
+    REINDEX_KIND: reindex_kb,
+}

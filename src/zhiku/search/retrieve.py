@@ -19,7 +19,7 @@ import numpy as np
 from sqlalchemy import select
 
 from zhiku.core import Zhiku
-from zhiku.errors import InvalidInputError
+from zhiku.errors import InvalidInputError, NotFoundError
 from zhiku.search.filters import DocumentFilter, matching_documents
 from zhiku.search.highlight import highlight_spans, mark, query_terms
 from zhiku.search.rerank import Reranker, create_reranker
@@ -136,6 +136,19 @@ def search(zhiku: Zhiku, kb: KnowledgeBase, query: str, options: SearchOptions |
     """Search ``kb`` for ``query``; hits are chunks of active document versions, best first."""
     options = options or SearchOptions()
     _validate(query, options)
+    try:
+        return _search(zhiku, kb, query, options)
+    except NotFoundError:
+        # a re-index switched the knowledge base to a new collection (and model) after ``kb`` was read and
+        # dropped the old one: search again with the current row
+        with zhiku.db.session() as session:
+            current = session.get(KnowledgeBase, kb.id)
+        if current is None or current.collection == kb.collection:
+            raise
+        return _search(zhiku, current, query, options)
+
+
+def _search(zhiku: Zhiku, kb: KnowledgeBase, query: str, options: SearchOptions) -> list[Hit]:
     wanted = max(CANDIDATES, options.top_k * 3)
     # one collection per knowledge base: a kb_id condition would only cost time (~1 ms at 100k chunks)
     flt = SearchFilter(document_ids=_allowed_documents(zhiku, kb, options))

@@ -14,9 +14,11 @@ from zhiku.api.deps import AppState, app_state
 from zhiku.api.events import job_events
 from zhiku.api.schemas import (
     HitOut,
+    JobOut,
     KnowledgeBaseCreate,
     KnowledgeBaseOut,
     KnowledgeBaseUpdate,
+    ReindexRequest,
     SearchRequest,
     SearchResponse,
 )
@@ -121,6 +123,16 @@ def search_kb(kb_id: str, body: SearchRequest, state: State, principal: Reader) 
                      score=h.score, scores=h.scores, context_before=h.context_before,
                      context_after=h.context_after, tags=h.tags, metadata=h.metadata) for h in hits],
     )  # fmt: skip
+
+
+@router.post("/{kb_id}/reindex", status_code=202)
+def reindex(kb_id: str, body: ReindexRequest, state: State, principal: Writer) -> JobOut:
+    """Re-embed the knowledge base (e.g. with another model) in the background and switch when done; searches
+    keep answering from the old index meanwhile, uploads wait and are ingested with the new model."""
+    from zhiku.jobs.reindex import start_reindex
+
+    kb = get_knowledge_base(state.zhiku, kb_id, principal.tenant_id)
+    return JobOut.of(start_reindex(state.zhiku, kb, model=body.model, dimension=body.dimension))
 
 
 @router.get("/{kb_id}/events", response_class=EventSourceResponse)
