@@ -115,6 +115,15 @@ class Settings(BaseSettings):
         description="Encoding asked of the remote servers: base64 is ~4x smaller on the wire; use float for "
         "servers that do not support it.",
     )
+    vector_store: Literal["edge", "qdrant"] = Field(
+        default="edge",
+        description="`edge`: embedded Qdrant Edge under `$ZHIKU_HOME/vectors` (one process owns it); `qdrant`: a "
+        "Qdrant server or cluster at `qdrant_url` (several API and worker processes).",
+    )
+    qdrant_url: str | None = Field(default=None, description="Qdrant server URL, e.g. `http://qdrant:6333`.")
+    qdrant_api_key: SecretStr | None = Field(default=None, description="Qdrant API key.")
+    qdrant_shards: int = Field(default=1, ge=1, le=1024, description="Shards of each new Qdrant collection.")
+    qdrant_replicas: int = Field(default=1, ge=1, le=16, description="Replication factor of new Qdrant collections.")
     database_url: str | None = Field(
         default=None,
         description=(

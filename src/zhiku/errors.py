@@ -177,3 +177,10 @@ class ChatUpstreamError(ZhikuError):
 
     status_code = 502
     code = "upstream_error"
+
+
+class VectorStoreError(ZhikuError):
+    """The vector store failed on an operation that should have worked (I/O, a corrupt or closed collection)."""
+
+    status_code = 500
+    code = "vector_store_error"

@@ -1,4 +1,7 @@
-"""The embedded Qdrant Edge vector store, on a real shard in tmp_path (no mocks)."""
+"""The vector-store protocol suite, run against both adapters: the embedded Qdrant Edge store (a real shard in
+tmp_path) and the Qdrant server adapter through qdrant-client's local mode (no Qdrant server binary can be
+installed on these machines; local mode runs the same client code paths against an embedded engine).
+Tests that exercise Qdrant Edge internals (reopening shards, the WAL, one owner per shard) use it directly."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from zhiku.config import Settings
 from zhiku.errors import ConflictError, InvalidInputError, NotFoundError
 from zhiku.eval.retrieval import load_beir, rank_metrics
 from zhiku.storage.vectors import SearchFilter, VectorPoint, VectorStore, create_vector_store
+from zhiku.storage.vectors.qdrant import QdrantStore
 from zhiku.storage.vectors.qdrant_edge import QdrantEdgeStore
 
 DIM = 16
@@ -52,16 +56,22 @@ def make_point(
     return VectorPoint(id=str(uuid.uuid4()), vector=vector, text=text, payload=payload)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[QdrantEdgeStore]:
-    store = QdrantEdgeStore(tmp_path / "vectors")
+def open_store(kind: str, folder: Path) -> VectorStore:
+    if kind == "edge":
+        return QdrantEdgeStore(folder)
+    return QdrantStore(path=folder)
+
+
+@pytest.fixture(params=["edge", "qdrant-client"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStore]:
+    store = open_store(request.param, tmp_path / "vectors")
     store.ensure_collection(COLLECTION, DIM)
     yield store
     store.close()
 
 
 @pytest.fixture
-def passages(store: QdrantEdgeStore) -> dict[str, VectorPoint]:
+def passages(store: VectorStore) -> dict[str, VectorPoint]:
     """The six passages above, passage i at basis vector i, one document per passage."""
     points = {
         key: make_point(basis(i), text=text, document_id=key, kb_id=kb) for i, (key, kb, text) in enumerate(PASSAGES)
@@ -80,7 +90,29 @@ def test_factory_and_protocol(settings: Settings) -> None:
         store.close()
 
 
-def test_collections_lifecycle(store: QdrantEdgeStore) -> None:
+def test_factory_picks_the_qdrant_server_adapter(tmp_path: Path) -> None:
+    from zhiku.errors import ConfigError, VectorStoreError
+
+    with pytest.raises(ConfigError, match="qdrant_url"):
+        create_vector_store(Settings(home=tmp_path, vector_store="qdrant"))
+    unreachable = f"http://127.0.0.1:{_free_port()}"
+    store = create_vector_store(Settings(home=tmp_path, vector_store="qdrant", qdrant_url=unreachable))
+    try:
+        assert isinstance(store, QdrantStore)
+        assert isinstance(store, VectorStore)
+        with pytest.raises(VectorStoreError, match="cannot look up"):
+            store.has_collection("x")
+    finally:
+        store.close()
+
+
+def _free_port() -> int:
+    from tests.servers import free_port
+
+    return free_port()
+
+
+def test_collections_lifecycle(store: VectorStore) -> None:
     assert store.has_collection(COLLECTION)
     assert not store.has_collection("other")
     store.ensure_collection(COLLECTION, DIM)  # idempotent
@@ -98,11 +130,12 @@ def test_collections_lifecycle(store: QdrantEdgeStore) -> None:
         store.ensure_collection("../escape", DIM)
 
 
-def test_other_dimension_conflicts(store: QdrantEdgeStore, tmp_path: Path) -> None:
+def test_other_dimension_conflicts(store: VectorStore, tmp_path: Path) -> None:
     with pytest.raises(ConflictError, match="dimension 16, not 32"):
         store.ensure_collection(COLLECTION, 32)
     store.close()
-    reopened = QdrantEdgeStore(tmp_path / "vectors")  # not open yet: read from disk
+    kind = "edge" if isinstance(store, QdrantEdgeStore) else "qdrant-client"
+    reopened = open_store(kind, tmp_path / "vectors")  # not open yet: read from disk
     try:
         with pytest.raises(ConflictError, match="dimension 16"):
             reopened.ensure_collection(COLLECTION, 32)
@@ -111,7 +144,7 @@ def test_other_dimension_conflicts(store: QdrantEdgeStore, tmp_path: Path) -> No
         reopened.close()
 
 
-def test_dense_nearest_by_construction(store: QdrantEdgeStore) -> None:
+def test_dense_nearest_by_construction(store: VectorStore) -> None:
     rng = np.random.default_rng(0)
     vectors = [unit(rng.standard_normal(DIM)) for _ in range(200)]
     points = [make_point(v, document_id=f"d{i % 10}") for i, v in enumerate(vectors)]
@@ -130,7 +163,7 @@ def test_dense_nearest_by_construction(store: QdrantEdgeStore) -> None:
     assert store.search_dense(COLLECTION, query * 7, top_k=1)[0].score == pytest.approx(hits[0].score, abs=1e-4)
 
 
-def test_filters(store: QdrantEdgeStore, passages: dict[str, VectorPoint]) -> None:
+def test_filters(store: VectorStore, passages: dict[str, VectorPoint]) -> None:
     query = unit(np.ones(DIM, dtype=np.float32))
     by_kb = store.search_dense(COLLECTION, query, top_k=10, filter=SearchFilter(kb_id="kb-zh"))
     assert {h.payload["document_id"] for h in by_kb} == {"zh-capital", "zh-panda", "zh-tea"}
@@ -148,7 +181,7 @@ def test_filters(store: QdrantEdgeStore, passages: dict[str, VectorPoint]) -> No
     assert [h.payload["document_id"] for h in text_hits] == ["zh-capital"]
 
 
-def test_payload_equality_filter(store: QdrantEdgeStore) -> None:
+def test_payload_equality_filter(store: VectorStore) -> None:
     store.upsert(
         COLLECTION,
         [make_point(basis(0), lang="zh"), make_point(basis(1), lang="en"), make_point(basis(2), lang="fr")],
@@ -158,7 +191,7 @@ def test_payload_equality_filter(store: QdrantEdgeStore) -> None:
     assert store.count(COLLECTION, SearchFilter(payload={"lang": []})) == 0
 
 
-def test_delete_by_document_and_version(store: QdrantEdgeStore) -> None:
+def test_delete_by_document_and_version(store: VectorStore) -> None:
     points = [
         make_point(basis(0), document_id="a", version=1),
         make_point(basis(1), document_id="a", version=1),
@@ -178,7 +211,7 @@ def test_delete_by_document_and_version(store: QdrantEdgeStore) -> None:
     assert store.delete("never-created", document_id="a") == 0
 
 
-def test_upsert_same_id_replaces(store: QdrantEdgeStore) -> None:
+def test_upsert_same_id_replaces(store: VectorStore) -> None:
     point = make_point(basis(0), text="旧的文本")
     store.upsert(COLLECTION, [point])
     store.upsert(COLLECTION, [point])
@@ -205,7 +238,7 @@ def test_large_upsert_is_batched(tmp_path: Path) -> None:
         store.close()
 
 
-def test_bm25_chinese_and_english(store: QdrantEdgeStore, passages: dict[str, VectorPoint]) -> None:
+def test_bm25_chinese_and_english(store: VectorStore, passages: dict[str, VectorPoint]) -> None:
     cases = {
         "中国的首都是哪个城市？": "zh-capital",
         "大熊猫吃什么": "zh-panda",
@@ -223,7 +256,7 @@ def test_bm25_chinese_and_english(store: QdrantEdgeStore, passages: dict[str, Ve
     assert store.search_text(COLLECTION, "量子计算 zyxwv") == []
 
 
-def test_hybrid_fuses_both_sides(store: QdrantEdgeStore, passages: dict[str, VectorPoint]) -> None:
+def test_hybrid_fuses_both_sides(store: VectorStore, passages: dict[str, VectorPoint]) -> None:
     # the vector points at the panda passage, the text at the volcano passage: both must come back
     hits = store.search_hybrid(COLLECTION, basis(1), "volcano magma", top_k=4)
     documents = [h.payload["document_id"] for h in hits]
@@ -242,7 +275,7 @@ def test_hybrid_fuses_both_sides(store: QdrantEdgeStore, passages: dict[str, Vec
     assert store.search_hybrid(COLLECTION, basis(5), " ", top_k=1)[0].payload["document_id"] == "en-coffee"
 
 
-def test_count(store: QdrantEdgeStore, passages: dict[str, VectorPoint]) -> None:
+def test_count(store: VectorStore, passages: dict[str, VectorPoint]) -> None:
     assert store.count(COLLECTION) == len(PASSAGES)
     assert store.count(COLLECTION, SearchFilter(document_ids=["zh-tea", "en-python"])) == 2
     assert store.count(COLLECTION, SearchFilter(kb_id="nope")) == 0
@@ -286,7 +319,7 @@ def test_unflushed_writes_survive_through_the_wal(tmp_path: Path) -> None:
         second.close()
 
 
-def test_invalid_input(store: QdrantEdgeStore) -> None:
+def test_invalid_input(store: VectorStore) -> None:
     with pytest.raises(InvalidInputError, match="dimension 8"):
         store.upsert(COLLECTION, [make_point(basis(0, 8))])
     with pytest.raises(InvalidInputError, match="dimension 8"):
@@ -310,7 +343,7 @@ def test_invalid_input(store: QdrantEdgeStore) -> None:
     assert store.count(COLLECTION) == 0
 
 
-def test_concurrent_reads_and_writes(store: QdrantEdgeStore) -> None:
+def test_concurrent_reads_and_writes(store: VectorStore) -> None:
     rng = np.random.default_rng(2)
     errors: list[BaseException] = []
 
@@ -344,10 +377,11 @@ def test_concurrent_reads_and_writes(store: QdrantEdgeStore) -> None:
     assert store.count(COLLECTION) == 3 * 10 * 20
 
 
-def test_text_search_quality_on_xquad_zh(evaldata: Path, tmp_path: Path) -> None:
-    """BM25 through the multilingual text index: nDCG@10 >= 0.9 on Chinese XQuAD (measured 0.96)."""
+@pytest.mark.parametrize("kind", ["edge", "qdrant-client"])
+def test_text_search_quality_on_xquad_zh(evaldata: Path, tmp_path: Path, kind: str) -> None:
+    """BM25 through each store's multilingual text index: nDCG@10 >= 0.9 on Chinese XQuAD (edge: 0.96)."""
     data = load_beir(evaldata / "retrieval" / "xquad-zh")
-    store = QdrantEdgeStore(tmp_path / "vectors")
+    store = open_store(kind, tmp_path / "vectors")
     try:
         store.ensure_collection("xquad", 8)
         rng = np.random.default_rng(3)

@@ -18,7 +18,7 @@ _jieba_lock = threading.Lock()
 
 
 @lru_cache(maxsize=1)
-def _jieba() -> object:
+def load_jieba() -> object:
     import logging
 
     import jieba
@@ -34,7 +34,7 @@ def query_terms(query: str) -> list[str]:
     terms: list[str] = []
     for word in _LATIN_WORD.findall(query):
         if _CJK.search(word):
-            jieba = _jieba()
+            jieba = load_jieba()
             terms.extend(w for w in jieba.cut_for_search(word) if w.strip())  # type: ignore[attr-defined]
         elif len(word) >= 2 or word.isdigit():
             terms.append(word)

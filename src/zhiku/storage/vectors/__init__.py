@@ -13,7 +13,16 @@ __all__ = ["SearchFilter", "VectorHit", "VectorPoint", "VectorStore", "create_ve
 
 
 def create_vector_store(settings: Settings) -> VectorStore:
-    """The embedded Qdrant Edge store under ``<home>/vectors`` (one process owns it)."""
+    """The store the settings name: embedded Qdrant Edge under ``<home>/vectors`` (default), or a Qdrant server."""
+    if settings.vector_store == "qdrant":
+        from zhiku.errors import ConfigError
+        from zhiku.storage.vectors.qdrant import QdrantStore
+
+        if not settings.qdrant_url:
+            raise ConfigError("vector_store = 'qdrant' needs qdrant_url (ZHIKU_QDRANT_URL)")
+        key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        return QdrantStore(url=settings.qdrant_url, api_key=key, shards=settings.qdrant_shards,
+                           replicas=settings.qdrant_replicas)  # fmt: skip
     from zhiku.storage.vectors.qdrant_edge import QdrantEdgeStore
 
     return QdrantEdgeStore(settings.home / "vectors")

@@ -8,11 +8,14 @@ so that one collection can serve several knowledge bases.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from zhiku.errors import InvalidInputError
 
 TEXT_FIELD = "text"
 """Payload field that holds the chunk text and carries the BM25 text index."""
@@ -128,3 +131,51 @@ class VectorStore(Protocol):
     def close(self) -> None:
         """Flush everything to disk and release resources."""
         ...
+
+
+def check_top_k(top_k: int) -> None:
+    """Refuse a ``top_k`` that is not a positive integer."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k <= 0:
+        raise InvalidInputError(f"top_k must be a positive integer, got {top_k!r}", param="top_k")
+
+
+def point_uuid(value: str) -> str:
+    """A point id in canonical UUID form, or ``InvalidInputError``."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError as exc:
+        raise InvalidInputError(f"point id must be a UUID string, got {value!r}", param="id") from exc
+
+
+def stored_payload(point: VectorPoint) -> dict[str, Any]:
+    """The payload to store for a point (checked), with its text under ``text``."""
+    payload = point.payload
+    document_id = payload.get(DOCUMENT_FIELD)
+    version = payload.get(VERSION_FIELD)
+    if not isinstance(document_id, str) or not document_id:
+        raise InvalidInputError(f"point {point.id}: payload needs a non-empty string 'document_id'", param="payload")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise InvalidInputError(f"point {point.id}: payload needs an integer 'version'", param="payload")
+    if KB_FIELD in payload and not isinstance(payload[KB_FIELD], str):
+        raise InvalidInputError(f"point {point.id}: payload 'kb_id' must be a string", param="payload")
+    if TEXT_FIELD in payload:
+        raise InvalidInputError(f"point {point.id}: pass the text as VectorPoint.text, not in the payload")
+    if not isinstance(point.text, str):
+        raise InvalidInputError(f"point {point.id}: text must be a string", param="text")
+    return {**payload, TEXT_FIELD: point.text}
+
+
+def normalized_vectors(vectors: Sequence[np.ndarray], dimension: int) -> np.ndarray:
+    """Stack, check and L2-normalise vectors (zero vectors stay zero)."""
+    try:
+        matrix = np.asarray(np.stack([np.asarray(v, dtype=np.float32).reshape(-1) for v in vectors]))
+    except ValueError as exc:
+        raise InvalidInputError(f"vectors of different lengths: {exc}", param="vector") from exc
+    if matrix.shape[1] != dimension:
+        raise InvalidInputError(
+            f"vector dimension {matrix.shape[1]} does not match the collection's {dimension}", param="vector"
+        )
+    if not np.isfinite(matrix).all():
+        raise InvalidInputError("vectors contain NaN or infinite values", param="vector")
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms == 0, 1.0, norms)

@@ -35,7 +35,6 @@ import logging
 import re
 import shutil
 import threading
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +71,7 @@ from qdrant_edge import (
     UpdateOperation,
 )
 
-from zhiku.errors import ConflictError, InvalidInputError, NotFoundError, ZhikuError
+from zhiku.errors import ConflictError, InvalidInputError, NotFoundError, VectorStoreError, ZhikuError
 from zhiku.storage.vectors.base import (
     DOCUMENT_FIELD,
     KB_FIELD,
@@ -82,6 +81,10 @@ from zhiku.storage.vectors.base import (
     SearchFilter,
     VectorHit,
     VectorPoint,
+    check_top_k,
+    normalized_vectors,
+    point_uuid,
+    stored_payload,
 )
 
 logger = logging.getLogger(__name__)
@@ -95,13 +98,6 @@ _INDEX_VECTOR = "index"
 MIN_INDEX_DIMENSION = 32
 """The smallest reduced index dimension accepted by :meth:`QdrantEdgeStore.ensure_collection`."""
 _FLOAT32_BYTES = 4
-
-
-class VectorStoreError(ZhikuError):
-    """Qdrant Edge failed on an operation that should have worked (I/O, corrupt shard, closed shard)."""
-
-    status_code = 500
-    code = "vector_store_error"
 
 
 def _text_index() -> TextIndexParams:
@@ -360,14 +356,16 @@ class QdrantEdgeStore:
         collection = self._get(name)
         for start in range(0, len(points), self.batch_size):
             batch = points[start : start + self.batch_size]
-            vectors = self._vectors([p.vector for p in batch], collection.dimension)
+            vectors = normalized_vectors([p.vector for p in batch], collection.dimension)
             stored: list[Any] = vectors.tolist()
             if collection.index_dimension is not None:
                 prefixes = _prefix(vectors, collection.index_dimension).tolist()
                 stored = [
                     {_FULL_VECTOR: full, _INDEX_VECTOR: prefix} for full, prefix in zip(stored, prefixes, strict=True)
                 ]
-            prepared = [Point(_point_id(p.id), vector, _payload(p)) for p, vector in zip(batch, stored, strict=True)]
+            prepared = [
+                Point(point_uuid(p.id), vector, stored_payload(p)) for p, vector in zip(batch, stored, strict=True)
+            ]
             with self._lock:
                 self._call(f"upsert into {name!r}", collection.shard.update, UpdateOperation.upsert_points(prepared))
 
@@ -398,11 +396,11 @@ class QdrantEdgeStore:
         in the same shard query; the scores are full-dimension cosine similarities.
         """
         collection = self._get(name)
-        _check_top_k(top_k)
+        check_top_k(top_k)
         if filter is not None and filter.matches_nothing:
             return []
         selector = _to_filter(filter)
-        normalised = self._vectors([vector], collection.dimension)
+        normalised = normalized_vectors([vector], collection.dimension)
         query_vector = normalised.tolist()[0]
         if collection.index_dimension is None:
             request = QueryRequest(
@@ -427,7 +425,7 @@ class QdrantEdgeStore:
     ) -> list[VectorHit]:
         """BM25 over ``text`` with the multilingual tokenizer; a blank query returns no hits."""
         collection = self._get(name)
-        _check_top_k(top_k)
+        check_top_k(top_k)
         if not query.strip() or (filter is not None and filter.matches_nothing):
             return []
         request = QueryRequest(
@@ -444,10 +442,10 @@ class QdrantEdgeStore:
         candidates)`` prefix candidates rescored by the full vector, of which the best ``candidates`` are fused.
         """
         collection = self._get(name)
-        _check_top_k(top_k)
+        check_top_k(top_k)
         if filter is not None and filter.matches_nothing:
             return []
-        normalised = self._vectors([vector], collection.dimension)
+        normalised = normalized_vectors([vector], collection.dimension)
         query_vector = normalised.tolist()[0]
         candidates = max(50, self.prefetch_factor * top_k)
         selector = _to_filter(filter)
@@ -558,22 +556,6 @@ class QdrantEdgeStore:
         if text_params is not None and tokenizer != TokenizerType.Multilingual:
             logger.warning("vector collection %r has a %s text index, not Multilingual: re-index it", name, tokenizer)
 
-    @staticmethod
-    def _vectors(vectors: Sequence[np.ndarray], dimension: int) -> np.ndarray:
-        """Stack, check and L2-normalise vectors (zero vectors stay zero)."""
-        try:
-            matrix = np.asarray(np.stack([np.asarray(v, dtype=np.float32).reshape(-1) for v in vectors]))
-        except ValueError as exc:
-            raise InvalidInputError(f"vectors of different lengths: {exc}", param="vector") from exc
-        if matrix.shape[1] != dimension:
-            raise InvalidInputError(
-                f"vector dimension {matrix.shape[1]} does not match the collection's {dimension}", param="vector"
-            )
-        if not np.isfinite(matrix).all():
-            raise InvalidInputError("vectors contain NaN or infinite values", param="vector")
-        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-        return matrix / np.where(norms == 0, 1.0, norms)
-
     def _stage_one(self, index_dimension: int, query: np.ndarray, wanted: int, selector: Filter | None) -> Prefetch:
         """Stage 1 of a Matryoshka search: HNSW candidates for the re-normalised prefix of ``query`` (1 x dim).
 
@@ -660,35 +642,6 @@ def _segment_disk_bytes(folder: Path) -> dict[str, int]:
                     size += stat.st_size if blocks is None else min(stat.st_size, blocks * 512)
             totals[component.name] = totals.get(component.name, 0) + size
     return dict(sorted(totals.items()))
-
-
-def _check_top_k(top_k: int) -> None:
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k <= 0:
-        raise InvalidInputError(f"top_k must be a positive integer, got {top_k!r}", param="top_k")
-
-
-def _point_id(value: str) -> str:
-    try:
-        return str(uuid.UUID(str(value)))
-    except ValueError as exc:
-        raise InvalidInputError(f"point id must be a UUID string, got {value!r}", param="id") from exc
-
-
-def _payload(point: VectorPoint) -> dict[str, Any]:
-    payload = point.payload
-    document_id = payload.get(DOCUMENT_FIELD)
-    version = payload.get(VERSION_FIELD)
-    if not isinstance(document_id, str) or not document_id:
-        raise InvalidInputError(f"point {point.id}: payload needs a non-empty string 'document_id'", param="payload")
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise InvalidInputError(f"point {point.id}: payload needs an integer 'version'", param="payload")
-    if KB_FIELD in payload and not isinstance(payload[KB_FIELD], str):
-        raise InvalidInputError(f"point {point.id}: payload 'kb_id' must be a string", param="payload")
-    if TEXT_FIELD in payload:
-        raise InvalidInputError(f"point {point.id}: pass the text as VectorPoint.text, not in the payload")
-    if not isinstance(point.text, str):
-        raise InvalidInputError(f"point {point.id}: text must be a string", param="text")
-    return {**payload, TEXT_FIELD: point.text}
 
 
 def _match(value: PayloadValue | Sequence[PayloadValue]) -> MatchValue | MatchAny:
