@@ -248,6 +248,22 @@ def serve(
     )  # fmt: skip
 
 
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", "-c", min=1, help="Jobs at once (default: ingest_workers).")
+    ] = None,
+) -> None:
+    """Run a Celery worker for background jobs (settings: job_backend=celery, redis_url, a shared database)."""
+    from zhiku.jobs.celery_app import run_worker
+
+    settings = get_settings()
+    if settings.job_backend != "celery":
+        err.print("[yellow]note:[/] job_backend is 'embedded': API servers and the CLI run jobs themselves and "
+                  "will not send any to this worker (set ZHIKU_JOB_BACKEND=celery everywhere)")  # fmt: skip
+    run_worker(concurrency or settings.ingest_workers, settings.log_level)
+
+
 @app.command("eval")
 def evaluate(
     folders: Annotated[

@@ -159,7 +159,7 @@ def ingest(
     runner = JobRunner(zhiku)
     try:
         kb = get_knowledge_base(zhiku, kb_name)
-        if wait:
+        if wait and zhiku.settings.job_backend == "embedded":
             runner.start()  # documents are ingested while the rest are still being registered
         registrations: list[Registration] = []
         for item in iter_sources(paths, include or (), exclude or ()):
@@ -172,7 +172,7 @@ def ingest(
             job_ids += _unfinished_jobs(zhiku, kb.id, exclude=set(job_ids))  # e.g. interrupted by a crash
             _run_with_progress(zhiku, runner, job_ids)
             runner.stop()
-            if job_ids:
+            if job_ids and zhiku.settings.job_backend == "embedded":  # workers own the store otherwise
                 zhiku.vectors.optimize(kb.collection)
         _print_outcomes(zhiku, registrations, waited=wait)
     finally:

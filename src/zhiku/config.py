@@ -143,6 +143,11 @@ class Settings(BaseSettings):
     ingest_workers: int = Field(
         default=2, ge=1, le=64, description="Worker threads of the embedded job runner (parsing overlaps embedding)."
     )
+    job_backend: Literal["embedded", "celery"] = Field(
+        default="embedded",
+        description="Who runs background jobs: `embedded` (threads in `zhiku serve` / the CLI) or `celery` "
+        "(`zhiku worker` processes fed through Redis at `redis_url`; the job rows stay the truth).",
+    )
     job_max_attempts: int = Field(default=3, ge=1, le=100, description="Attempts before a job is marked failed.")
     job_retry_backoff: float = Field(
         default=2.0, ge=0, description="Seconds before a failed job's first retry (doubles with each attempt)."

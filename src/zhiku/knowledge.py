@@ -17,6 +17,7 @@ from zhiku.core import Zhiku
 from zhiku.embedding.instructions import resolve_instruction
 from zhiku.embedding.models import resolve_model
 from zhiku.errors import ConflictError, InvalidInputError, NotFoundError, ZhikuError
+from zhiku.jobs.dispatch import dispatch
 from zhiku.search.filters import check_metadata, normalize_tag
 from zhiku.storage.models import (
     Chunk,
@@ -262,6 +263,7 @@ def register_file(
     if registration.document_id is not None:
         with zhiku.db.session() as session:
             _apply_labels(session.get_one(Document, registration.document_id), tags, metadata, when)
+    dispatch(zhiku, [registration.job_id] if registration.job_id else [])
     return registration
 
 
@@ -365,7 +367,9 @@ def reingest_document(zhiku: Zhiku, kb: KnowledgeBase, document: Document) -> Re
                   payload={"version": row.pending_version, "sha256": sha})  # fmt: skip
         session.add(job)
         session.flush()
-        return Registration(row.source, "queued", row.id, job.id)
+        registration = Registration(row.source, "queued", row.id, job.id)
+    dispatch(zhiku, [job.id])
+    return registration
 
 
 def _next_version(session: Session, document: Document) -> int:

@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(_bootstrap_admin_key, zhiku)
         await service.start()
-        if run_jobs:
+        if run_jobs and settings.job_backend == "embedded":
             state.runner = JobRunner(zhiku)
             state.runner.start()
         watcher = None

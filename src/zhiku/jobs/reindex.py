@@ -15,6 +15,7 @@ from sqlalchemy import select
 from zhiku.core import Zhiku
 from zhiku.embedding.models import resolve_model
 from zhiku.errors import ConflictError
+from zhiku.jobs.dispatch import dispatch
 from zhiku.jobs.runner import JobContext, JobDeferredError
 from zhiku.storage.models import Chunk, Document, DocumentStatus, Job, JobStatus, KnowledgeBase
 from zhiku.storage.vectors.base import VectorPoint
@@ -39,7 +40,8 @@ def start_reindex(zhiku: Zhiku, kb: KnowledgeBase, *, model: str | None = None, 
                   payload={"model": spec.name, "dimension": target, "from_collection": kb.collection})  # fmt: skip
         session.add(job)
         session.flush()
-        return job
+    dispatch(zhiku, [job.id])
+    return job
 
 
 def reindex_running(zhiku: Zhiku, kb_id: str) -> bool:

@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 
 from zhiku.core import Zhiku
 from zhiku.errors import DocumentError, NotFoundError
+from zhiku.jobs.dispatch import dispatch, redispatch_forgotten
 from zhiku.storage.models import Document, DocumentStatus, Job, JobStatus, utcnow
 
 log = logging.getLogger(__name__)
@@ -77,9 +78,12 @@ def _tasks() -> dict[str, Task]:
 class JobRunner:
     """Runs queued jobs on ``workers`` threads until stopped."""
 
-    def __init__(self, zhiku: Zhiku, workers: int | None = None, poll_interval: float = 0.2) -> None:
+    def __init__(
+        self, zhiku: Zhiku, workers: int | None = None, poll_interval: float = 0.2, *, poll: bool = True
+    ) -> None:
         self.zhiku = zhiku
-        self.workers = workers or zhiku.settings.ingest_workers
+        # poll=False: no polling threads, only the heartbeat (a Celery worker hands jobs to run_job instead)
+        self.workers = (workers or zhiku.settings.ingest_workers) if poll else 0
         self.poll_interval = poll_interval
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self._stop = threading.Event()
@@ -143,25 +147,29 @@ class JobRunner:
                 job.status, job.worker, job.run_after = JobStatus.queued, None, utcnow()
                 job.attempts = max(0, job.attempts - 1)
                 log.warning("job %s was interrupted (no heartbeat since %s); requeued", job.id, job.heartbeat_at)
+        dispatch(self.zhiku, [job.id for job in stale])
         return len(stale)
 
-    def claim(self) -> str | None:
-        """Atomically take the oldest runnable job; return its id."""
-        with self.zhiku.db.session() as session:
-            candidates = list(
-                session.scalars(
-                    select(Job.id)
-                    .where(Job.status == JobStatus.queued, Job.run_after <= utcnow())
-                    .order_by(Job.created_at)
-                    .limit(5)
+    def claim(self, job_id: str | None = None) -> str | None:
+        """Atomically take the oldest runnable job (or exactly ``job_id`` if it is runnable); return its id."""
+        if job_id is not None:
+            candidates = [job_id]
+        else:
+            with self.zhiku.db.session() as session:
+                candidates = list(
+                    session.scalars(
+                        select(Job.id)
+                        .where(Job.status == JobStatus.queued, Job.run_after <= utcnow())
+                        .order_by(Job.created_at)
+                        .limit(5)
+                    )
                 )
-            )
         for job_id in candidates:
             with self.zhiku.db.session() as session:
                 now = utcnow()
                 claimed = session.execute(
                     update(Job)
-                    .where(Job.id == job_id, Job.status == JobStatus.queued)
+                    .where(Job.id == job_id, Job.status == JobStatus.queued, Job.run_after <= now)
                     .values(
                         status=JobStatus.running,
                         worker=self.name,
@@ -173,6 +181,26 @@ class JobRunner:
                 if claimed.rowcount == 1:  # type: ignore[attr-defined]
                     return job_id
         return None
+
+    def run_job(self, job_id: str) -> float | None:
+        """Run one given job if it is runnable now (at-least-once delivery: a duplicate is a no-op).
+
+        Returns the seconds until it becomes runnable when it is queued for later, else ``None``.
+        """
+        if self.claim(job_id) is not None:
+            with self._busy_lock:
+                self._busy += 1
+            try:
+                self._execute(job_id)
+            finally:
+                with self._busy_lock:
+                    self._busy -= 1
+            return None
+        with self.zhiku.db.session() as session:
+            job = session.get(Job, job_id)
+            if job is None or job.status != JobStatus.queued:
+                return None
+            return max(0.0, (job.run_after - utcnow()).total_seconds()) or 0.1
 
     def run_one(self) -> bool:
         """Claim and run one job in this thread; False when nothing was runnable."""
@@ -225,6 +253,7 @@ class JobRunner:
             job.attempts = max(0, job.attempts - 1)  # waiting is not a failed attempt
             job.error = deferred.reason
             job.run_after = utcnow() + dt.timedelta(seconds=deferred.delay)
+        dispatch(self.zhiku, [job_id], countdown=deferred.delay)
 
     def _retry_or_fail(self, job_id: str, error: str) -> None:
         with self.zhiku.db.session() as session:
@@ -239,6 +268,7 @@ class JobRunner:
             delay = self.zhiku.settings.job_retry_backoff * 2 ** (job.attempts - 1)
             job.status, job.error, job.worker = JobStatus.queued, error, None
             job.run_after = utcnow() + dt.timedelta(seconds=delay)
+        dispatch(self.zhiku, [job_id], countdown=delay)
 
     def _work(self) -> None:
         while not self._stop.is_set():
@@ -260,6 +290,8 @@ class JobRunner:
                         .values(heartbeat_at=utcnow())
                     )
                 self.requeue_interrupted()
+                if self.zhiku.settings.job_backend == "celery":
+                    redispatch_forgotten(self.zhiku)
             except Exception:
                 log.exception("job heartbeat error")
 
@@ -322,7 +354,8 @@ def retry_job(zhiku: Zhiku, job_id: str) -> Job:
             document.status, document.error = DocumentStatus.queued, None
         job.status, job.error, job.attempts, job.cancel_requested = JobStatus.queued, None, 0, False
         job.run_after, job.finished_at, job.progress, job.stage = utcnow(), None, 0.0, "queued"
-        return job
+    dispatch(zhiku, [job.id])
+    return job
 
 
 def _find_job(session: Any, job_id: str) -> Job:
