@@ -36,6 +36,9 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
         if key.startswith("ZHIKU_") and key not in {"ZHIKU_STRICT", "ZHIKU_INFINITY_BIN"}:
             monkeypatch.delenv(key)
     monkeypatch.setenv("ZHIKU_HOME", str(tmp_path_factory.mktemp("zhiku-home")))
+    # torch unless a test asks otherwise: tests compare against reference implementations run on torch, and an
+    # ONNX export per test home would cost seconds each; tests/embedding/test_onnx.py covers the ONNX backends
+    monkeypatch.setenv("ZHIKU_EMBEDDING_BACKEND", "torch")
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

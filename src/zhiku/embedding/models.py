@@ -42,6 +42,8 @@ class ModelSpec:
     padding_side: Literal["left", "right"] = "right"
     description: str = ""
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    int8_verified: bool = False
+    """Its dynamically quantized ONNX export was measured within 0.5 nDCG@10 point of fp32 (``auto`` uses it)."""
 
     @property
     def matryoshka(self) -> bool:
