@@ -382,6 +382,10 @@ def bench_embed_command(
     infinity_bin: Annotated[
         Path | None, typer.Option(help="infinity_emb executable for --serving (default: .venv-infinity).")
     ] = None,
+    backend: Annotated[
+        list[str] | None,
+        typer.Option("--backend", help="Compare runtimes of local models: torch, onnx, onnx-int8 (repeatable)."),
+    ] = None,
 ) -> None:
     """Embedding throughput (passages/s, tokens/s) of each model on the same passages, in one run."""
     from zhiku.bench.embed import bench_embed, load_passages
@@ -394,7 +398,7 @@ def bench_embed_command(
     if serving:
         _bench_serving(texts, (model or ["all-minilm-l6-v2"])[0], infinity_bin, rounds, corpora, output)
         return
-    results = bench_embed(model or ["use-multilingual-v3", "all-minilm-l6-v2"], texts, get_settings(), rounds)
+    results = bench_embed(model or ["use-multilingual-v3", "all-minilm-l6-v2"], texts, get_settings(), rounds, backend)
     lines = ["| model | passages | tokens | median s | passages/s | tokens/s |", "|---|---|---|---|---|---|"]
     for r in results:
         lines.append(

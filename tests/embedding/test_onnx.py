@@ -59,7 +59,8 @@ def test_int8_is_close_and_exports_are_cached(home: Path, reference: np.ndarray)
 def test_auto_picks_onnx_only_where_it_is_exact_or_measured(tiny_qwen3: Path, tmp_path: Path) -> None:
     auto = Settings(home=tmp_path, embedding_backend="auto")
     assert onnx_supported(MINILM)
-    assert resolve_backend(MINILM, auto) == ("onnx-int8" if MINILM.int8_verified else "onnx")
+    assert MINILM.int8_verified
+    assert resolve_backend(MINILM, auto) == "onnx-int8"
     gpu = Settings(home=tmp_path, embedding_backend="auto", embedding_device="cuda")
     assert resolve_backend(MINILM, gpu) == "torch"
     qwen3 = resolve_model(str(tiny_qwen3))

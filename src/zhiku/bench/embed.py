@@ -47,11 +47,16 @@ def load_passages(corpora: list[Path], limit: int) -> list[str]:
     return mixed[:limit]
 
 
-def bench_embed(models: list[str], passages: list[str], settings: Settings, rounds: int = 3) -> list[EmbedBenchResult]:
-    """Time ``rounds`` full passes of each model over ``passages`` (after one warm-up batch)."""
+def bench_embed(
+    models: list[str], passages: list[str], settings: Settings, rounds: int = 3, backends: list[str] | None = None
+) -> list[EmbedBenchResult]:
+    """Time ``rounds`` full passes of each model (under each backend) over ``passages`` (after a warm-up)."""
     results = []
-    for name in models:
-        embedder = create_embedder(resolve_model(name), settings)
+    choices: list[str | None] = list(backends) if backends else [None]
+    runs = [(name, backend) for name in models for backend in choices]
+    for name, backend in runs:
+        current = settings if backend is None else settings.model_copy(update={"embedding_backend": backend})
+        embedder = create_embedder(resolve_model(name), current)
         embedder.embed(passages[:8])  # warm-up: lazy loading, allocator, thread pools
         timings = []
         tokens = 0
@@ -60,6 +65,7 @@ def bench_embed(models: list[str], passages: list[str], settings: Settings, roun
             result = embedder.embed(passages)
             timings.append(time.perf_counter() - started)
             tokens = result.prompt_tokens
-        results.append(EmbedBenchResult(embedder.spec.name, len(passages), tokens, statistics.median(timings), rounds))
+        label = embedder.spec.name if backend is None else f"{embedder.spec.name} ({backend})"
+        results.append(EmbedBenchResult(label, len(passages), tokens, statistics.median(timings), rounds))
         embedder.close()
     return results
