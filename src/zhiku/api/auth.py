@@ -10,8 +10,9 @@ import secrets
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from zhiku.api.deps import AppState
@@ -87,3 +88,9 @@ def authorize(scope: str, route_class: str) -> Callable[[Request], Awaitable[Pri
         return principal
 
     return dependency
+
+
+Reader = Annotated[Principal, Depends(authorize("read", "read"))]
+"""A route parameter: the caller, who needs the read scope (rate class ``read``)."""
+Writer = Annotated[Principal, Depends(authorize("write", "write"))]
+"""A route parameter: the caller, who needs the write scope (rate class ``write``)."""

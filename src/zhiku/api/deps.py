@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from zhiku.api.metrics import Metrics
 from zhiku.config import Settings
@@ -35,3 +35,7 @@ def app_state(request: Request) -> AppState:
     """FastAPI dependency: the app's :class:`AppState`."""
     state: AppState = request.app.state.zhiku
     return state
+
+
+State = Annotated[AppState, Depends(app_state)]
+"""A route parameter: the app's :class:`AppState`."""

@@ -188,13 +188,7 @@ class JobRunner:
         Returns the seconds until it becomes runnable when it is queued for later, else ``None``.
         """
         if self.claim(job_id) is not None:
-            with self._busy_lock:
-                self._busy += 1
-            try:
-                self._execute(job_id)
-            finally:
-                with self._busy_lock:
-                    self._busy -= 1
+            self._run_claimed(job_id)
             return None
         with self.zhiku.db.session() as session:
             job = session.get(Job, job_id)
@@ -207,6 +201,10 @@ class JobRunner:
         job_id = self.claim()
         if job_id is None:
             return False
+        self._run_claimed(job_id)
+        return True
+
+    def _run_claimed(self, job_id: str) -> None:
         with self._busy_lock:
             self._busy += 1
         try:
@@ -214,7 +212,6 @@ class JobRunner:
         finally:
             with self._busy_lock:
                 self._busy -= 1
-        return True
 
     def _execute(self, job_id: str) -> None:
         with self.zhiku.db.session() as session:

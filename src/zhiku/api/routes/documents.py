@@ -10,14 +10,14 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from zhiku.api.auth import authorize
-from zhiku.api.deps import AppState, app_state
+from zhiku.api.auth import Reader, Writer
+from zhiku.api.deps import AppState, State
 from zhiku.api.schemas import ChunkOut, DocumentLabels, DocumentOut, PageOut, UploadOutcome
 from zhiku.core import Zhiku
 from zhiku.documents.parsers import parse_file
@@ -46,9 +46,6 @@ from zhiku.search.filters import check_metadata, normalize_tag, parse_date
 from zhiku.storage.models import Chunk, Document, KnowledgeBase
 
 router = APIRouter(prefix="/api/v1/knowledge-bases/{kb_id}", tags=["documents"])
-State = Annotated[AppState, Depends(app_state)]
-Reader = Annotated[Principal, Depends(authorize("read", "read"))]
-Writer = Annotated[Principal, Depends(authorize("write", "write"))]
 
 
 def upload_path(path: str) -> bool:

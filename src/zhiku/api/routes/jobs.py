@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from sqlalchemy import select
 from sse_starlette.sse import EventSourceResponse
 
-from zhiku.api.auth import authorize
-from zhiku.api.deps import AppState, app_state
+from zhiku.api.auth import Reader, Writer
+from zhiku.api.deps import AppState, State
 from zhiku.api.events import job_events
 from zhiku.api.schemas import JobOut
 from zhiku.errors import NotFoundError
@@ -18,9 +18,6 @@ from zhiku.keys import Principal
 from zhiku.storage.models import Job, KnowledgeBase
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
-State = Annotated[AppState, Depends(app_state)]
-Reader = Annotated[Principal, Depends(authorize("read", "read"))]
-Writer = Annotated[Principal, Depends(authorize("write", "write"))]
 
 
 def _job(state: AppState, principal: Principal, job_id: str) -> Job:

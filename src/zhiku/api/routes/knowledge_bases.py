@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from sqlalchemy import select
 from sse_starlette.sse import EventSourceResponse
 
-from zhiku.api.auth import authorize
-from zhiku.api.deps import AppState, app_state
+from zhiku.api.auth import Reader, Writer
+from zhiku.api.deps import AppState, State
 from zhiku.api.events import job_events
 from zhiku.api.schemas import (
     HitOut,
@@ -23,7 +22,6 @@ from zhiku.api.schemas import (
     SearchResponse,
 )
 from zhiku.errors import ConflictError, InvalidInputError, NotConfiguredError
-from zhiku.keys import Principal
 from zhiku.knowledge import (
     NAME_PATTERN,
     create_knowledge_base,
@@ -35,9 +33,6 @@ from zhiku.knowledge import (
 from zhiku.storage.models import KnowledgeBase
 
 router = APIRouter(prefix="/api/v1/knowledge-bases", tags=["knowledge bases"])
-State = Annotated[AppState, Depends(app_state)]
-Reader = Annotated[Principal, Depends(authorize("read", "read"))]
-Writer = Annotated[Principal, Depends(authorize("write", "write"))]
 
 
 def _out(state: AppState, kb: KnowledgeBase) -> KnowledgeBaseOut:
