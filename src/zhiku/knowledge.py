@@ -98,9 +98,9 @@ def create_knowledge_base(
         if not spec.instruction_aware:
             raise InvalidInputError(f"model {spec.name} does not take instructions", param="instruction")
         task = resolve_instruction(instruction)
-    size = chunk_tokens or settings.default_chunk_tokens
-    overlap = settings.default_chunk_overlap if chunk_overlap is None else chunk_overlap
     usable = spec.max_tokens - 2  # room for the model's special tokens
+    size = chunk_tokens or min(settings.default_chunk_tokens, usable)  # the default fits short-context models
+    overlap = settings.default_chunk_overlap if chunk_overlap is None else chunk_overlap
     if not 16 <= size <= usable:
         raise InvalidInputError(f"chunk size must be 16 to {usable} tokens for {spec.name}, got {size}")
     if not 0 <= overlap < size // 2 + 1:
