@@ -149,6 +149,13 @@ class Settings(BaseSettings):
     ingest_workers: int = Field(
         default=2, ge=1, le=64, description="Worker threads of the embedded job runner (parsing overlaps embedding)."
     )
+    ingest_batch_documents: int = Field(
+        default=32,
+        ge=1,
+        le=1024,
+        description="Most queued documents of one knowledge base a worker ingests together, so that the chunks of "
+        "many small documents share full model batches (1 = one document at a time).",
+    )
     job_backend: Literal["embedded", "celery"] = Field(
         default="embedded",
         description="Who runs background jobs: `embedded` (threads in `zhiku serve` / the CLI) or `celery` "

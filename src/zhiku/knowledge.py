@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -259,10 +259,9 @@ def register_file(
     except ZhikuError as exc:
         return Registration(source, "failed", message=exc.message)
     when = labels.document_date or dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC)
-    registration = _register_blob(zhiku, kb, source, display, blob.sha256, blob.size)
-    if registration.document_id is not None:
-        with zhiku.db.session() as session:
-            _apply_labels(session.get_one(Document, registration.document_id), tags, metadata, when)
+    registration = _register_blob(
+        zhiku, kb, source, display, blob.sha256, blob.size, lambda row: _apply_labels(row, tags, metadata, when)
+    )
     dispatch(zhiku, [registration.job_id] if registration.job_id else [])
     return registration
 
@@ -302,12 +301,18 @@ def label_document(
         return row
 
 
-def _register_blob(zhiku: Zhiku, kb: KnowledgeBase, source: str, filename: str, sha: str, size: int) -> Registration:
+def _register_blob(
+    zhiku: Zhiku, kb: KnowledgeBase, source: str, filename: str, sha: str, size: int,
+    label: Callable[[Document], None],
+) -> Registration:  # fmt: skip
+    """Register stored content under ``source`` (new document, new version, duplicate or unchanged) and apply
+    ``label`` to the document row, in one transaction."""
     with zhiku.db.session() as session:
         document = session.scalar(select(Document).where(Document.kb_id == kb.id, Document.source == source))
         if document is not None:
             in_flight = document.pending_hash == sha
             if (document.content_hash == sha and document.status == DocumentStatus.ready) or in_flight:
+                label(document)
                 return Registration(source, "unchanged", document.id, message="content unchanged")
         twin = session.scalar(
             select(Document).where(
@@ -324,16 +329,20 @@ def _register_blob(zhiku: Zhiku, kb: KnowledgeBase, source: str, filename: str, 
             document.status, document.duplicate_of = DocumentStatus.duplicate, twin.id
             document.pending_version = document.pending_hash = None
             session.add(document)
+            label(document)
             return Registration(
                 source, "duplicate", document.id, message=f"same content as {twin.filename} ({twin.id})"
             )
         if document is None:
             document = Document(id=new_id(), kb_id=kb.id, source=source, content_hash=sha, version=0)
+            document.pending_version = 1  # a new id has no chunk rows of any version yet
             session.add(document)
+        else:
+            document.pending_version = _next_version(session, document)
         document.filename, document.size_bytes = filename, size
-        document.pending_version = _next_version(session, document)
         document.pending_hash = sha
         document.status, document.error, document.duplicate_of = DocumentStatus.queued, None, None
+        label(document)
         session.flush()
         job = Job(
             kind=INGEST_KIND,

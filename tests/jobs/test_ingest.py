@@ -298,3 +298,60 @@ def test_cancel_running_job_stops_at_next_progress_report(zhiku: Zhiku, tmp_path
     assert document.status == "failed"
     assert document.error == "cancelled"
     assert zhiku.vectors.count(kb.collection) == 0
+
+
+def test_queued_documents_are_ingested_together_and_fail_alone(zhiku: Zhiku, tmp_path: Path) -> None:
+    """One claim takes the queued documents of a knowledge base as a group: they share model calls, while a
+    corrupt member fails alone and a cancelled member drops out without touching the others."""
+    kb = create_knowledge_base(zhiku, "kb", chunk_tokens=32, chunk_overlap=4)
+    good = [register_file(zhiku, kb, write(tmp_path, f"doc-{i}.md", f"# Note {i}\n\n{ENGLISH}")) for i in range(6)]
+    corrupt = register_file(zhiku, kb, write(tmp_path, "broken.pdf", b"%PDF-1.7\n" + os.urandom(2000)))
+    cancelled = register_file(zhiku, kb, write(tmp_path, "cancel-me.md", "# Cancel\n\nThis one is cancelled."))
+    other_kb = create_knowledge_base(zhiku, "other")
+    elsewhere = register_file(zhiku, other_kb, write(tmp_path, "elsewhere.md", ENGLISH))
+    embedder = zhiku.embedder_for(kb)
+    calls: list[int] = []
+    original = embedder.embed
+
+    def counting_embed(texts: object, **options: object) -> object:  # the real model, calls counted
+        calls.append(len(texts) if isinstance(texts, list) else 1)
+        return original(texts, **options)  # type: ignore[arg-type]
+
+    embedder.embed = counting_embed  # type: ignore[method-assign,assignment]
+    runner = JobRunner(zhiku)
+    lead = runner.claim()
+    assert lead == good[0].job_id
+    companions = runner.claim_companions(lead)
+    assert set(companions) == {o.job_id for o in [*good[1:], corrupt, cancelled]}  # not the other kb's job
+    assert cancelled.job_id is not None
+    cancel_job(zhiku, cancelled.job_id)
+    runner._execute(lead, companions)
+
+    with zhiku.db.session() as session:
+        status = {o.document_id: session.get_one(Document, o.document_id).status for o in [*good, corrupt]}
+        jobs = {o.job_id: session.get_one(Job, o.job_id) for o in [*good, corrupt, cancelled, elsewhere]}
+        chunk_count = session.scalar(select(func.count()).select_from(Chunk).where(Chunk.version == 1))
+    assert [status[o.document_id] for o in good] == ["ready"] * 6
+    assert status[corrupt.document_id] == "failed"
+    assert jobs[corrupt.job_id].status == "failed"
+    assert jobs[cancelled.job_id].status == "cancelled"
+    assert jobs[elsewhere.job_id].status == "queued"
+    assert len(calls) == 1  # the six documents' distinct chunk texts in one model call
+    assert chunk_count and chunk_count >= 12
+    assert zhiku.vectors.count(kb.collection, SearchFilter(kb_id=kb.id)) == chunk_count
+
+
+def test_group_size_is_bounded_by_the_setting(tmp_path: Path, database_url: str) -> None:
+    settings = Settings(home=tmp_path / "home", database_url=database_url, ingest_batch_documents=2)
+    app = Zhiku(settings)
+    try:
+        kb = create_knowledge_base(app, "kb")
+        for i in range(3):
+            register_file(app, kb, write(tmp_path, f"d{i}.md", f"# {i}\n\n{ENGLISH}"))
+        runner = JobRunner(app)
+        assert runner.run_one()  # the first two documents, together
+        with app.db.session() as session:
+            states = sorted(session.scalars(select(Job.status)))
+        assert states == ["queued", "succeeded", "succeeded"]
+    finally:
+        app.close()

@@ -19,29 +19,42 @@ from sqlalchemy import select
 
 from zhiku.config import Settings
 from zhiku.core import Zhiku
+from zhiku.jobs.ingest import EMBED_BATCH
 from zhiku.jobs.runner import JobRunner
-from zhiku.jobs.tasks import EMBED_BATCH
 from zhiku.knowledge import create_knowledge_base, register_file
 from zhiku.storage.models import Chunk
 
 
 @dataclass(frozen=True)
 class IngestBenchResult:
-    """Median figures of an ingestion benchmark."""
+    """Median figures of an ingestion benchmark under one setup."""
 
     model: str
+    setup: str
     documents: int
     chunks: int
     tokens: int
     ingest_seconds: float
     encode_seconds: float
-    peak_rss_mib: float
     rounds: int
 
     @property
     def ratio(self) -> float:
         """Pipeline chunks/s divided by bare-model chunks/s on the same chunks (1.0 = no overhead)."""
         return self.encode_seconds / self.ingest_seconds
+
+
+@dataclass(frozen=True)
+class IngestSetup:
+    """One configuration to measure: a local runtime (``None`` = the default) and the documents per group."""
+
+    backend: str | None
+    batch_documents: int
+
+    @property
+    def label(self) -> str:
+        """How the setup is shown in the report."""
+        return f"{self.backend or 'default'}, groups of {self.batch_documents}"
 
 
 def write_documents(corpora: list[Path], folder: Path, documents: int, passages_per_document: int) -> int:
@@ -76,12 +89,13 @@ def _one_round(docs: Path, home: Path, settings: Settings, model: str | None) ->
         ingest_seconds = time.perf_counter() - started
         with zhiku.db.session() as session:
             rows = session.execute(select(Chunk.text, Chunk.tokens)).all()
-        texts = [text for text, _ in rows]
+        # the bare model at its best: all chunks, sorted by length, in calls of EMBED_BATCH texts
+        texts = sorted((text for text, _ in rows), key=len)
         started = time.perf_counter()
         for start in range(0, len(texts), EMBED_BATCH):
             embedder.embed(texts[start : start + EMBED_BATCH], dimensions=kb.dimension)
         encode_seconds = time.perf_counter() - started
-        return ingest_seconds, encode_seconds, [tokens for _, tokens in rows], kb.embedding_model
+        return ingest_seconds, encode_seconds, [tokens for _, tokens in rows], embedder.spec.name
     finally:
         zhiku.close()
 
@@ -93,29 +107,45 @@ def bench_ingest(
     documents: int,
     passages_per_document: int,
     model: str | None,
+    setups: list[IngestSetup],
     rounds: int = 3,
-) -> IngestBenchResult:
-    """Ingest generated documents ``rounds`` times, each next to a bare-model pass over the same chunks."""
+) -> tuple[list[IngestBenchResult], float]:
+    """Ingest generated documents ``rounds`` times per setup, each next to a bare-model pass over the same chunks.
+
+    Setups take turns within each round, so machine noise hits them alike. Returns the results and the peak
+    RSS of the process in MiB.
+    """
     import zhiku.documents.parsers  # noqa: F401 - import cost is start-up, not ingestion
 
-    ingest, encode = [], []
+    ingest: dict[IngestSetup, list[float]] = {setup: [] for setup in setups}
+    encode: dict[IngestSetup, list[float]] = {setup: [] for setup in setups}
+    shape: dict[IngestSetup, tuple[list[int], str]] = {}
     with tempfile.TemporaryDirectory(prefix="zhiku-bench-") as scratch:
         root = Path(scratch)
         (root / "docs").mkdir()
         count = write_documents(corpora, root / "docs", documents, passages_per_document)
         for index in range(rounds):
-            ingest_seconds, encode_seconds, tokens, name = _one_round(
-                root / "docs", root / f"home-{index}", settings, model
-            )
-            ingest.append(ingest_seconds)
-            encode.append(encode_seconds)
-    return IngestBenchResult(
-        model=name,
-        documents=count,
-        chunks=len(tokens),
-        tokens=sum(tokens),
-        ingest_seconds=statistics.median(ingest),
-        encode_seconds=statistics.median(encode),
-        peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        rounds=rounds,
-    )
+            for number, setup in enumerate(setups):
+                update: dict[str, object] = {"ingest_batch_documents": setup.batch_documents}
+                if setup.backend is not None:
+                    update["embedding_backend"] = setup.backend
+                ingest_seconds, encode_seconds, tokens, name = _one_round(
+                    root / "docs", root / f"home-{index}-{number}", settings.model_copy(update=update), model
+                )
+                ingest[setup].append(ingest_seconds)
+                encode[setup].append(encode_seconds)
+                shape[setup] = (tokens, name)
+    results = [
+        IngestBenchResult(
+            model=shape[setup][1],
+            setup=setup.label,
+            documents=count,
+            chunks=len(shape[setup][0]),
+            tokens=sum(shape[setup][0]),
+            ingest_seconds=statistics.median(ingest[setup]),
+            encode_seconds=statistics.median(encode[setup]),
+            rounds=rounds,
+        )
+        for setup in setups
+    ]
+    return results, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -225,7 +225,7 @@ def _enforce_limit(
 def _count(counter: _Tokenizer, texts: list[str]) -> list[int]:
     if not texts:
         return []
-    return [len(encoding.ids) for encoding in counter.encode_batch_fast(texts, add_special_tokens=False)]
+    return [len(encoding) for encoding in counter.encode_batch_fast(texts, add_special_tokens=False)]
 
 
 def _counter_callback(counter: _Tokenizer) -> Callable[[str], int]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
 from zhiku.config import Settings, TruncateMode
 from zhiku.embedding.instructions import format_query, resolve_instruction
@@ -114,10 +114,10 @@ class Embedder(ABC):
     def _encode(self, texts: list[str]) -> np.ndarray:
         """Embed texts that fit the model's limit; returns (n, native dimension) float32."""
 
-    def _token_spans(self, texts: list[str]) -> list[list[Span]]:
-        """Character span of every content token of each text (no special tokens)."""
-        encodings = self.tokenizer.encode_batch(texts, add_special_tokens=False)
-        return [encoding.offsets for encoding in encodings]
+    def _encodings(self, texts: list[str]) -> list[Encoding]:
+        """Each text's content tokens (no special tokens); ``len()`` counts them, ``.offsets`` gives their
+        character spans (built only when a text must be cut, as building them costs more than tokenizing)."""
+        return self.tokenizer.encode_batch(texts, add_special_tokens=False)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (connections, threads). The default has none."""
@@ -130,7 +130,7 @@ class Embedder(ABC):
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens each text takes as a document, special tokens included, without truncation."""
-        return [len(spans) + self.special_tokens for spans in self._token_spans(list(texts))]
+        return [len(encoding) + self.special_tokens for encoding in self._encodings(list(texts))]
 
     def format_input(self, text: str, input_type: InputType, instruction: str | None = None) -> str:
         """The exact string the model sees for ``text`` (query template or document prompt applied)."""
@@ -176,9 +176,9 @@ class Embedder(ABC):
         owners: list[int] = []
         weights: list[int] = []
         truncated = [False] * len(texts)
-        for index, (text, spans) in enumerate(zip(texts, self._token_spans(texts), strict=True)):
-            windows = self._windows(index, text, spans, budget, mode)
-            truncated[index] = mode == "end" and len(spans) > budget
+        for index, (text, encoding) in enumerate(zip(texts, self._encodings(texts), strict=True)):
+            windows = self._windows(index, text, encoding, budget, mode)
+            truncated[index] = mode == "end" and len(encoding) > budget
             for window_text, window_tokens in windows:
                 pieces.append(self.format_input(window_text, input_type, instruction))
                 owners.append(index)
@@ -206,13 +206,14 @@ class Embedder(ABC):
     def _overhead_tokens(self, input_type: InputType, instruction: str | None) -> int:
         """Tokens added around the text: the query template or document prompt, plus special tokens."""
         wrapper = self.format_input("", input_type, instruction)
-        extra = len(self._token_spans([wrapper])[0]) if wrapper.strip() else 0
+        extra = len(self._encodings([wrapper])[0]) if wrapper.strip() else 0
         return extra + self.special_tokens
 
-    def _windows(self, index: int, text: str, spans: list[Span], budget: int, mode: str) -> list[tuple[str, int]]:
+    def _windows(self, index: int, text: str, encoding: Encoding, budget: int, mode: str) -> list[tuple[str, int]]:
         """Split one text into the pieces to embed, each with its token count."""
-        if len(spans) <= budget:
-            return [(text, len(spans))]
+        if len(encoding) <= budget:
+            return [(text, len(encoding))]
+        spans: list[Span] = encoding.offsets
         total = len(spans) + self.spec.max_tokens - budget
         if mode == "error":
             raise InputTooLongError(
@@ -241,7 +242,7 @@ class Embedder(ABC):
         if input_type == "document" and not self.spec.document_prompt:
             counts = [tokens + self.special_tokens for tokens in content_tokens]
         else:
-            counts = [len(spans) + self.special_tokens for spans in self._token_spans(pieces)]
+            counts = [len(encoding) + self.special_tokens for encoding in self._encodings(pieces)]
         return [min(count, self.spec.max_tokens) for count in counts]
 
     @staticmethod

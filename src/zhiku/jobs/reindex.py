@@ -84,7 +84,7 @@ def _build(
     zhiku: Zhiku, kb: KnowledgeBase, context: JobContext, model: str, dimension: int, index_dimension: int | None,
     collection: str,
 ) -> None:  # fmt: skip
-    from zhiku.jobs.tasks import embed_with_cache
+    from zhiku.jobs.ingest import embed_with_cache
 
     zhiku.vectors.ensure_collection(collection, dimension, index_dimension=index_dimension)
     target = KnowledgeBase(embedding_model=model, dimension=dimension)  # cache namespace only; never saved

@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import select, update
@@ -26,6 +26,11 @@ from zhiku.storage.models import Document, DocumentStatus, Job, JobStatus, utcno
 log = logging.getLogger(__name__)
 
 FINISHED = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
+GROUP_BYTES = 8 * 1024 * 1024
+"""Most bytes of source files in one group of jobs run together (bounds the memory of parsed documents)."""
+
+Outcomes = dict[str, BaseException | None]
+"""How each job of a group ended: ``None`` = done, else the exception that ended it."""
 
 
 class JobDeferredError(Exception):
@@ -66,13 +71,59 @@ class JobContext:
                 job.payload = {**job.payload, **details}
 
 
+class GroupProgress:
+    """Progress reports and cancellation checks for jobs that run together, one statement for all of them."""
+
+    def __init__(self, zhiku: Zhiku, job_ids: Sequence[str], min_interval: float = 0.3) -> None:
+        self.zhiku = zhiku
+        self.job_ids = list(job_ids)
+        self.cancelled: set[str] = set()
+        self._min_interval = min_interval
+        self._last = 0.0
+
+    def report(self, stage: str, fraction: float, *, force: bool = False) -> set[str]:
+        """Record the stage and a 0..1 fraction (throttled unless ``force``); return the jobs cancelled so far.
+
+        Cancelled jobs are no longer reported on; the caller drops them at its next safe point.
+        """
+        now = time.monotonic()
+        live = [job_id for job_id in self.job_ids if job_id not in self.cancelled]
+        if not live or (not force and now - self._last < self._min_interval):
+            return self.cancelled
+        self._last = now
+        with self.zhiku.db.session() as session:
+            self.cancelled |= set(session.scalars(select(Job.id).where(Job.id.in_(live), Job.cancel_requested)))
+            session.execute(
+                update(Job)
+                .where(Job.id.in_([job_id for job_id in live if job_id not in self.cancelled]))
+                .values(stage=stage, progress=max(0.0, min(1.0, fraction)), heartbeat_at=utcnow())
+            )
+        return self.cancelled
+
+    def only(self, job_ids: Sequence[str]) -> GroupProgress:
+        """A reporter for a subset of the group (keeps what is known of their cancellation)."""
+        subset = GroupProgress(self.zhiku, job_ids, self._min_interval)
+        subset.cancelled = self.cancelled & set(job_ids)
+        return subset
+
+
 Task = Callable[[Zhiku, Job, JobContext], None]
+GroupTask = Callable[[Zhiku, Sequence[Job], GroupProgress], Outcomes]
+"""A task that runs several jobs of one kind and knowledge base together (e.g. ingestion, for full batches)."""
 
 
-def _tasks() -> dict[str, Task]:
-    from zhiku.jobs.tasks import TASKS
+def _tasks() -> tuple[dict[str, Task], dict[str, GroupTask]]:
+    from zhiku.jobs.tasks import GROUP_TASKS, TASKS
 
-    return TASKS
+    return TASKS, GROUP_TASKS
+
+
+def _running(worker: str, now: dt.datetime) -> dict[str, Any]:
+    """The column values of a job that ``worker`` claims at ``now``."""
+    return {
+        "status": JobStatus.running, "worker": worker, "attempts": Job.attempts + 1, "heartbeat_at": now,
+        "started_at": now,
+    }  # fmt: skip
 
 
 class JobRunner:
@@ -170,17 +221,52 @@ class JobRunner:
                 claimed = session.execute(
                     update(Job)
                     .where(Job.id == job_id, Job.status == JobStatus.queued, Job.run_after <= now)
-                    .values(
-                        status=JobStatus.running,
-                        worker=self.name,
-                        attempts=Job.attempts + 1,
-                        heartbeat_at=now,
-                        started_at=now,
-                    )
+                    .values(_running(self.name, now))
                 )
                 if claimed.rowcount == 1:  # type: ignore[attr-defined]
                     return job_id
         return None
+
+    def claim_companions(self, job_id: str) -> list[str]:
+        """Also claim queued jobs that can run together with the claimed job ``job_id``; return their ids.
+
+        Only kinds with a group task have companions: jobs of the same kind and knowledge base, oldest first,
+        up to ``ingest_batch_documents`` jobs and :data:`GROUP_BYTES` of source files in all, so that many
+        small documents fill the model's batches instead of calling it once each.
+        """
+        limit = self.zhiku.settings.ingest_batch_documents - 1
+        with self.zhiku.db.session() as session:
+            lead = session.get_one(Job, job_id)
+            if limit <= 0 or lead.kind not in _tasks()[1] or lead.kb_id is None:
+                return []
+            lead_size = session.scalar(select(Document.size_bytes).where(Document.id == lead.document_id)) or 0
+            candidates = session.execute(
+                select(Job.id, Document.size_bytes)
+                .join(Document, Document.id == Job.document_id)
+                .where(Job.kind == lead.kind, Job.kb_id == lead.kb_id, Job.status == JobStatus.queued)
+                .where(Job.run_after <= utcnow(), Job.id != job_id)
+                .order_by(Job.created_at)
+                .limit(limit)
+            ).all()
+        chosen, total = [], lead_size
+        for candidate, size in candidates:
+            if total + size > GROUP_BYTES:
+                break
+            chosen.append(candidate)
+            total += size
+        if not chosen:
+            return []
+        now = utcnow()
+        with self.zhiku.db.session() as session:  # one conditional UPDATE: another runner may take some first
+            return list(
+                session.scalars(
+                    update(Job)
+                    .where(Job.id.in_(chosen), Job.status == JobStatus.queued, Job.run_after <= now)
+                    .values(_running(self.name, now))
+                    .returning(Job.id)
+                    .execution_options(synchronize_session=False)
+                )
+            )
 
     def run_job(self, job_id: str) -> float | None:
         """Run one given job if it is runnable now (at-least-once delivery: a duplicate is a no-op).
@@ -208,31 +294,60 @@ class JobRunner:
         with self._busy_lock:
             self._busy += 1
         try:
-            self._execute(job_id)
+            self._execute(job_id, self.claim_companions(job_id))
         finally:
             with self._busy_lock:
                 self._busy -= 1
 
-    def _execute(self, job_id: str) -> None:
+    def _execute(self, job_id: str, companions: Sequence[str] = ()) -> None:
+        """Run a claimed job (with its claimed companions, as one group) and settle each job's outcome."""
+        job_ids = [job_id, *companions]
         with self.zhiku.db.session() as session:
-            job = session.get_one(Job, job_id)
-        task = _tasks().get(job.kind)
-        context = JobContext(self.zhiku, job_id)
-        try:
-            if task is None:
-                raise DocumentError(f"unknown job kind {job.kind!r}")
-            task(self.zhiku, job, context)
-        except JobCancelledError:
-            self._finish(job_id, JobStatus.cancelled, "cancelled")
-        except JobDeferredError as exc:
-            self._defer(job_id, exc)
-        except DocumentError as exc:  # the input is at fault: retrying cannot help
-            self._finish(job_id, JobStatus.failed, exc.message)
-        except Exception as exc:
-            log.exception("job %s failed", job_id)
-            self._retry_or_fail(job_id, f"{type(exc).__name__}: {exc}")
+            jobs = [session.get_one(Job, one) for one in job_ids]
+        tasks, group_tasks = _tasks()
+        outcomes: Outcomes
+        if (group_task := group_tasks.get(jobs[0].kind)) is not None:
+            try:
+                outcomes = group_task(self.zhiku, jobs, GroupProgress(self.zhiku, job_ids))
+            except Exception as exc:  # noqa: BLE001 - the group as a whole failed: every job learns why
+                outcomes = dict.fromkeys(job_ids, exc)
+        elif (task := tasks.get(jobs[0].kind)) is None:
+            outcomes = {job_id: DocumentError(f"unknown job kind {jobs[0].kind!r}")}
         else:
-            self._finish(job_id, JobStatus.succeeded, None)
+            try:
+                task(self.zhiku, jobs[0], JobContext(self.zhiku, job_id))
+                outcomes = {job_id: None}
+            except Exception as exc:  # noqa: BLE001 - settled below
+                outcomes = {job_id: exc}
+        missing = RuntimeError("the task reported no outcome for this job")
+        self._finish_succeeded([one for one in job_ids if one in outcomes and outcomes[one] is None])
+        for one in job_ids:
+            if (outcome := outcomes.get(one, missing)) is not None:
+                self._settle(one, outcome)
+
+    def _settle(self, job_id: str, outcome: BaseException) -> None:
+        """Turn the exception that ended a job into its next state: cancelled, queued again, or failed."""
+        if isinstance(outcome, JobCancelledError):
+            self._finish(job_id, JobStatus.cancelled, "cancelled")
+        elif isinstance(outcome, JobDeferredError):
+            self._defer(job_id, outcome)
+        elif isinstance(outcome, DocumentError):  # the input is at fault: retrying cannot help
+            self._finish(job_id, JobStatus.failed, outcome.message)
+        else:
+            log.error("job %s failed", job_id, exc_info=outcome)
+            self._retry_or_fail(job_id, f"{type(outcome).__name__}: {outcome}")
+
+    def _finish_succeeded(self, job_ids: list[str]) -> None:
+        """Mark jobs succeeded, all in one statement."""
+        if job_ids:
+            with self.zhiku.db.session() as session:
+                session.execute(
+                    update(Job)
+                    .where(Job.id.in_(job_ids))
+                    .values(status=JobStatus.succeeded, error=None, finished_at=utcnow(), worker=None, progress=1.0,
+                            stage="done")
+                    .execution_options(synchronize_session=False)
+                )  # fmt: skip
 
     def _finish(self, job_id: str, status: JobStatus, error: str | None) -> None:
         with self.zhiku.db.session() as session:

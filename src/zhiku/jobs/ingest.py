@@ -1,0 +1,325 @@
+"""Ingestion of a group of documents: parse → chunk → dedup → embed (cached) → index → flip the active version.
+
+The job runner hands over several queued ingestion jobs of one knowledge base at once (see
+:meth:`zhiku.jobs.runner.JobRunner.claim_companions`). Their chunks are embedded together in full model
+batches, and their rows and vectors are written in a few statements, so many small documents cost about what
+their chunks cost the model. Each job still ends on its own: a document that cannot be parsed fails alone,
+a cancelled one drops out, and when the shared stage fails each document is retried alone, so one culprit
+cannot fail its companions.
+
+Idempotent per (document, version): chunk ids are derived from (document, version, ordinal), chunk rows of
+the version are rewritten, and vectors are upserted by id, so a job resumed after a crash converges to the
+same state as an uninterrupted one. A new version becomes searchable in one metadata transaction (the
+flip); only then are the old version's vectors and chunks deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from zhiku.core import Zhiku
+from zhiku.documents.chunking import chunk_document
+from zhiku.documents.parsers import parse_file
+from zhiku.documents.types import ChunkSpan, ParsedDocument
+from zhiku.embedding.base import Embedder
+from zhiku.errors import CorruptDocumentError
+from zhiku.jobs.reindex import reindex_running
+from zhiku.jobs.runner import GroupProgress, JobCancelledError, JobDeferredError, Outcomes
+from zhiku.storage.models import Chunk, Document, DocumentStatus, EmbeddingCacheEntry, Job, KnowledgeBase, utcnow
+from zhiku.storage.vectors.base import VectorPoint
+
+log = logging.getLogger(__name__)
+
+CHUNK_NAMESPACE = uuid.UUID("5b0e6f1c-64e5-4b8a-9a3e-6f0d2f1c7a10")
+EMBED_BATCH = 64
+"""Texts per embedding call: enough for full model batches, small enough for steady progress reports."""
+
+
+def chunk_id(document_id: str, version: int, ordinal: int) -> str:
+    """Deterministic chunk (and vector point) id, so that retries overwrite instead of duplicating."""
+    return str(uuid.uuid5(CHUNK_NAMESPACE, f"{document_id}:{version}:{ordinal}"))
+
+
+def text_hash(text: str) -> str:
+    """SHA-256 of a chunk's text (dedup and embedding-cache key)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def model_key(kb: KnowledgeBase) -> str:
+    """Embedding-cache namespace: documents are embedded without instruction, so model and dimension."""
+    return f"{kb.embedding_model}|{kb.dimension}"
+
+
+@dataclass
+class _Prepared:
+    """A parsed and chunked document version, ready to be embedded and indexed."""
+
+    job_id: str
+    document_id: str
+    version: int
+    sha: str
+    parsed: ParsedDocument
+    spans: list[ChunkSpan]
+
+
+def ingest_documents(zhiku: Zhiku, jobs: Sequence[Job], progress: GroupProgress) -> Outcomes:
+    """Ingest the document versions of ``jobs`` (one knowledge base) together; return each job's outcome.
+
+    An outcome is ``None`` when the job is done (ingested, or nothing left to do because the document was
+    deleted or superseded), else the exception that ended it, which the runner turns into failed / retried /
+    cancelled / deferred.
+    """
+    outcomes: Outcomes = {}
+    started = _start(zhiku, jobs, outcomes)
+    if not started:
+        return outcomes
+    kb, pending = started
+    cancelled = progress.report("parsing", 0.02, force=True)
+    embedder = zhiku.embedder_for(kb)
+    prepared: list[_Prepared] = []
+    for job, document in pending:
+        if job.id in cancelled:
+            outcomes[job.id] = JobCancelledError()
+            continue
+        try:
+            prepared.append(_prepare(zhiku, kb, embedder, job, document))
+        except Exception as exc:  # noqa: BLE001 - this document's own outcome; its companions go on
+            outcomes[job.id] = exc
+    _index_isolated(zhiku, kb, embedder, prepared, progress, outcomes)
+    return outcomes
+
+
+def _start(
+    zhiku: Zhiku, jobs: Sequence[Job], outcomes: Outcomes
+) -> tuple[KnowledgeBase, list[tuple[Job, Document]]] | None:
+    """Mark the still-pending document versions as parsing; settle the jobs that have nothing to do."""
+    pending: list[tuple[Job, Document]] = []
+    with zhiku.db.session() as session:
+        kb = session.get(KnowledgeBase, jobs[0].kb_id) if jobs[0].kb_id else None
+        if kb is not None and reindex_running(zhiku, kb.id):
+            for job in jobs:
+                outcomes[job.id] = JobDeferredError("waiting for the re-index of this knowledge base to finish")
+            return None
+        ids = [job.document_id for job in jobs if job.document_id]
+        documents = {d.id: d for d in session.scalars(select(Document).where(Document.id.in_(ids)))}
+        for job in jobs:
+            document = documents.get(job.document_id or "")
+            if kb is None or document is None or document.pending_version != int(job.payload["version"]):
+                outcomes[job.id] = None  # deleted while queued, or superseded by a newer upload
+                continue
+            document.status = DocumentStatus.parsing
+            pending.append((job, document))
+    return (kb, pending) if kb is not None and pending else None
+
+
+def _prepare(zhiku: Zhiku, kb: KnowledgeBase, embedder: Embedder, job: Job, document: Document) -> _Prepared:
+    """Parse and chunk one document version."""
+    sha = str(job.payload["sha256"])
+    blob = zhiku.blobs.path_for(sha)
+    if not blob.is_file():
+        raise CorruptDocumentError(f"{document.filename}: the stored file is missing (blob {sha[:12]})")
+    parsed = parse_file(blob, filename=document.filename)
+    spans = chunk_document(parsed, embedder.tokenizer, chunk_tokens=kb.chunk_tokens, overlap_tokens=kb.chunk_overlap)
+    return _Prepared(job.id, document.id, int(job.payload["version"]), sha, parsed, spans)
+
+
+def _index_isolated(
+    zhiku: Zhiku, kb: KnowledgeBase, embedder: Embedder, prepared: list[_Prepared], progress: GroupProgress,
+    outcomes: Outcomes,
+) -> None:  # fmt: skip
+    """Index the group; if that fails, index each document alone so only the culprit fails."""
+    if not prepared:
+        return
+    try:
+        outcomes.update(_index(zhiku, kb, embedder, prepared, progress))
+    except Exception as exc:  # noqa: BLE001 - reported per job below
+        if len(prepared) == 1:
+            outcomes[prepared[0].job_id] = exc
+            return
+        log.warning("indexing %d documents together failed (%s); indexing them one by one", len(prepared), exc)
+        for item in prepared:
+            _index_isolated(zhiku, kb, embedder, [item], progress.only([item.job_id]), outcomes)
+
+
+def _index(
+    zhiku: Zhiku, kb: KnowledgeBase, embedder: Embedder, prepared: list[_Prepared], progress: GroupProgress
+) -> Outcomes:
+    """Save chunk rows, embed, upsert the vectors and flip the versions of the documents in ``prepared``."""
+    outcomes: Outcomes = {}
+    saved = _drop_cancelled(prepared, progress.report("chunking", 0.1, force=True), outcomes)
+    if not saved:
+        return outcomes
+    _save_chunks(zhiku, saved)  # also moves the documents to status "embedding"
+    texts = [span.text for item in saved for span in item.spans]
+    total = max(1, len(texts))
+    vectors = embed_with_cache(
+        zhiku, kb, embedder, texts, lambda done: progress.report("embedding", 0.1 + 0.8 * done / total)
+    )
+    live = _drop_cancelled(saved, progress.report("indexing", 0.92, force=True), outcomes)
+    keep = {item.job_id for item in live}
+    points: list[VectorPoint] = []
+    offset = 0
+    for item in saved:
+        if item.job_id in keep:
+            points.extend(_points(kb, item, vectors[offset : offset + len(item.spans)]))
+        offset += len(item.spans)
+    zhiku.vectors.upsert(kb.collection, points)
+    for document_id, old_version in _flip(zhiku, kb, live, outcomes):
+        remove_version(zhiku, kb, document_id, old_version)
+    return outcomes
+
+
+def _drop_cancelled(items: list[_Prepared], cancelled: set[str], outcomes: Outcomes) -> list[_Prepared]:
+    """The items whose job was not cancelled; the cancelled ones get their outcome."""
+    for item in items:
+        if item.job_id in cancelled:
+            outcomes[item.job_id] = JobCancelledError()
+    return [item for item in items if item.job_id not in cancelled]
+
+
+def _points(kb: KnowledgeBase, item: _Prepared, vectors: np.ndarray) -> list[VectorPoint]:
+    return [
+        VectorPoint(
+            id=chunk_id(item.document_id, item.version, span.ordinal),
+            vector=vector,
+            text=span.text,
+            payload={
+                "kb_id": kb.id,
+                "document_id": item.document_id,
+                "version": item.version,
+                "ordinal": span.ordinal,
+                "page_start": span.page_start,
+                "page_end": span.page_end,
+            },
+        )
+        for span, vector in zip(item.spans, vectors, strict=True)
+    ]
+
+
+def _flip(zhiku: Zhiku, kb: KnowledgeBase, items: list[_Prepared], outcomes: Outcomes) -> list[tuple[str, int]]:
+    """Make the new versions the searchable ones in one transaction; return the (document, old version) pairs."""
+    replaced: list[tuple[str, int]] = []
+    superseded: list[_Prepared] = []
+    with zhiku.db.session() as session:
+        ids = [item.document_id for item in items]
+        documents = {d.id: d for d in session.scalars(select(Document).where(Document.id.in_(ids)))}
+        for item in items:
+            outcomes[item.job_id] = None
+            document = documents.get(item.document_id)
+            if document is None or document.pending_version != item.version:
+                superseded.append(item)  # deleted or re-uploaded meanwhile: this version never becomes visible
+                continue
+            if document.version and document.version != item.version:
+                replaced.append((document.id, document.version))
+            document.version, document.content_hash = item.version, item.sha
+            document.pending_version = document.pending_hash = None
+            document.status, document.error = DocumentStatus.ready, None
+            document.mime_type, document.title = item.parsed.mime_type, item.parsed.title
+            document.pages, document.chunk_count = len(item.parsed.pages), len(item.spans)
+            document.warnings = list(item.parsed.warnings)
+            document.updated_at = utcnow()
+    for item in superseded:
+        zhiku.vectors.delete(kb.collection, document_id=item.document_id, version=item.version)
+    return replaced
+
+
+def remove_version(zhiku: Zhiku, kb: KnowledgeBase, document_id: str, version: int) -> None:
+    """Delete one version's vectors, then its chunk rows (vectors first: rows are the truth to rebuild from)."""
+    zhiku.vectors.delete(kb.collection, document_id=document_id, version=version)
+    with zhiku.db.session() as session:
+        session.execute(delete(Chunk).where(Chunk.document_id == document_id, Chunk.version == version))
+
+
+def _save_chunks(zhiku: Zhiku, items: list[_Prepared]) -> None:
+    """Rewrite the chunk rows of each item's version, all in one transaction and one multi-row insert."""
+    rows = [
+        {
+            "id": chunk_id(item.document_id, item.version, span.ordinal),
+            "document_id": item.document_id,
+            "version": item.version,
+            "ordinal": span.ordinal,
+            "text": span.text,
+            "tokens": span.tokens,
+            "page_start": span.page_start,
+            "page_end": span.page_end,
+            "char_start": span.start,
+            "char_end": span.end,
+            "heading_path": list(span.heading_path),
+            "text_hash": text_hash(span.text),
+        }
+        for item in items
+        for span in item.spans
+    ]
+    by_version: dict[int, list[str]] = {}
+    for item in items:
+        by_version.setdefault(item.version, []).append(item.document_id)
+    with zhiku.db.session() as session:
+        session.execute(
+            update(Document)
+            .where(Document.id.in_([item.document_id for item in items]))
+            .values(status=DocumentStatus.embedding)
+            .execution_options(synchronize_session=False)
+        )
+        for version, document_ids in by_version.items():  # leftovers of an interrupted run of these versions
+            session.execute(delete(Chunk).where(Chunk.document_id.in_(document_ids), Chunk.version == version))
+        if rows:
+            session.execute(insert(Chunk.metadata.tables[Chunk.__tablename__]), rows)  # Core: no ORM work per row
+
+
+def embed_with_cache(
+    zhiku: Zhiku, kb: KnowledgeBase, embedder: Embedder, texts: list[str], on_progress: Callable[[int], object]
+) -> np.ndarray:
+    """Embed ``texts`` as documents, reusing cached vectors of identical texts and embedding each new one once.
+
+    New texts are embedded in calls of :data:`EMBED_BATCH`, sorted by length so that texts of similar length
+    share a call (less padding); ``on_progress`` gets the number of texts done after each call.
+    """
+    key = model_key(kb)
+    hashes = [text_hash(t) for t in texts]
+    unique = list(dict.fromkeys(hashes))
+    found: dict[str, np.ndarray] = {}
+    with zhiku.db.session() as session:
+        for start in range(0, len(unique), 500):
+            rows = session.execute(
+                select(EmbeddingCacheEntry.text_hash, EmbeddingCacheEntry.vector).where(
+                    EmbeddingCacheEntry.model_key == key, EmbeddingCacheEntry.text_hash.in_(unique[start : start + 500])
+                )
+            )
+            found.update({h: np.frombuffer(v, dtype="<f4") for h, v in rows})
+    text_of = dict(zip(hashes, texts, strict=True))
+    missing = sorted((h for h in unique if h not in found), key=lambda h: len(text_of[h]))
+    uses = Counter(hashes)
+    done = len(texts) - sum(uses[h] for h in missing)
+    on_progress(done)
+    for start in range(0, len(missing), EMBED_BATCH):
+        batch = missing[start : start + EMBED_BATCH]
+        result = embedder.embed([text_of[h] for h in batch], input_type="document", dimensions=kb.dimension)
+        found.update(zip(batch, result.vectors, strict=True))
+        _cache_vectors(zhiku, key, batch, result.vectors)
+        done += sum(uses[h] for h in batch)
+        on_progress(done)
+    return np.stack([found[h] for h in hashes]) if hashes else np.zeros((0, kb.dimension), dtype=np.float32)
+
+
+def _cache_vectors(zhiku: Zhiku, key: str, hashes: list[str], vectors: np.ndarray) -> None:
+    """Insert cache rows in one statement; rows another worker inserted meanwhile are left as they are."""
+    rows = [
+        {"model_key": key, "text_hash": h, "vector": v.astype("<f4").tobytes(), "created_at": utcnow()}
+        for h, v in zip(hashes, vectors, strict=True)
+    ]
+    try:
+        with zhiku.db.session() as session:
+            session.execute(insert(EmbeddingCacheEntry), rows)
+    except IntegrityError:  # a concurrent job cached some of the same texts: fall back to row by row
+        with zhiku.db.session() as session:
+            for row in rows:
+                session.merge(EmbeddingCacheEntry(**row))
