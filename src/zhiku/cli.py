@@ -493,8 +493,9 @@ def bench_ingest_command(
     names = ", ".join(folder.name for folder in corpora)
     notes = (
         f"{results[0].documents} Markdown documents of {passages_per_document} passages from {names}; median of "
-        f"{rounds} rounds, each in a fresh home, setups taking turns; bare encode = the same chunks sorted by "
-        f"length in calls of 64 with the same runtime; peak RSS of the whole run {peak_rss:.0f} MiB"
+        f"{rounds} rounds, each in a fresh home, setups taking turns; bare encode = the runtime's own encode "
+        "call (e.g. SentenceTransformer.encode) on the same chunks, sorted by length, 64 a call; peak RSS of the "
+        f"whole run {peak_rss:.0f} MiB"
     )
     append_report(output, "ingest throughput", table, notes)
     err.print(f"appended to {output}")
@@ -552,10 +553,19 @@ def bench_search_command(
     output: Annotated[Path, typer.Option(help="Markdown file the results are appended to.")] = Path("BENCHMARKS.md"),
 ) -> None:
     """Search latency (p50/p95/p99, QPS) at N synthetic chunks, dense / hybrid / text, excluding query embedding."""
+    import dataclasses
+    import json
     import tempfile
 
     from zhiku.bench.report import append_report
-    from zhiku.bench.search import bench_search, build_synthetic_collection, describe_build, load_queries, render_table
+    from zhiku.bench.search import (
+        BuildResult,
+        bench_search,
+        build_synthetic_collection,
+        describe_build,
+        load_queries,
+        render_table,
+    )
     from zhiku.storage.vectors.qdrant_edge import QdrantEdgeStore
 
     name = f"bench_{points}_{dimension}"
@@ -563,12 +573,17 @@ def bench_search_command(
         vector_store = QdrantEdgeStore(store or Path(scratch))
         try:
             notes = f"{points:,} synthetic chunks of dim {dimension}, texts from {', '.join(c.name for c in corpora)}"
+            record = (store / f"{name}.build.json") if store is not None else None
             if vector_store.has_collection(name) and vector_store.count(name) == points:
                 notes += "; collection reused from --store"
+                if record is not None and record.is_file():
+                    notes += " (" + describe_build(BuildResult(**json.loads(record.read_text()))) + ")"
             else:
                 build = build_synthetic_collection(vector_store, name, points=points, dimension=dimension,
                                                    texts_from=corpora)  # fmt: skip
                 notes += "; " + describe_build(build)
+                if record is not None:
+                    record.write_text(json.dumps(dataclasses.asdict(build)))
             results = []
             for clients in concurrency or [1, 8]:
                 results += bench_search(

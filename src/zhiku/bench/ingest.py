@@ -89,11 +89,11 @@ def _one_round(docs: Path, home: Path, settings: Settings, model: str | None) ->
         ingest_seconds = time.perf_counter() - started
         with zhiku.db.session() as session:
             rows = session.execute(select(Chunk.text, Chunk.tokens)).all()
-        # the bare model at its best: all chunks, sorted by length, in calls of EMBED_BATCH texts
-        texts = sorted((text for text, _ in rows), key=len)
+        # the bare model at its best: the backend's own encode of all chunks, sorted by length, EMBED_BATCH a call
+        texts = sorted((embedder.format_input(text, "document") for text, _ in rows), key=len)
         started = time.perf_counter()
         for start in range(0, len(texts), EMBED_BATCH):
-            embedder.embed(texts[start : start + EMBED_BATCH], dimensions=kb.dimension)
+            embedder.encode_bare(texts[start : start + EMBED_BATCH])
         encode_seconds = time.perf_counter() - started
         return ingest_seconds, encode_seconds, [tokens for _, tokens in rows], embedder.spec.name
     finally:

@@ -128,6 +128,11 @@ class Embedder(ABC):
         """The model's registry name."""
         return self.spec.name
 
+    def encode_bare(self, texts: list[str]) -> np.ndarray:
+        """The backend's model call alone on ``texts`` as given (no prompt, no token checks, no pooling of
+        windows): what benchmarks compare zhiku's pipelines against."""
+        return self._encode(texts)
+
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens each text takes as a document, special tokens included, without truncation."""
         return [len(encoding) + self.special_tokens for encoding in self._encodings(list(texts))]

@@ -160,6 +160,8 @@ class OnnxEmbedder(Embedder):
         options = ort.SessionOptions()
         options.intra_op_num_threads = settings.embedding_threads or (os.cpu_count() or 1)
         options.inter_op_num_threads = 1
+        # no busy-waiting between runs: the cores are needed by parsing and I/O threads (see zhiku/__init__.py)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         tokenizer_file = Path(location) / "tokenizer.json"
         if not tokenizer_file.is_file():
