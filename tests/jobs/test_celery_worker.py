@@ -50,6 +50,7 @@ def environment(tmp_path: Path) -> Iterator[dict[str, str]]:
         "ZHIKU_HOME": str(tmp_path / "home"), "ZHIKU_DATABASE_URL": database_url,
         "ZHIKU_REDIS_URL": REDIS_URL, "ZHIKU_JOB_BACKEND": "celery", "ZHIKU_JOB_HEARTBEAT_SECONDS": "0.5",
         "ZHIKU_JOB_STALE_SECONDS": "3", "ZHIKU_EMBEDDING_CACHE": "off", "HF_HUB_OFFLINE": "1",
+        "ZHIKU_INGEST_BATCH_DOCUMENTS": "2",  # small groups, so that the kill lands mid-way
     }  # fmt: skip
     with admin.begin() as connection:
         connection.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))

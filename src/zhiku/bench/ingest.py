@@ -81,7 +81,9 @@ def _one_round(docs: Path, home: Path, settings: Settings, model: str | None) ->
     try:
         kb = create_knowledge_base(zhiku, "bench", model=model)
         embedder = zhiku.embedder_for(kb)
-        embedder.embed(["warm-up"])
+        # warm-up on texts of many lengths: kernels for new input shapes are built once, before either timing
+        sample = sorted(path.read_text(encoding="utf-8") for path in sorted(docs.iterdir())[:EMBED_BATCH])
+        embedder.encode_bare([text[: 40 * (1 + index)] for index, text in enumerate(sample)])
         started = time.perf_counter()
         with JobRunner(zhiku, poll_interval=0.05) as runner:  # started first, as `zhiku ingest` does
             jobs = [register_file(zhiku, kb, path).job_id for path in sorted(docs.iterdir())]

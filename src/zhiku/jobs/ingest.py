@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -280,8 +281,9 @@ def embed_with_cache(
 ) -> np.ndarray:
     """Embed ``texts`` as documents, reusing cached vectors of identical texts and embedding each new one once.
 
-    New texts are embedded in calls of :data:`EMBED_BATCH`, sorted by length so that texts of similar length
-    share a call (less padding); ``on_progress`` gets the number of texts done after each call.
+    New texts are embedded in calls of at most :data:`EMBED_BATCH`, of even size (no small tail call), sorted by
+    length so that texts of similar length share a call (less padding); ``on_progress`` gets the number of texts
+    done after each call.
     """
     key = model_key(kb)
     hashes = [text_hash(t) for t in texts]
@@ -300,8 +302,9 @@ def embed_with_cache(
     uses = Counter(hashes)
     done = len(texts) - sum(uses[h] for h in missing)
     on_progress(done)
-    for start in range(0, len(missing), EMBED_BATCH):
-        batch = missing[start : start + EMBED_BATCH]
+    size = math.ceil(len(missing) / math.ceil(len(missing) / EMBED_BATCH)) if missing else 1  # 75 -> 38 + 37
+    for start in range(0, len(missing), size):
+        batch = missing[start : start + size]
         result = embedder.embed([text_of[h] for h in batch], input_type="document", dimensions=kb.dimension)
         found.update(zip(batch, result.vectors, strict=True))
         _cache_vectors(zhiku, key, batch, result.vectors)

@@ -26,8 +26,9 @@ from zhiku.storage.models import Document, DocumentStatus, Job, JobStatus, utcno
 log = logging.getLogger(__name__)
 
 FINISHED = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
-GROUP_BYTES = 8 * 1024 * 1024
-"""Most bytes of source files in one group of jobs run together (bounds the memory of parsed documents)."""
+GROUP_BYTES = 96 * 1024
+"""Most bytes of source files in one group of jobs run together (a group's first job is always taken). About a
+model batch or two of plain text: small enough that the next group is parsed while this one is embedded."""
 
 Outcomes = dict[str, BaseException | None]
 """How each job of a group ended: ``None`` = done, else the exception that ended it."""
@@ -303,22 +304,27 @@ class JobRunner:
         """Run a claimed job (with its claimed companions, as one group) and settle each job's outcome."""
         job_ids = [job_id, *companions]
         with self.zhiku.db.session() as session:
-            jobs = [session.get_one(Job, one) for one in job_ids]
+            found = {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(job_ids)))}
+        job_ids = [one for one in job_ids if one in found]  # a job is deleted with its document
+        if not job_ids:
+            return
+        jobs = [found[one] for one in job_ids]
+        lead = jobs[0]
         tasks, group_tasks = _tasks()
         outcomes: Outcomes
-        if (group_task := group_tasks.get(jobs[0].kind)) is not None:
+        if (group_task := group_tasks.get(lead.kind)) is not None:
             try:
                 outcomes = group_task(self.zhiku, jobs, GroupProgress(self.zhiku, job_ids))
             except Exception as exc:  # noqa: BLE001 - the group as a whole failed: every job learns why
                 outcomes = dict.fromkeys(job_ids, exc)
-        elif (task := tasks.get(jobs[0].kind)) is None:
-            outcomes = {job_id: DocumentError(f"unknown job kind {jobs[0].kind!r}")}
+        elif (task := tasks.get(lead.kind)) is None:
+            outcomes = {lead.id: DocumentError(f"unknown job kind {lead.kind!r}")}
         else:
             try:
-                task(self.zhiku, jobs[0], JobContext(self.zhiku, job_id))
-                outcomes = {job_id: None}
+                task(self.zhiku, lead, JobContext(self.zhiku, lead.id))
+                outcomes = {lead.id: None}
             except Exception as exc:  # noqa: BLE001 - settled below
-                outcomes = {job_id: exc}
+                outcomes = {lead.id: exc}
         missing = RuntimeError("the task reported no outcome for this job")
         self._finish_succeeded([one for one in job_ids if one in outcomes and outcomes[one] is None])
         for one in job_ids:
