@@ -14,7 +14,8 @@ def test_bench_ingest_compares_setups_side_by_side(evaldata: Path, tmp_path: Pat
     output = tmp_path / "BENCHMARKS.md"
     corpus = str(evaldata / "retrieval" / "xquad-en")
     args = ["bench", "ingest", corpus, "-m", "all-minilm-l6-v2", "--documents", "6", "--rounds", "1",
-            "--backend", "torch", "--batch-documents", "1", "--batch-documents", "8", "--output", str(output)]  # fmt: skip
+            "--backend", "torch", "--batch-documents", "1", "--batch-documents", "8"]  # fmt: skip
+    args += ["--output", str(output)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     text = output.read_text(encoding="utf-8")

@@ -20,7 +20,7 @@ from zhiku.knowledge import (
     register_file,
 )
 from zhiku.storage.models import Chunk, Document, Job, KnowledgeBase
-from zhiku.storage.vectors.base import SearchFilter
+from zhiku.storage.vectors.base import SearchFilter, VectorPoint
 
 ENGLISH = (
     "# Refund policy\n\nCustomers may return any item within thirty days of delivery. Refunds are paid to the "
@@ -337,7 +337,8 @@ def test_queued_documents_are_ingested_together_and_fail_alone(zhiku: Zhiku, tmp
     assert jobs[cancelled.job_id].status == "cancelled"
     assert jobs[elsewhere.job_id].status == "queued"
     assert len(calls) == 1  # the six documents' distinct chunk texts in one model call
-    assert chunk_count and chunk_count >= 12
+    assert chunk_count is not None
+    assert chunk_count >= 12
     assert zhiku.vectors.count(kb.collection, SearchFilter(kb_id=kb.id)) == chunk_count
 
 
@@ -355,3 +356,27 @@ def test_group_size_is_bounded_by_the_setting(tmp_path: Path, database_url: str)
         assert states == ["queued", "succeeded", "succeeded"]
     finally:
         app.close()
+
+
+def test_a_failing_shared_stage_is_retried_document_by_document(zhiku: Zhiku, tmp_path: Path) -> None:
+    """When writing a group's vectors fails, each document is indexed alone: only the culprit fails."""
+    kb = create_knowledge_base(zhiku, "kb", chunk_tokens=32, chunk_overlap=4)
+    outcomes = [register_file(zhiku, kb, write(tmp_path, f"d{i}.md", f"# Doc {i}\n\n{ENGLISH}")) for i in range(3)]
+    culprit = outcomes[1].document_id
+    real_upsert = zhiku.vectors.upsert
+
+    def refusing_upsert(name: str, points: list[VectorPoint]) -> None:  # fault injection in front of the real store
+        if any(p.payload["document_id"] == culprit for p in points):
+            raise RuntimeError("the store refused a point")
+        real_upsert(name, points)
+
+    zhiku.vectors.upsert = refusing_upsert  # type: ignore[method-assign]
+    runner = JobRunner(zhiku)
+    assert runner.run_one()
+    with zhiku.db.session() as session:
+        jobs = [session.get_one(Job, o.job_id) for o in outcomes]
+        documents = [session.get_one(Document, o.document_id) for o in outcomes]
+    assert [j.status for j in jobs] == ["succeeded", "queued", "succeeded"]  # the culprit waits for its retry
+    assert jobs[1].error == "RuntimeError: the store refused a point"
+    assert [d.status for d in documents] == ["ready", "embedding", "ready"]
+    assert zhiku.vectors.count(kb.collection) == documents[0].chunk_count + documents[2].chunk_count
