@@ -151,7 +151,7 @@ def ingest(
     """Ingest files into a knowledge base with a progress bar, then print what happened to each file."""
     from zhiku.ingest.sources import SourceProblem, iter_sources
     from zhiku.jobs.runner import JobRunner
-    from zhiku.knowledge import Labels, Registration, get_knowledge_base, register_file
+    from zhiku.knowledge import Labels, Registration, get_knowledge_base, register_files
     from zhiku.search.filters import normalize_tag
 
     labels = Labels(tags=[normalize_tag(t) for t in tag] if tag else None, metadata=_parse_meta(meta) if meta else None)
@@ -162,11 +162,16 @@ def ingest(
         if wait and zhiku.settings.job_backend == "embedded":
             runner.start()  # documents are ingested while the rest are still being registered
         registrations: list[Registration] = []
+        batch: list[Path] = []  # registered a group at a time: one commit per group, and workers start early
         for item in iter_sources(paths, include or (), exclude or ()):
             if isinstance(item, SourceProblem):
                 registrations.append(Registration(str(item.path), "failed", message=item.message))
-            else:
-                registrations.append(register_file(zhiku, kb, item.path, labels=labels))
+                continue
+            batch.append(item.path)
+            if len(batch) >= zhiku.settings.ingest_batch_documents:
+                registrations += register_files(zhiku, kb, batch, labels=labels)
+                batch = []
+        registrations += register_files(zhiku, kb, batch, labels=labels)
         job_ids = [r.job_id for r in registrations if r.job_id]
         if wait:
             job_ids += _unfinished_jobs(zhiku, kb.id, exclude=set(job_ids))  # e.g. interrupted by a crash

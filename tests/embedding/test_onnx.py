@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from zhiku.config import Settings
 from zhiku.embedding import create_embedder, resolve_model
 from zhiku.embedding.factory import resolve_backend
-from zhiku.embedding.onnx import OnnxEmbedder, export_folder, onnx_supported
+from zhiku.embedding.onnx import EXPORT_REVISION, OnnxEmbedder, export_folder, onnx_supported
 from zhiku.errors import ConfigError
 
 MINILM = resolve_model("all-minilm-l6-v2")
@@ -25,7 +26,11 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("onnx-home")
+    home = tmp_path_factory.mktemp("onnx-home")
+    stale = export_folder(Settings(home=home), MINILM).parent / "model.onnx"  # left by an older export recipe
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"not a model")
+    return home
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +55,10 @@ def test_int8_is_close_and_exports_are_cached(home: Path, reference: np.ndarray)
     folder = export_folder(Settings(home=home), MINILM)
     files = {p.name: p.stat().st_mtime_ns for p in folder.glob("*.onnx")}
     assert set(files) == {"model.onnx", "model.int8.onnx"}
+    assert folder.name == f"v{EXPORT_REVISION}"
+    assert not (folder.parent / "model.onnx").exists()  # the older recipe's file is gone
+    graph = onnx.load(str(folder / "model.onnx"), load_external_data=False).graph
+    assert sum(node.op_type == "Attention" for node in graph.node) == 6  # one fused attention per layer
     # int8 MatMul weights; the 47 MB embedding table stays fp32
     assert (folder / "model.int8.onnx").stat().st_size < 0.7 * (folder / "model.onnx").stat().st_size
     create_embedder(MINILM, Settings(home=home, embedding_backend="onnx-int8"))  # a second load: no re-export

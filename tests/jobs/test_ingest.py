@@ -13,11 +13,13 @@ from zhiku.config import Settings
 from zhiku.core import Zhiku
 from zhiku.jobs.runner import JobRunner, cancel_job, retry_job
 from zhiku.knowledge import (
+    NewFile,
     create_knowledge_base,
     delete_document,
     get_knowledge_base,
     knowledge_base_stats,
     register_file,
+    register_files,
 )
 from zhiku.storage.models import Chunk, Document, Job, KnowledgeBase
 from zhiku.storage.vectors.base import SearchFilter, VectorPoint
@@ -122,6 +124,24 @@ def test_duplicates_unchanged_and_new_versions(zhiku: Zhiku, tmp_path: Path) -> 
         if h.payload["document_id"] == first.id
     }
     assert payload_versions == {2}
+
+
+def test_register_files_registers_a_batch_in_order(zhiku: Zhiku, tmp_path: Path) -> None:
+    kb = create_knowledge_base(zhiku, "batch")
+    policy = write(tmp_path / "in", "policy.md", ENGLISH)
+    chinese = write(tmp_path / "in", "退货.txt", CHINESE)
+    copy = write(tmp_path / "in", "copy.md", ENGLISH)
+    files = [policy, chinese, copy, tmp_path / "in" / "missing.md", NewFile(chinese, "upload:7", "../renamed.txt")]
+    outcomes = register_files(zhiku, kb, files)
+    assert [r.outcome for r in outcomes] == ["queued", "queued", "duplicate", "failed", "duplicate"]
+    assert outcomes[2].message.startswith("same content as policy.md")  # a twin registered earlier in the batch
+    assert "missing.md" in outcomes[3].message
+    assert outcomes[4].source == "upload:7"
+    assert [r.outcome for r in register_files(zhiku, kb, [policy, chinese])] == ["unchanged", "unchanged"]
+    run_all(zhiku)
+    with zhiku.db.session() as session:
+        rows = dict(session.execute(select(Document.filename, Document.status).where(Document.kb_id == kb.id)).all())
+    assert rows == {"policy.md": "ready", "退货.txt": "ready", "copy.md": "duplicate", "renamed.txt": "duplicate"}
 
 
 def test_identical_chunks_are_embedded_once(zhiku: Zhiku, tmp_path: Path) -> None:

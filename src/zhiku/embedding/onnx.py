@@ -1,9 +1,18 @@
 """ONNX Runtime backend for encoder models (BERT-style, mean or CLS pooling), fp32 or dynamically int8-quantized.
 
-The model is exported once with ``torch.onnx.export`` and quantized with ``onnxruntime.quantization``; both files
-are cached under ``$ZHIKU_HOME/onnx/<model>/`` (never in site-packages), written atomically under a file lock so
-that concurrent processes export once. sentence-transformers' own ``backend="onnx"`` needs ``optimum-onnx``,
-whose pins conflict with sentence-transformers 6, so zhiku exports directly. Decoder models (Qwen3) stay on torch.
+The model is exported once with ``torch.onnx.export`` (eager attention), its attention and layer norms fused by
+ONNX Runtime's transformer optimizer, and quantized with ``onnxruntime.quantization``; both files are cached under
+``$ZHIKU_HOME/onnx/<model>/v<EXPORT_REVISION>/`` (never in site-packages), written atomically under a file lock so
+that concurrent processes export once.
+
+Why eager attention: ``torch.onnx`` writes PyTorch's SDPA attention as a chain of primitive ops that the optimizer
+does not recognise; the eager implementation's MatMul-Softmax-MatMul pattern is fused into one ``Attention``
+contrib op per layer, whose projections the quantizer then turns into int8 too. Measured side by side on
+all-MiniLM-L6-v2 (240 xquad-en passages, batches of 8, 2 cores): unfused int8 1.89x torch, fused int8 2.35x.
+A model whose attention the optimizer cannot fuse keeps the plain export.
+
+sentence-transformers' own ``backend="onnx"`` needs ``optimum-onnx``, whose pins conflict with
+sentence-transformers 6, so zhiku exports directly. Decoder models (Qwen3) stay on torch.
 """
 
 from __future__ import annotations
@@ -29,6 +38,8 @@ from zhiku.errors import ConfigError, ModelLoadError
 log = logging.getLogger(__name__)
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 OPSET = 17
+EXPORT_REVISION = 2
+"""Bumped when the export recipe changes, so that files cached by an older recipe are replaced."""
 
 
 SUPPORTED_MODULES = frozenset({"sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
@@ -60,9 +71,9 @@ def onnx_supported(spec: ModelSpec) -> bool:
 
 
 def export_folder(settings: Settings, spec: ModelSpec) -> Path:
-    """Where a model's ONNX files are cached."""
+    """Where a model's ONNX files are cached (one folder per export recipe revision)."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name).strip("._")[-120:] or "model"
-    return settings.ensure_home() / "onnx" / safe
+    return settings.ensure_home() / "onnx" / safe / f"v{EXPORT_REVISION}"
 
 
 def ensure_exported(settings: Settings, spec: ModelSpec, *, quantized: bool) -> Path:
@@ -77,16 +88,31 @@ def ensure_exported(settings: Settings, spec: ModelSpec, *, quantized: bool) -> 
         fp32 = folder / "model.onnx"
         if not fp32.is_file():
             _export(spec, fp32)
+            _remove_older_revisions(folder)
         if quantized and not target.is_file():
+            from onnx import TensorProto
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             partial = folder / "model.int8.onnx.partial"
-            # per-channel int8 weights of the MatMuls only: measured on all-MiniLM-L6-v2, plain per-tensor
-            # quantization of every op lost 1.7 nDCG@10 points on expmrc-squad-dev, this loses 0.4
+            # per-channel int8 weights of the MatMuls and fused attention projections only: measured on
+            # all-MiniLM-L6-v2, plain per-tensor quantization of every op lost 1.7 nDCG@10 points on
+            # expmrc-squad-dev. The optimizer's contrib ops carry no type information: they are float32.
             quantize_dynamic(str(fp32), str(partial), weight_type=QuantType.QInt8, per_channel=True,
-                             op_types_to_quantize=["MatMul"])  # fmt: skip
+                             op_types_to_quantize=["MatMul", "Attention"],
+                             extra_options={"DefaultTensorType": TensorProto.FLOAT})  # fmt: skip
             os.replace(partial, target)
     return target
+
+
+def _remove_older_revisions(folder: Path) -> None:
+    """Delete ONNX files cached by older export recipes (``<model>/*.onnx``, ``<model>/v<n>/``)."""
+    model_folder = folder.parent
+    for stale in model_folder.glob("*.onnx"):
+        stale.unlink(missing_ok=True)
+    for old in model_folder.glob("v*"):
+        if old.is_dir() and old != folder:
+            for stale in old.glob("*.onnx"):
+                stale.unlink(missing_ok=True)
 
 
 def _export(spec: ModelSpec, target: Path) -> None:
@@ -98,7 +124,8 @@ def _export(spec: ModelSpec, target: Path) -> None:
     location = model_location(spec)
     log.info("exporting %s to ONNX (once) at %s", spec.name, target)
     try:
-        model = AutoModel.from_pretrained(location).eval()
+        # eager attention exports as MatMul-Softmax-MatMul, which ONNX Runtime fuses (SDPA's export it does not)
+        model = AutoModel.from_pretrained(location, attn_implementation="eager").eval()
         tokenizer = AutoTokenizer.from_pretrained(location)
     except Exception as exc:
         raise ModelLoadError(f"cannot load {spec.name} from {location} for the ONNX export: {exc}") from exc
@@ -116,13 +143,40 @@ def _export(spec: ModelSpec, target: Path) -> None:
     if "token_type_ids" not in sample:
         sample["token_type_ids"] = torch.zeros_like(sample["input_ids"])
     partial = target.with_suffix(".onnx.partial")
+    plain = target.with_suffix(".plain.onnx")
     axes = {name: {0: "batch", 1: "sequence"} for name in (*INPUTS, "last_hidden_state")}
     with torch.no_grad():
         torch.onnx.export(
-            LastHiddenState(model), tuple(sample[name] for name in INPUTS), str(partial), input_names=list(INPUTS),
+            LastHiddenState(model), tuple(sample[name] for name in INPUTS), str(plain), input_names=list(INPUTS),
             output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=OPSET, dynamo=False,
         )  # fmt: skip
-    os.replace(partial, target)
+    try:
+        if not _fuse(plain, partial, model.config):
+            os.replace(plain, partial)
+        os.replace(partial, target)
+    finally:
+        plain.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
+
+
+def _fuse(plain: Path, target: Path, config: Any) -> bool:
+    """Write ``plain`` with attention and layer norms fused to ``target``; ``False`` (nothing written) when the
+    optimizer does not fuse every layer's attention."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    layers = int(getattr(config, "num_hidden_layers", 0) or 0)
+    try:
+        optimized = optimize_model(str(plain), model_type="bert", num_heads=int(config.num_attention_heads),
+                                   hidden_size=int(config.hidden_size))  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - an unfusable graph is still a working export
+        log.warning("ONNX Runtime could not optimise the export (%s); keeping it unfused", exc)
+        return False
+    fused = optimized.get_fused_operator_statistics().get("Attention", 0)
+    if layers <= 0 or fused != layers:
+        log.warning("ONNX Runtime fused %d of %d attention layers; keeping the export unfused", fused, layers)
+        return False
+    optimized.save_model_to_file(str(target))
+    return True
 
 
 def _pooling(location: str, spec: ModelSpec) -> str:
