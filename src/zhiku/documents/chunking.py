@@ -119,7 +119,7 @@ def chunk_document(
         pieces = [(lo, hi)] if use_markdown else _paragraph_runs(text, lo, hi, _RUN_CHUNKS * chunk_tokens)
         for start, end in pieces:
             spans.extend(_split_range(text, start, end, splitter))
-    counted = _drop_contained(_enforce_limit(text, spans, counter, chunk_tokens))
+    counted = _drop_contained(_enforce_limit(text, spans, splitter.size, counter, chunk_tokens))
 
     pages = _PageIndex(doc)
     return [
@@ -197,11 +197,12 @@ def _drop_contained(spans: list[tuple[int, int, int]]) -> list[tuple[int, int, i
 
 
 def _enforce_limit(
-    text: str, spans: list[tuple[int, int]], counter: _Tokenizer, chunk_tokens: int
+    text: str, spans: list[tuple[int, int]], size: Callable[[str], int], counter: _Tokenizer, chunk_tokens: int
 ) -> list[tuple[int, int, int]]:
     """Count every span on the original text; re-split the ones over the budget (the splitter saw the ；/，
-    substituted text). Returns ``(start, end, tokens)``."""
-    counts = _count(counter, [text[start:end] for start, end in spans])
+    substituted text). ``size`` is the splitter's memoised counter: a chunk without substitutions is a text it
+    already counted. Returns ``(start, end, tokens)``."""
+    counts = [size(text[start:end]) for start, end in spans]
     if all(count <= chunk_tokens for count in counts):
         return [(start, end, count) for (start, end), count in zip(spans, counts, strict=True)]
     exact = _splitter(counter, chunk_tokens, 0, markdown=False)
@@ -393,11 +394,12 @@ class _Splitter:
 
     def __init__(self, counter: _Tokenizer, chunk_tokens: int, overlap_tokens: int, markdown: bool) -> None:
         self._kind = MarkdownSplitter if markdown else TextSplitter
-        self._size = _counter_callback(counter)
+        self.size = _counter_callback(counter)
+        """Memoised token count of a text (the splitter's own callback)."""
         self._capacity = chunk_tokens
         self._overlap = overlap_tokens
         self._trim = not (markdown and overlap_tokens > 0)
-        self._splitter = self._kind.from_callback(self._size, chunk_tokens, overlap=overlap_tokens, trim=self._trim)
+        self._splitter = self._kind.from_callback(self.size, chunk_tokens, overlap=overlap_tokens, trim=self._trim)
 
     def spans(self, view: str) -> list[tuple[int, int]]:
         """Chunk ``view``; the library reports character (code point) offsets."""
@@ -407,7 +409,7 @@ class _Splitter:
             if type(exc).__name__ != "PanicException" or not self._trim:
                 raise
             chunks = self._kind.from_callback(
-                self._size, self._capacity, overlap=self._overlap, trim=False
+                self.size, self._capacity, overlap=self._overlap, trim=False
             ).chunk_indices(view)
         return [
             (offset + len(chunk) - len(chunk.lstrip()), offset + len(chunk.rstrip()))

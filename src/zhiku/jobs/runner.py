@@ -127,6 +127,10 @@ def _running(worker: str, now: dt.datetime) -> dict[str, Any]:
     }  # fmt: skip
 
 
+WAIT_RECHECK = 1.0
+"""Seconds between :meth:`JobRunner.wait_for`'s database checks while its own workers run (they also wake it)."""
+
+
 class JobRunner:
     """Runs queued jobs on ``workers`` threads until stopped."""
 
@@ -142,6 +146,9 @@ class JobRunner:
         self._threads: list[threading.Thread] = []
         self._busy = 0
         self._busy_lock = threading.Lock()
+        # bumped whenever this runner settles jobs, so that wait_for wakes at once instead of polling the database
+        self._settled = threading.Condition()
+        self._generation = 0
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -299,6 +306,9 @@ class JobRunner:
         finally:
             with self._busy_lock:
                 self._busy -= 1
+            with self._settled:
+                self._generation += 1
+                self._settled.notify_all()
 
     def _execute(self, job_id: str, companions: Sequence[str] = ()) -> None:
         """Run a claimed job (with its claimed companions, as one group) and settle each job's outcome."""
@@ -416,10 +426,17 @@ class JobRunner:
     def wait_for(
         self, job_ids: list[str], timeout: float | None = None, on_poll: Callable[[], None] | None = None
     ) -> None:
-        """Block until every job in ``job_ids`` has finished (or ``timeout`` seconds pass)."""
+        """Block until every job in ``job_ids`` has finished (or ``timeout`` seconds pass).
+
+        Looks in the database each time this runner settles jobs, and every ``poll_interval`` seconds while its
+        workers are not running (jobs run by another process), at least every :data:`WAIT_RECHECK` seconds
+        otherwise: frequent status queries would take CPU time from the model on a small machine.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         pending = set(job_ids)
         while pending:
+            with self._settled:
+                seen = self._generation
             with self.zhiku.db.session() as session:
                 done = set(session.scalars(select(Job.id).where(Job.id.in_(pending), Job.status.in_(FINISHED))))
             pending -= done
@@ -427,7 +444,11 @@ class JobRunner:
                 on_poll()
             if not pending or (deadline is not None and time.monotonic() > deadline):
                 return
-            time.sleep(self.poll_interval)
+            interval = max(self.poll_interval, WAIT_RECHECK) if self._threads else self.poll_interval
+            if deadline is not None:
+                interval = min(interval, max(0.0, deadline - time.monotonic()))
+            with self._settled:
+                self._settled.wait_for(lambda seen=seen: self._generation != seen, timeout=interval)
 
 
 def _mark_document_after_failure(session: Any, document_id: str, error: str) -> None:
