@@ -448,7 +448,8 @@ class JobRunner:
             if deadline is not None:
                 interval = min(interval, max(0.0, deadline - time.monotonic()))
             with self._settled:
-                self._settled.wait_for(lambda seen=seen: self._generation != seen, timeout=interval)
+                if self._generation == seen:  # nothing settled since the query: sleep until something does
+                    self._settled.wait(interval)
 
 
 def _mark_document_after_failure(session: Any, document_id: str, error: str) -> None:
