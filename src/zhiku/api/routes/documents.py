@@ -33,12 +33,13 @@ from zhiku.errors import (
 from zhiku.keys import Principal
 from zhiku.knowledge import (
     Labels,
+    NewFile,
     delete_document,
     get_document,
     get_knowledge_base,
     label_document,
     list_documents,
-    register_file,
+    register_files,
     reingest_document,
     sanitize_filename,
 )
@@ -132,19 +133,17 @@ async def upload(kb_id: str, request: Request, state: State, principal: Writer) 
                         f"storage quota exceeded: {used:,} bytes used + {incoming:,} uploaded > "
                         f"{settings.tenant_quota_bytes:,} (setting tenant_quota_bytes)"
                     )
-            outcomes = []
-            for path, raw_name, _ in staged:
-                register = functools.partial(
-                    register_file, state.zhiku, kb, path, source=_source_for(raw_name), filename=raw_name,
-                    labels=labels,
-                )  # fmt: skip
-                registration = await run_in_threadpool(register)
-                outcomes.append(UploadOutcome.model_validate({
+            new_files = [NewFile(path, _source_for(raw_name), raw_name) for path, raw_name, _ in staged]
+            register = functools.partial(register_files, state.zhiku, kb, new_files, labels=labels)
+            registrations = await run_in_threadpool(register)  # one transaction for the whole upload
+            return [
+                UploadOutcome.model_validate({
                     "filename": sanitize_filename(raw_name), "outcome": registration.outcome,
                     "document_id": registration.document_id, "job_id": registration.job_id,
                     "message": registration.message,
-                }))  # fmt: skip
-            return outcomes
+                })
+                for (_, raw_name, _), registration in zip(staged, registrations, strict=True)
+            ]  # fmt: skip
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     finally:
