@@ -292,6 +292,18 @@ def register_files(
     return registrations
 
 
+def register_in_groups(
+    zhiku: Zhiku, kb: KnowledgeBase, files: Sequence[Path | NewFile], *, labels: Labels | None = None
+) -> list[Registration]:
+    """:func:`register_files` a group of ``ingest_batch_documents`` files at a time, as ``zhiku ingest`` does:
+    the first group's jobs are queued (and can start) while the rest are still being stored."""
+    size = zhiku.settings.ingest_batch_documents
+    registrations: list[Registration] = []
+    for start in range(0, len(files), size):
+        registrations += register_files(zhiku, kb, files[start : start + size], labels=labels)
+    return registrations
+
+
 def _store(zhiku: Zhiku, item: NewFile) -> Registration | _Stored:
     """Copy the file into the blob store, or say why it cannot be registered."""
     path = item.path

@@ -21,7 +21,7 @@ from zhiku.config import Settings
 from zhiku.core import Zhiku
 from zhiku.jobs.ingest import EMBED_BATCH
 from zhiku.jobs.runner import JobRunner
-from zhiku.knowledge import create_knowledge_base, register_files
+from zhiku.knowledge import create_knowledge_base, register_in_groups
 from zhiku.storage.models import Chunk
 
 
@@ -86,10 +86,7 @@ def _one_round(docs: Path, home: Path, settings: Settings, model: str | None) ->
         embedder.encode_bare([text[: 40 * (1 + index)] for index, text in enumerate(sample)])
         started = time.perf_counter()
         with JobRunner(zhiku, poll_interval=0.05) as runner:  # started first, as `zhiku ingest` does
-            paths, size = sorted(docs.iterdir()), zhiku.settings.ingest_batch_documents  # as `zhiku ingest` does
-            jobs = [
-                r.job_id for i in range(0, len(paths), size) for r in register_files(zhiku, kb, paths[i : i + size])
-            ]
+            jobs = [r.job_id for r in register_in_groups(zhiku, kb, sorted(docs.iterdir()))]
             runner.wait_for([j for j in jobs if j])
         ingest_seconds = time.perf_counter() - started
         with zhiku.db.session() as session:

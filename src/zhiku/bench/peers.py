@@ -93,7 +93,7 @@ def _zhiku_run(docs: Path, home: Path, settings: Settings, model: str, queries: 
 
     from zhiku.core import Zhiku
     from zhiku.jobs.runner import JobRunner
-    from zhiku.knowledge import create_knowledge_base, register_files
+    from zhiku.knowledge import create_knowledge_base, register_in_groups
     from zhiku.search.retrieve import SearchOptions, search
     from zhiku.storage.models import Chunk
 
@@ -103,10 +103,7 @@ def _zhiku_run(docs: Path, home: Path, settings: Settings, model: str, queries: 
         zhiku.embedder_for(kb).embed(["warm-up"])
         started = time.perf_counter()
         with JobRunner(zhiku, poll_interval=0.05) as runner:
-            paths, size = sorted(docs.iterdir()), zhiku.settings.ingest_batch_documents  # as `zhiku ingest` does
-            jobs = [
-                r.job_id for i in range(0, len(paths), size) for r in register_files(zhiku, kb, paths[i : i + size])
-            ]
+            jobs = [r.job_id for r in register_in_groups(zhiku, kb, sorted(docs.iterdir()))]
             runner.wait_for([j for j in jobs if j])
         zhiku.vectors.optimize(kb.collection)
         ingest = time.perf_counter() - started

@@ -17,7 +17,7 @@ from zhiku.config import Settings
 from zhiku.core import Zhiku
 from zhiku.eval.retrieval import BeirSet, load_beir, rank_metrics
 from zhiku.jobs.runner import JobRunner
-from zhiku.knowledge import NewFile, create_knowledge_base, register_files
+from zhiku.knowledge import NewFile, create_knowledge_base, register_in_groups
 from zhiku.search.retrieve import Mode, SearchOptions, latency_percentiles, search
 from zhiku.storage.models import KnowledgeBase
 
@@ -47,16 +47,12 @@ def ingest_beir(
     kb = create_knowledge_base(zhiku, data.name, model=model, dimension=dimension)
     folder.mkdir(parents=True, exist_ok=True)
     with JobRunner(zhiku, poll_interval=0.05) as runner:
-        jobs: list[str | None] = []
-        batch: list[NewFile] = []
+        files: list[Path | NewFile] = []
         for index, (doc_id, text) in enumerate(zip(data.doc_ids, data.doc_texts, strict=True)):
             path = folder / f"{index:07d}.txt"
             path.write_text(text, encoding="utf-8")
-            batch.append(NewFile(path, source=f"beir:{doc_id}"))
-            if len(batch) >= zhiku.settings.ingest_batch_documents or index == len(data.doc_ids) - 1:
-                jobs += [r.job_id for r in register_files(zhiku, kb, batch)]
-                batch = []
-        runner.wait_for([j for j in jobs if j])
+            files.append(NewFile(path, source=f"beir:{doc_id}"))
+        runner.wait_for([r.job_id for r in register_in_groups(zhiku, kb, files) if r.job_id])
     return kb
 
 
