@@ -544,6 +544,14 @@ def bench_search_command(
     corpora: Annotated[list[Path], typer.Argument(help="BEIR folders: passages for the BM25 text, queries.")],
     points: Annotated[int, typer.Option(help="Synthetic chunks in the collection.")] = 100_000,
     dimension: Annotated[int, typer.Option(help="Vector dimension (512 = the default model).")] = 512,
+    vectors: Annotated[
+        str,
+        typer.Option(
+            help="fitted: drawn from a Gaussian fitted to --model's embeddings of the corpora; "
+            "random: uniform on the sphere (HNSW's worst case)."
+        ),
+    ] = "fitted",
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model for --vectors fitted.")] = None,
     queries: Annotated[int, typer.Option(help="Timed queries per mode and round.")] = 1000,
     rounds: Annotated[int, typer.Option(help="Rounds; medians are reported.")] = 3,
     concurrency: Annotated[list[int] | None, typer.Option(help="Concurrent clients (repeatable).")] = None,
@@ -560,35 +568,65 @@ def bench_search_command(
     from zhiku.bench.report import append_report
     from zhiku.bench.search import (
         BuildResult,
+        EmbeddingDistribution,
         bench_search,
         build_synthetic_collection,
+        dense_recall,
         describe_build,
+        fit_distribution,
+        load_passages,
         load_queries,
         render_table,
     )
+    from zhiku.embedding import get_embedder
+    from zhiku.embedding.models import resolve_model
     from zhiku.storage.vectors.qdrant_edge import QdrantEdgeStore
 
+    if vectors not in ("fitted", "random"):
+        raise InvalidInputError(f"--vectors must be fitted or random, got {vectors!r}", param="vectors")
+    distribution: EmbeddingDistribution | None = None
     name = f"bench_{points}_{dimension}"
+    notes = f"{points:,} synthetic chunks of dim {dimension}"
+    if vectors == "fitted":
+        spec = resolve_model(model or get_settings().embedding_model)
+        name += f"_{spec.name}"
+        notes += f", vectors drawn from a Gaussian fitted to {spec.name}'s embeddings of the corpora's passages"
+    else:
+        notes += ", vectors uniform on the sphere"
+    notes += f"; texts from {', '.join(c.name for c in corpora)}"
     with tempfile.TemporaryDirectory(prefix="zhiku-bench-search-") as scratch:
-        vector_store = QdrantEdgeStore(store or Path(scratch))
+        folder = store or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        vector_store = QdrantEdgeStore(folder)
         try:
-            notes = f"{points:,} synthetic chunks of dim {dimension}, texts from {', '.join(c.name for c in corpora)}"
-            record = (store / f"{name}.build.json") if store is not None else None
-            if vector_store.has_collection(name) and vector_store.count(name) == points:
+            record = folder / f"{name}.build.json"
+            saved_distribution = folder / f"{name}.distribution.npz"
+            reuse = vector_store.has_collection(name) and vector_store.count(name) == points
+            if vectors == "fitted":
+                if reuse and saved_distribution.is_file():
+                    distribution = EmbeddingDistribution.load(saved_distribution)
+                else:
+                    reuse = False
+                    err.print(f"fitting the vector distribution to {spec.name}'s embeddings of the passages...")
+                    distribution = fit_distribution(get_embedder(spec.name), load_passages(corpora), dimension)
+                    distribution.save(saved_distribution)
+                notes += f" (effective dimension {distribution.effective_dimension():.0f})"
+            if reuse:
                 notes += "; collection reused from --store"
-                if record is not None and record.is_file():
+                if record.is_file():
                     notes += " (" + describe_build(BuildResult(**json.loads(record.read_text()))) + ")"
             else:
                 build = build_synthetic_collection(vector_store, name, points=points, dimension=dimension,
-                                                   texts_from=corpora)  # fmt: skip
+                                                   texts_from=corpora, distribution=distribution)  # fmt: skip
                 notes += "; " + describe_build(build)
-                if record is not None:
-                    record.write_text(json.dumps(dataclasses.asdict(build)))
+                record.write_text(json.dumps(dataclasses.asdict(build)))
+            recall = dense_recall(vector_store, name, points=points, dimension=dimension, distribution=distribution)
+            notes += f"; dense recall@10 against exact search {recall:.3f}"
             results = []
             for clients in concurrency or [1, 8]:
                 results += bench_search(
                     vector_store, name, queries=queries, concurrency=clients, with_filter=False,
-                    query_texts=load_queries(corpora), dimension=dimension, rounds=rounds,
+                    query_texts=load_queries(corpora), dimension=dimension, rounds=rounds, distribution=distribution,
                 )  # fmt: skip
         finally:
             vector_store.close()

@@ -400,3 +400,29 @@ def test_text_search_quality_on_xquad_zh(evaldata: Path, tmp_path: Path, kind: s
         assert empty <= len(data.query_ids) // 100
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("quantization", [True, False])
+def test_quantized_index_returns_exact_scores(tmp_path: Path, quantization: bool) -> None:
+    """With the int8 copy (the default) the graph is walked on int8 vectors and the hits rescored with float32:
+    scores are the exact cosine similarities and the true nearest neighbour comes first."""
+    rng = np.random.default_rng(11)
+    vectors = rng.standard_normal((3000, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    points = [make_point(v, document_id=f"d{i % 30}") for i, v in enumerate(vectors)]
+    with QdrantEdgeStore(tmp_path, indexing_threshold_kb=1, quantization=quantization) as store:
+        store.ensure_collection(COLLECTION, 64)
+        store.upsert(COLLECTION, points)
+        store.optimize(COLLECTION)
+        config = (tmp_path / COLLECTION / "edge_config.json").read_text()
+        assert ('"int8"' in config) is quantization
+        for row in (0, 1234, 2999):
+            query = unit(vectors[row] + 0.3 * unit(rng.standard_normal(64).astype(np.float32)))
+            hits = store.search_dense(COLLECTION, query, top_k=5)
+            exact = vectors @ query
+            assert hits[0].id == points[int(np.argmax(exact))].id
+            by_id = {p.id: float(s) for p, s in zip(points, exact, strict=True)}
+            for hit in hits:
+                assert hit.score == pytest.approx(by_id[hit.id], abs=1e-5)
+            hybrid = store.search_hybrid(COLLECTION, query, "", top_k=5)
+            assert hybrid[0].id == hits[0].id

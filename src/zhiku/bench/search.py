@@ -1,10 +1,17 @@
 """Search latency: p50/p95/p99 of the vector store's search calls on a synthetic collection, and QPS under load.
 
 Only the store calls are timed (query vectors are generated up front, so embedding the query is excluded).
-A synthetic collection of ``points`` chunks is built with :func:`build_synthetic_collection`: random unit
-vectors (reproducible from ``seed``, batch by batch, so 1M points never sit in memory at once) and mixed
-Chinese/English texts for the BM25 index, then optimised so the HNSW index exists. :func:`bench_search` then
-times queries in several modes:
+A synthetic collection of ``points`` chunks is built with :func:`build_synthetic_collection`: unit vectors
+(reproducible from ``seed``, batch by batch, so 1M points never sit in memory at once) and mixed
+Chinese/English texts for the BM25 index, then optimised so the HNSW index exists.
+
+The vectors are drawn either from an :class:`EmbeddingDistribution` (a Gaussian with the mean and covariance of
+a real model's embeddings of real passages, then L2-normalised) or uniformly on the sphere (``random``).
+Real embeddings spread over a few dominant directions (the spectrum of their covariance falls off steeply);
+uniform random vectors in hundreds of dimensions are all nearly orthogonal to each other, HNSW's worst case and
+unlike any embedding model's output: building the HNSW graph of 100,000 uniform 512-d vectors took more than
+10 CPU-minutes here, almost all of it in distance computations. :func:`bench_search` then times queries in
+several modes:
 
 ``dense``
     ``search_dense``: nearest neighbours of the query vector.
@@ -17,8 +24,7 @@ times queries in several modes:
     ``search_hybrid``: the store's one-query dense + BM25 fusion (reciprocal rank fusion inside Qdrant Edge).
 
 Query vectors are perturbed corpus vectors (each has a near neighbour, as a real question has a relevant
-chunk); random unit vectors in hundreds of dimensions are all nearly orthogonal to each other, which is the
-worst case for HNSW and unlike real embeddings. With ``concurrency`` > 1 that many client threads issue the
+chunk). With ``concurrency`` > 1 that many client threads issue the
 queries in a closed loop and throughput (QPS) is reported next to the per-call latencies.
 """
 
@@ -37,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zhiku.embedding.base import Embedder
 from zhiku.storage.vectors.base import DOCUMENT_FIELD, KB_FIELD, VERSION_FIELD, SearchFilter, VectorPoint, VectorStore
 
 MODES = ("dense", "text", "hybrid", "rrf")
@@ -86,6 +93,55 @@ _ZH_SET = frozenset(_ZH_WORDS)
 
 
 @dataclass(frozen=True)
+class EmbeddingDistribution:
+    """A Gaussian with the mean and covariance of real embeddings; samples are L2-normalised like embeddings."""
+
+    mean: np.ndarray
+    """(dimension,) float32: the embeddings' mean."""
+    scale: np.ndarray
+    """(dimension, dimension) float32: ``C = scale @ scale.T`` is the embeddings' covariance."""
+
+    @property
+    def dimension(self) -> int:
+        """Dimension of the vectors drawn."""
+        return int(self.mean.shape[0])
+
+    @classmethod
+    def fit(cls, embeddings: np.ndarray) -> EmbeddingDistribution:
+        """Fit to ``embeddings`` (n x dimension, n well above the dimension for a full-rank covariance)."""
+        data = np.asarray(embeddings, dtype=np.float64)
+        if data.ndim != 2 or data.shape[0] < 2:
+            raise ValueError("need at least two embeddings to fit a distribution")
+        values, vectors = np.linalg.eigh(np.cov(data, rowvar=False))
+        scale = vectors * np.sqrt(np.clip(values, 0.0, None))
+        return cls(data.mean(axis=0).astype(np.float32), scale.astype(np.float32))
+
+    def sample(self, rng: np.random.Generator, count: int) -> np.ndarray:
+        """``count`` float32 unit vectors."""
+        draws: np.ndarray = rng.standard_normal((count, self.dimension), dtype=np.float32) @ self.scale.T
+        draws += self.mean
+        draws /= np.linalg.norm(draws, axis=1, keepdims=True)
+        return draws
+
+    def effective_dimension(self) -> float:
+        """Participation ratio of the covariance spectrum, ``(sum l)^2 / sum l^2``: the dimension it spreads over
+        (the full dimension for uniform random vectors)."""
+        values = np.clip(np.linalg.eigvalsh(self.scale.astype(np.float64) @ self.scale.T), 0.0, None)
+        return float(values.sum() ** 2 / max(float((values**2).sum()), 1e-30))
+
+    def save(self, path: Path) -> None:
+        """Write to ``path`` (``.npz``)."""
+        with path.open("wb") as handle:
+            np.savez(handle, mean=self.mean, scale=self.scale)
+
+    @classmethod
+    def load(cls, path: Path) -> EmbeddingDistribution:
+        """Read what :meth:`save` wrote."""
+        with np.load(path) as data:
+            return cls(np.asarray(data["mean"], dtype=np.float32), np.asarray(data["scale"], dtype=np.float32))
+
+
+@dataclass(frozen=True)
 class BuildResult:
     """How long building a synthetic collection took and what it left on disk."""
 
@@ -125,9 +181,16 @@ class SearchBenchResult:
 # ---------------------------------------------------------------------------------------------- synthetic data
 
 
-def synthetic_vectors(seed: int, batch: int, count: int, dimension: int) -> np.ndarray:
-    """The float32 unit vectors of batch ``batch`` (``count`` rows): reproducible from ``seed`` alone."""
+def synthetic_vectors(
+    seed: int, batch: int, count: int, dimension: int, distribution: EmbeddingDistribution | None = None
+) -> np.ndarray:
+    """The float32 unit vectors of batch ``batch`` (``count`` rows), reproducible from ``seed`` (and the
+    distribution): drawn from ``distribution``, or uniformly on the sphere when it is ``None``."""
     rng = np.random.default_rng([seed, batch])
+    if distribution is not None:
+        if distribution.dimension != dimension:
+            raise ValueError(f"the distribution has dimension {distribution.dimension}, not {dimension}")
+        return distribution.sample(rng, count)
     matrix = rng.standard_normal((count, dimension), dtype=np.float32)
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
     return matrix
@@ -158,6 +221,20 @@ def load_queries(corpora: Sequence[Path], limit: int = 200) -> list[str]:
             lists.append([json.loads(line)["text"] for line in lines if line])
     longest = max((len(texts) for texts in lists), default=0)
     return [texts[i] for i in range(longest) for texts in lists if i < len(texts)][:limit]
+
+
+def fit_distribution(
+    embedder: Embedder, passages: Sequence[str], dimension: int, *, limit: int = 5000, batch: int = 256
+) -> EmbeddingDistribution:
+    """Embed up to ``limit`` passages as documents with ``embedder`` at ``dimension`` and fit their distribution."""
+    texts = list(passages[:limit])
+    if len(texts) <= dimension:
+        raise ValueError(f"need more than {dimension} passages to fit a {dimension}-d covariance, got {len(texts)}")
+    parts = [
+        embedder.embed(texts[start : start + batch], input_type="document", dimensions=dimension).vectors
+        for start in range(0, len(texts), batch)
+    ]
+    return EmbeddingDistribution.fit(np.concatenate(parts))
 
 
 def word_soup(rng: np.random.Generator) -> str:
@@ -202,11 +279,13 @@ def build_synthetic_collection(
     seed: int = 0,
     texts_from: list[Path] | None = None,
     documents: int = 1000,
+    distribution: EmbeddingDistribution | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> BuildResult:
     """Drop and rebuild collection ``name`` with ``points`` synthetic chunks, then optimise it (HNSW built).
 
-    Vectors are random unit vectors (float32, batch ``i`` from ``default_rng([seed, i])``); texts are the
+    Vectors are unit vectors from ``distribution`` (uniform on the sphere if ``None``; float32, batch ``i`` from
+    ``default_rng([seed, i])``); texts are the
     passages of ``texts_from`` (BEIR folders with ``corpus.jsonl``) cycled, each repeat suffixed with its cycle
     number, or synthetic Chinese/English word soup. Payload: ``kb_id`` = :data:`BENCH_KB`, ``document_id`` one of
     ``documents`` (contiguous runs of chunks, as a document's chunks are), ``version`` 1. ``progress`` is called
@@ -220,7 +299,7 @@ def build_synthetic_collection(
     started = time.perf_counter()
     for batch, start in enumerate(range(0, points, VECTOR_BATCH)):
         count = min(VECTOR_BATCH, points - start)
-        vectors = synthetic_vectors(seed, batch, count, dimension)
+        vectors = synthetic_vectors(seed, batch, count, dimension, distribution)
         batch_points = [
             VectorPoint(
                 id=point_id(seed, start + row),
@@ -247,19 +326,27 @@ def build_synthetic_collection(
 
 
 def query_vectors(
-    seed: int, points: int, dimension: int, count: int, *, noise: float = 0.6, query_seed: int = 1
+    seed: int,
+    points: int,
+    dimension: int,
+    count: int,
+    *,
+    noise: float = 0.6,
+    query_seed: int = 1,
+    distribution: EmbeddingDistribution | None = None,
 ) -> np.ndarray:
-    """``count`` query vectors near corpus vectors of a collection built with ``seed``: unit(v + noise).
+    """``count`` query vectors near corpus vectors of a collection built with ``seed`` (and ``distribution``):
+    unit(v + noise).
 
     The noise vector has norm ``noise``, so a query's cosine similarity to its source point is about
-    ``1 / sqrt(1 + noise**2)`` (0.86 for 0.6) while unrelated points sit near 0 (about ``1 / sqrt(dimension)``).
+    ``1 / sqrt(1 + noise**2)`` (0.86 for 0.6).
     """
     rng = np.random.default_rng([seed, 0x0E7, query_seed])
     indices = rng.integers(0, points, size=count)
     rows = np.empty((count, dimension), dtype=np.float32)
     for batch in np.unique(indices // VECTOR_BATCH):
         size = min(VECTOR_BATCH, points - int(batch) * VECTOR_BATCH)
-        source = synthetic_vectors(seed, int(batch), size, dimension)
+        source = synthetic_vectors(seed, int(batch), size, dimension, distribution)
         chosen = np.flatnonzero(indices // VECTOR_BATCH == batch)
         rows[chosen] = source[indices[chosen] % VECTOR_BATCH]
     jitter = rng.standard_normal((count, dimension), dtype=np.float32)
@@ -267,6 +354,38 @@ def query_vectors(
     rows += jitter
     rows /= np.linalg.norm(rows, axis=1, keepdims=True)
     return rows
+
+
+def dense_recall(
+    store: VectorStore,
+    name: str,
+    *,
+    points: int,
+    dimension: int,
+    seed: int = 0,
+    distribution: EmbeddingDistribution | None = None,
+    queries: int = 100,
+    k: int = 10,
+) -> float:
+    """Mean recall@k of ``store.search_dense`` against the exact nearest neighbours, found here by brute force
+    over the regenerated corpus vectors (so the HNSW walk, quantization and rescoring are all judged)."""
+    vectors = query_vectors(seed, points, dimension, queries, query_seed=3, distribution=distribution)
+    best_scores = np.full((queries, k), -np.inf, dtype=np.float32)
+    best_rows = np.zeros((queries, k), dtype=np.int64)
+    for batch, start in enumerate(range(0, points, VECTOR_BATCH)):
+        count = min(VECTOR_BATCH, points - start)
+        scores = np.concatenate(
+            [best_scores, vectors @ synthetic_vectors(seed, batch, count, dimension, distribution).T], axis=1
+        )
+        rows = np.concatenate([best_rows, np.broadcast_to(np.arange(start, start + count), (queries, count))], axis=1)
+        keep = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        best_scores = np.take_along_axis(scores, keep, axis=1)
+        best_rows = np.take_along_axis(rows, keep, axis=1)
+    found = 0
+    for vector, truth in zip(vectors, best_rows, strict=True):
+        hits = {hit.id for hit in store.search_dense(name, vector, top_k=k)}
+        found += len(hits & {point_id(seed, int(row)) for row in truth})
+    return found / (queries * k)
 
 
 # ---------------------------------------------------------------------------------------------- timing
@@ -329,12 +448,14 @@ def bench_search(
     query_texts: Sequence[str] | None = None,
     warmup: int = 50,
     rounds: int = 1,
+    distribution: EmbeddingDistribution | None = None,
 ) -> list[SearchBenchResult]:
     """Time ``queries`` searches per mode on collection ``name`` (built by :func:`build_synthetic_collection`).
 
     ``top_k`` defaults to 50, the candidates zhiku search asks each side for. ``with_filter`` adds the
-    ``kb_id`` filter zhiku search always sends (it matches every synthetic point). ``seed`` must be the build's
-    seed for the query vectors to have near neighbours; ``dimension`` defaults to ``store.dimension(name)``.
+    ``kb_id`` filter zhiku search always sends (it matches every synthetic point). ``seed`` and ``distribution``
+    must be the build's for the query vectors to have near neighbours; ``dimension`` defaults to
+    ``store.dimension(name)``.
     Each mode first runs ``warmup`` untimed queries, then ``rounds`` timed passes; the reported figures are
     medians over the rounds.
     """
@@ -346,13 +467,13 @@ def bench_search(
             raise ValueError("pass dimension= for a store without a dimension() method")
         dimension = int(get_dimension(name))
     points = store.count(name)
-    vectors = query_vectors(seed, points, dimension, queries)
+    vectors = query_vectors(seed, points, dimension, queries, distribution=distribution)
     texts = list(query_texts or QUERIES)
     flt = SearchFilter(kb_id=BENCH_KB) if with_filter else None
     results = []
     for mode in modes:
         call = _search_call(store, name, mode, top_k, flt)
-        warm = query_vectors(seed, points, dimension, max(1, warmup), query_seed=2)
+        warm = query_vectors(seed, points, dimension, max(1, warmup), query_seed=2, distribution=distribution)
         _timed_pass(call, warm, texts, 1)
         per_round: list[tuple[float, float, float, float, float]] = []
         for _ in range(rounds):

@@ -25,4 +25,4 @@ def create_vector_store(settings: Settings) -> VectorStore:
                            replicas=settings.qdrant_replicas)  # fmt: skip
     from zhiku.storage.vectors.qdrant_edge import QdrantEdgeStore
 
-    return QdrantEdgeStore(settings.home / "vectors")
+    return QdrantEdgeStore(settings.home / "vectors", quantization=settings.vector_quantization == "int8")

@@ -23,6 +23,13 @@ lock. Reads take no lock: an ``EdgeShard`` is internally synchronised (the Rust 
 read-write locks) and may be queried from any thread while another thread writes. Closing or dropping a
 collection while a read is running makes that read fail with a store error.
 
+Quantization (default; collections created with ``quantization=True``): the HNSW-indexed vector also has an int8
+scalar-quantized copy in RAM (``quantile`` 0.99). Qdrant builds the graph and walks it on the int8 copy, then
+rescores the candidates with the float32 vectors, so returned scores are exact cosine similarities. Measured on
+60,000 vectors drawn like real 512-d embeddings (2 cores): the optimisation that builds the graph took 19.4 s
+instead of 50.6 s; the int8 copy is a quarter of the float32 vectors' size. Segments too small to be indexed are
+searched exactly either way.
+
 Durability: every update goes through the shard's write-ahead log, so points survive a crash and are replayed on
 the next open; :meth:`QdrantEdgeStore.flush` and :meth:`QdrantEdgeStore.close` also persist the segments.
 Only one process may open a shard directory at a time (the WAL is locked).
@@ -59,8 +66,11 @@ from qdrant_edge import (
     PayloadSchemaType,
     Point,
     Prefetch,
+    QuantizationSearchParams,
     Query,
     QueryRequest,
+    ScalarQuantizationConfig,
+    ScalarType,
     ScoredPoint,
     SearchParams,
     SnowballLanguage,
@@ -197,6 +207,7 @@ class QdrantEdgeStore:
         min_rescore_candidates: int = 100,
         indexing_threshold_kb: int | None = None,
         hnsw_ef: int | None = None,
+        quantization: bool = True,
     ) -> None:
         """Open (lazily) the collections under ``path``.
 
@@ -206,7 +217,9 @@ class QdrantEdgeStore:
         found on the prefix vector. ``indexing_threshold_kb`` (collections created from now on; Qdrant's
         default when ``None``) is the segment size in KB of vectors above which :meth:`optimize` builds HNSW.
         ``hnsw_ef`` is the HNSW search beam of dense searches (of stage 1 in a Matryoshka collection; Qdrant's
-        default, at least the number of results asked, when ``None``).
+        default, at least the number of results asked, when ``None``). ``quantization`` gives collections created
+        from now on an int8 copy of the indexed vector to build and walk the graph on (see the module docstring);
+        existing collections keep the layout they were created with.
         """
         self.path = Path(path)
         self.batch_size = batch_size
@@ -216,6 +229,7 @@ class QdrantEdgeStore:
         self.min_rescore_candidates = min_rescore_candidates
         self.indexing_threshold_kb = indexing_threshold_kb
         self.hnsw_ef = hnsw_ef
+        self.quantization = quantization
         self._lock = threading.RLock()
         self._open: dict[str, _Collection] = {}
 
@@ -274,7 +288,8 @@ class QdrantEdgeStore:
                 optimizers = None
                 if self.indexing_threshold_kb is not None:
                     optimizers = EdgeOptimizersConfig(indexing_threshold=self.indexing_threshold_kb)
-                config = EdgeConfig(vectors=_vector_params(dimension, index_dimension), optimizers=optimizers)
+                vectors = _vector_params(dimension, index_dimension, quantized=self.quantization)
+                config = EdgeConfig(vectors=vectors, optimizers=optimizers)
                 shard = self._call(f"create vector collection {name!r}", EdgeShard.create, str(folder), config)
                 self._open[name] = _Collection(shard, dimension, index_dimension)
                 self._ensure_indexes(name, shard)
@@ -570,8 +585,9 @@ class QdrantEdgeStore:
             params=self._search_params(),
         )
 
-    def _search_params(self) -> SearchParams | None:
-        return None if self.hnsw_ef is None else SearchParams(hnsw_ef=self.hnsw_ef)
+    def _search_params(self) -> SearchParams:
+        # rescoring with the float32 vectors is Qdrant's default; asked for explicitly as the scores depend on it
+        return SearchParams(hnsw_ef=self.hnsw_ef, quantization=QuantizationSearchParams(rescore=True))
 
     def _query(self, name: str, collection: _Collection, request: QueryRequest) -> list[VectorHit]:
         points: list[ScoredPoint] = self._call(f"search {name!r}", collection.shard.query, request)
@@ -591,15 +607,19 @@ class QdrantEdgeStore:
             raise VectorStoreError(f"cannot {what}: {message}") from exc
 
 
-def _vector_params(dimension: int, index_dimension: int | None) -> EdgeVectorParams | dict[str, EdgeVectorParams]:
-    """The unnamed dense vector, or the ``full`` + ``index`` pair of a Matryoshka collection."""
+def _vector_params(
+    dimension: int, index_dimension: int | None, *, quantized: bool
+) -> EdgeVectorParams | dict[str, EdgeVectorParams]:
+    """The unnamed dense vector, or the ``full`` + ``index`` pair of a Matryoshka collection; with ``quantized``
+    the HNSW-indexed one gets an int8 copy in RAM."""
+    int8 = ScalarQuantizationConfig(ScalarType.Int8, quantile=0.99, memory=Memory.Pinned) if quantized else None
     if index_dimension is None:
-        return EdgeVectorParams(size=dimension, distance=Distance.Dot)
+        return EdgeVectorParams(size=dimension, distance=Distance.Dot, quantization_config=int8)
     # m=0: no HNSW graph for the full vector (it is only rescored); Cold: memory-mapped, not pre-warmed
     no_graph = HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000)
     return {
         _FULL_VECTOR: EdgeVectorParams(size=dimension, distance=Distance.Dot, memory=Memory.Cold, hnsw_config=no_graph),
-        _INDEX_VECTOR: EdgeVectorParams(size=index_dimension, distance=Distance.Dot),
+        _INDEX_VECTOR: EdgeVectorParams(size=index_dimension, distance=Distance.Dot, quantization_config=int8),
     }
 
 
