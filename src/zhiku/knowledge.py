@@ -271,20 +271,20 @@ def register_files(
     ]
     stored = [(index, item) for index, item in enumerate(results) if isinstance(item, _Stored)]
 
-    def register(session: Session, item: _Stored) -> Registration:
-        when = labels.document_date or item.modified
-        return _register_blob(session, zhiku, kb, item, lambda row: _apply_labels(row, tags, metadata, when))
+    def label(row: Document, item: _Stored) -> None:
+        _apply_labels(row, tags, metadata, labels.document_date or item.modified)
 
     try:
         with zhiku.db.session() as session:
-            done = [(index, register(session, item)) for index, item in stored]
+            outcomes = _register_blobs(session, zhiku, kb, [item for _, item in stored], label)
+            done = [(index, outcome) for (index, _), outcome in zip(stored, outcomes, strict=True)]
     except Exception:
         if len(stored) <= 1:
             raise
         done = []
         for index, item in stored:
             with zhiku.db.session() as session:
-                done.append((index, register(session, item)))
+                done.append((index, _register_blobs(session, zhiku, kb, [item], label)[0]))
     for index, registration in done:
         results[index] = registration
     registrations = [r for r in results if isinstance(r, Registration)]
@@ -367,34 +367,74 @@ def label_document(
         return row
 
 
-def _register_blob(
-    session: Session, zhiku: Zhiku, kb: KnowledgeBase, stored: _Stored, label: Callable[[Document], None]
+_LIVE = (DocumentStatus.ready, DocumentStatus.queued, DocumentStatus.parsing, DocumentStatus.embedding)
+"""Statuses of a document whose content counts as present (a new file with the same content is a duplicate)."""
+
+
+def _register_blobs(
+    session: Session,
+    zhiku: Zhiku,
+    kb: KnowledgeBase,
+    items: Sequence[_Stored],
+    label: Callable[[Document, _Stored], None],
+) -> list[Registration]:
+    """Register stored contents under their sources (new document, new version, duplicate or unchanged), in
+    order, applying ``label`` to each document row, in the caller's transaction.
+
+    Three queries for the whole batch (documents by source, live documents by content, queued jobs of the known
+    documents), one flush at the end: each file still sees the ones before it (a second file with the same content
+    is a duplicate of the first, the same source twice is a new version).
+    """
+    sources = {item.source for item in items}
+    by_source = {
+        d.source: d
+        for d in session.scalars(select(Document).where(Document.kb_id == kb.id, Document.source.in_(sources)))
+    }
+    by_hash: dict[str, list[Document]] = {}
+    hashes = {item.sha256 for item in items}
+    live = select(Document).where(
+        Document.kb_id == kb.id, Document.content_hash.in_(hashes), Document.status.in_(_LIVE)
+    )
+    for row in session.scalars(live):
+        by_hash.setdefault(row.content_hash, []).append(row)
+    queued: dict[str, list[Job]] = {}
+    if by_source:
+        known = [d.id for d in by_source.values()]
+        for job in session.scalars(select(Job).where(Job.document_id.in_(known), Job.status == JobStatus.queued)):
+            queued.setdefault(job.document_id or "", []).append(job)
+    registrations = []
+    for item in items:
+        registration = _register_one(session, zhiku, kb, item, by_source, by_hash, queued)
+        label(by_source[item.source], item)
+        registrations.append(registration)
+    session.flush()
+    return registrations
+
+
+def _register_one(
+    session: Session,
+    zhiku: Zhiku,
+    kb: KnowledgeBase,
+    stored: _Stored,
+    by_source: dict[str, Document],
+    by_hash: dict[str, list[Document]],
+    queued: dict[str, list[Job]],
 ) -> Registration:
-    """Register stored content under its source (new document, new version, duplicate or unchanged) and apply
-    ``label`` to the document row, in the caller's transaction."""
+    """One file of :func:`_register_blobs`; updates its lookup tables with the rows it adds or changes."""
     source, filename, sha, size = stored.source, stored.display, stored.sha256, stored.size
-    document = session.scalar(select(Document).where(Document.kb_id == kb.id, Document.source == source))
+    document = by_source.get(source)
     if document is not None:
         in_flight = document.pending_hash == sha
         if (document.content_hash == sha and document.status == DocumentStatus.ready) or in_flight:
-            label(document)
             return Registration(source, "unchanged", document.id, message="content unchanged")
-    twin = session.scalar(
-        select(Document).where(
-            Document.kb_id == kb.id,
-            Document.content_hash == sha,
-            Document.status.in_([DocumentStatus.ready, DocumentStatus.queued, DocumentStatus.parsing,
-                                 DocumentStatus.embedding]),
-            Document.source != source,
-        )
-    )  # fmt: skip
+    twin = next((d for d in by_hash.get(sha, []) if d.source != source and d.status in _LIVE), None)
     if twin is not None and (document is None or document.version == 0):
         document = document or Document(id=new_id(), kb_id=kb.id, source=source)
         document.filename, document.content_hash, document.size_bytes = filename, sha, size
         document.status, document.duplicate_of = DocumentStatus.duplicate, twin.id
         document.pending_version = document.pending_hash = None
         session.add(document)
-        label(document)
+        by_source[source] = document
         return Registration(source, "duplicate", document.id, message=f"same content as {twin.filename} ({twin.id})")
     if document is None:
         document = Document(id=new_id(), kb_id=kb.id, source=source, content_hash=sha, version=0)
@@ -405,21 +445,22 @@ def _register_blob(
     document.filename, document.size_bytes = filename, size
     document.pending_hash = sha
     document.status, document.error, document.duplicate_of = DocumentStatus.queued, None, None
-    label(document)
-    session.flush()
+    by_source[source] = document
+    bucket = by_hash.setdefault(document.content_hash, [])  # a changed document keeps its old content until ingested
+    if document not in bucket:
+        bucket.append(document)
     job = Job(
+        id=new_id(),
         kind=INGEST_KIND,
         kb_id=kb.id,
         document_id=document.id,
         max_attempts=zhiku.settings.job_max_attempts,
         payload={"version": document.pending_version, "sha256": sha},
     )
-    for old in session.scalars(
-        select(Job).where(Job.document_id == document.id, Job.status == JobStatus.queued)
-    ):  # a newer upload supersedes a queued one
+    for old in queued.get(document.id, []):  # a newer upload supersedes a queued one
         old.status, old.error = JobStatus.cancelled, "superseded by a newer version"
+    queued[document.id] = [job]
     session.add(job)
-    session.flush()
     return Registration(source, "queued", document.id, job.id)
 
 

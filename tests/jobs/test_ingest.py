@@ -144,6 +144,26 @@ def test_register_files_registers_a_batch_in_order(zhiku: Zhiku, tmp_path: Path)
     assert rows == {"policy.md": "ready", "退货.txt": "ready", "copy.md": "duplicate", "renamed.txt": "duplicate"}
 
 
+def test_one_source_twice_in_a_batch_keeps_the_last_version(zhiku: Zhiku, tmp_path: Path) -> None:
+    """Registration looks rows up once per batch: a file must still see the ones registered before it."""
+    kb = create_knowledge_base(zhiku, "twice")
+    first = write(tmp_path / "a", "policy.md", ENGLISH)
+    second = write(tmp_path / "b", "policy.md", ENGLISH + "\nReturns need a receipt.\n")
+    again = write(tmp_path / "c", "policy.md", ENGLISH + "\nReturns need a receipt.\n")
+    outcomes = register_files(zhiku, kb, [NewFile(first, "doc:1"), NewFile(second, "doc:1"), NewFile(again, "doc:1")])
+    assert [r.outcome for r in outcomes] == ["queued", "queued", "unchanged"]
+    assert outcomes[0].document_id == outcomes[1].document_id == outcomes[2].document_id
+    with zhiku.db.session() as session:
+        jobs = {j.id: (j.status, j.payload["version"]) for j in session.scalars(select(Job))}
+    assert jobs == {outcomes[0].job_id: ("cancelled", 1), outcomes[1].job_id: ("queued", 2)}
+    run_all(zhiku)
+    with zhiku.db.session() as session:
+        document = session.get_one(Document, outcomes[0].document_id)
+        texts = " ".join(session.scalars(select(Chunk.text).where(Chunk.document_id == document.id)))
+    assert (document.status, document.version) == ("ready", 2)
+    assert "receipt" in texts
+
+
 def test_identical_chunks_are_embedded_once(zhiku: Zhiku, tmp_path: Path) -> None:
     kb = create_knowledge_base(zhiku, "kb", chunk_tokens=32, chunk_overlap=0)
     register_file(zhiku, kb, write(tmp_path, "one.md", ENGLISH + "\nOne.\n"))
