@@ -288,10 +288,10 @@ def test_padded_tokenizer_is_not_mutated(minilm: Tokenizer) -> None:
 
 def test_over_budget_chunks_are_resplit(qwen3: Tokenizer) -> None:
     """The safety net behind the ；/，substitution: a span over the budget on the original text is re-split."""
-    from zhiku.documents.chunking import _counter_callback, _enforce_limit
+    from zhiku.documents.chunking import _enforce_limit
 
     text = "前言。" + "很长的一句话，" * 20 + "结束。"
-    spans = _enforce_limit(text, [(0, 3), (3, len(text))], _counter_callback(qwen3), qwen3, 16)
+    spans = _enforce_limit(text, [(0, 3), (3, len(text))], qwen3, 16)
     assert spans[0] == (0, 3, n_tokens(qwen3, "前言。"))
     assert len(spans) > 3
     assert all(tokens == n_tokens(qwen3, text[a:b]) <= 16 for a, b, tokens in spans)

@@ -16,8 +16,15 @@ are counted by a memoised callback into the caller's tokenizer. Around the libra
   ，shown as 。 too (a second pass), so a long sentence is cut after a clause. Offsets map 1:1 to the original.
 * **Bounded re-runs**: large plain-text ranges are split at blank lines into runs of >= 64 chunks' worth of
   characters, so the second pass only re-chunks the runs that need it.
+* **One tokenization per range**: the splitter asks the size of many candidate pieces of a range (a binary search
+  over its semantic levels). The range is tokenized once, with offsets, and a piece's size is the number of
+  those tokens it overlaps (found by bisection); only a piece that is not a substring of the range is tokenized
+  on its own. Measured on the shared corpora (documents of 2 and 20 passages): all-MiniLM-L6-v2's WordPiece
+  chunking 1.7-2x faster (7.2 tokenizer calls per two-passage document down to 2) with identical chunks; USE's
+  sentencepiece about as fast as before (its offsets cost more), with up to 0.8% more chunks at 128 tokens.
 * **Exact token counts**: every chunk is re-counted on the original text with the caller's tokenizer (no special
-  tokens, no padding, no truncation); a chunk the substitution pushed over the budget is re-split.
+  tokens, no padding, no truncation), all chunks of a document in one call; a chunk over the budget (pushed by
+  the substitution, or by a piece tokenizing differently alone than in context) is re-split.
 """
 
 from __future__ import annotations
@@ -69,6 +76,8 @@ class _Tokenizer(Protocol):
 
     def encode_batch_fast(self, inputs: Sequence[str], add_special_tokens: bool = ...) -> list[Any]: ...
 
+    def encode_batch(self, inputs: Sequence[str], add_special_tokens: bool = ...) -> list[Any]: ...
+
 
 def chunk_document(
     doc: ParsedDocument,
@@ -119,7 +128,7 @@ def chunk_document(
         pieces = [(lo, hi)] if use_markdown else _paragraph_runs(text, lo, hi, _RUN_CHUNKS * chunk_tokens)
         for start, end in pieces:
             spans.extend(_split_range(text, start, end, splitter))
-    counted = _drop_contained(_enforce_limit(text, spans, splitter.size, counter, chunk_tokens))
+    counted = _drop_contained(_enforce_limit(text, spans, counter, chunk_tokens))
 
     pages = _PageIndex(doc)
     return [
@@ -197,12 +206,11 @@ def _drop_contained(spans: list[tuple[int, int, int]]) -> list[tuple[int, int, i
 
 
 def _enforce_limit(
-    text: str, spans: list[tuple[int, int]], size: Callable[[str], int], counter: _Tokenizer, chunk_tokens: int
+    text: str, spans: list[tuple[int, int]], counter: _Tokenizer, chunk_tokens: int
 ) -> list[tuple[int, int, int]]:
-    """Count every span on the original text; re-split the ones over the budget (the splitter saw the ；/，
-    substituted text). ``size`` is the splitter's memoised counter: a chunk without substitutions is a text it
-    already counted. Returns ``(start, end, tokens)``."""
-    counts = [size(text[start:end]) for start, end in spans]
+    """Count every span exactly on the original text; re-split the ones over the budget (the splitter saw the
+    ；/，substituted text and estimated sizes). Returns ``(start, end, tokens)``."""
+    counts = _count(counter, [text[start:end] for start, end in spans])
     if all(count <= chunk_tokens for count in counts):
         return [(start, end, count) for (start, end), count in zip(spans, counts, strict=True)]
     exact = _splitter(counter, chunk_tokens, 0, markdown=False)
@@ -383,8 +391,8 @@ class _Splitter:
     """``semantic-text-splitter`` returning ``(start, end)`` character spans of non-blank chunks.
 
     Built with ``from_callback`` rather than ``from_huggingface_tokenizer``: the latter copies the tokenizer into
-    Rust (0.5-0.8 s for Qwen3's vocabulary, per configuration), and measured end to end on 1 MB of Chinese the
-    callback splitter is as fast (the token counting dominates either way).
+    Rust (0.5-0.8 s for Qwen3's vocabulary, per configuration). The callback sizes pieces from one tokenization of
+    the text being split (see the module docs); :func:`_enforce_limit` makes the final counts exact.
 
     semantic-text-splitter 0.33 panics when a chunk's trimmed start lies before the previous chunk's (its
     byte-to-character offset mapping only moves forward). ``MarkdownSplitter`` with overlap does that, because it
@@ -394,22 +402,44 @@ class _Splitter:
 
     def __init__(self, counter: _Tokenizer, chunk_tokens: int, overlap_tokens: int, markdown: bool) -> None:
         self._kind = MarkdownSplitter if markdown else TextSplitter
-        self.size = _counter_callback(counter)
-        """Memoised token count of a text (the splitter's own callback)."""
+        self._counter = counter
+        self._exact = _counter_callback(counter)
+        self._view = ""
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        self._sizes: dict[str, int] = {}
         self._capacity = chunk_tokens
         self._overlap = overlap_tokens
         self._trim = not (markdown and overlap_tokens > 0)
-        self._splitter = self._kind.from_callback(self.size, chunk_tokens, overlap=overlap_tokens, trim=self._trim)
+        self._splitter = self._kind.from_callback(self._size, chunk_tokens, overlap=overlap_tokens, trim=self._trim)
+
+    def _size(self, piece: str) -> int:
+        """Tokens of ``piece``: the range's tokens it overlaps, or (not a substring) its own count."""
+        size = self._sizes.get(piece)
+        if size is None:
+            at = self._view.find(piece) if piece else -1
+            if at < 0:
+                size = self._exact(piece)
+            else:
+                first = bisect.bisect_right(self._ends, at)  # the first token ending inside or after the piece
+                size = bisect.bisect_left(self._starts, at + len(piece)) - first
+            self._sizes[piece] = size
+        return size
 
     def spans(self, view: str) -> list[tuple[int, int]]:
         """Chunk ``view``; the library reports character (code point) offsets."""
+        self._view = view
+        self._sizes.clear()
+        offsets = self._counter.encode_batch([view], add_special_tokens=False)[0].offsets if view else []
+        self._starts = [start for start, _ in offsets]
+        self._ends = [end for _, end in offsets]
         try:
             chunks = self._splitter.chunk_indices(view)
         except BaseException as exc:
             if type(exc).__name__ != "PanicException" or not self._trim:
                 raise
             chunks = self._kind.from_callback(
-                self.size, self._capacity, overlap=self._overlap, trim=False
+                self._size, self._capacity, overlap=self._overlap, trim=False
             ).chunk_indices(view)
         return [
             (offset + len(chunk) - len(chunk.lstrip()), offset + len(chunk.rstrip()))
