@@ -128,7 +128,7 @@ class Settings(BaseSettings):
     )
     vector_quantization: Literal["int8", "none"] = Field(
         default="int8",
-        description="Dense vectors of new embedded (Qdrant Edge) collections: `int8` keeps a scalar-quantized copy "
+        description="Dense vectors of new collections (Qdrant Edge or server): `int8` keeps a scalar-quantized copy "
         "in RAM that the HNSW graph is built and walked on, candidates rescored with the float32 vectors (4x less "
         "memory to walk, ~2.6x faster index builds); `none` walks the float32 vectors.",
     )

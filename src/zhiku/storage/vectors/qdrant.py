@@ -56,12 +56,16 @@ class QdrantStore:
         batch_size: int = 256,
         rrf_k: int = 60,
         rescore_factor: int = 4,
+        quantization: bool = True,
     ) -> None:
+        """Connect to ``url`` (or open local mode at ``path``). ``quantization`` gives new collections an int8
+        scalar-quantized copy of the HNSW-indexed vector in RAM (hits rescored with the float32 vectors)."""
         if (url is None) == (path is None):
             raise ValueError("QdrantStore needs exactly one of url= or path=")
         self.client = QdrantClient(url=url, api_key=api_key) if url else QdrantClient(path=str(path))
         self.shards, self.replicas = shards, replicas
         self.batch_size, self.rrf_k, self.rescore_factor = batch_size, rrf_k, rescore_factor
+        self.quantization = quantization
         self._layouts: dict[str, tuple[int, int | None]] = {}
         self._lock = threading.RLock()  # local mode is not thread-safe; a server client is, but cheap to keep
 
@@ -91,12 +95,19 @@ class QdrantStore:
                     raise ConflictError(f"vector collection {name!r} already exists with another index dimension",
                                         param="index_dimension")  # fmt: skip
                 return
+            int8 = (
+                models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
+                    type=models.ScalarType.INT8, quantile=0.99, always_ram=True))
+                if self.quantization else None
+            )  # fmt: skip
             vectors: dict[str, models.VectorParams] = {
                 DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE,
-                                           hnsw_config=models.HnswConfigDiff(m=0) if index_dimension else None),
+                                           hnsw_config=models.HnswConfigDiff(m=0) if index_dimension else None,
+                                           quantization_config=None if index_dimension else int8),
             }  # fmt: skip
             if index_dimension is not None:
-                vectors[INDEX] = models.VectorParams(size=index_dimension, distance=models.Distance.COSINE)
+                vectors[INDEX] = models.VectorParams(size=index_dimension, distance=models.Distance.COSINE,
+                                                     quantization_config=int8)  # fmt: skip
             sparse = {SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)}
             self._call(f"create vector collection {name!r}", self.client.create_collection, name,
                        vectors_config=vectors, shard_number=self.shards, replication_factor=self.replicas,
