@@ -151,7 +151,7 @@ def ingest(
     """Ingest files into a knowledge base with a progress bar, then print what happened to each file."""
     from zhiku.ingest.sources import SourceProblem, iter_sources
     from zhiku.jobs.runner import JobRunner
-    from zhiku.knowledge import Labels, Registration, get_knowledge_base, register_files
+    from zhiku.knowledge import Labels, Registration, get_knowledge_base, group_size, register_files
     from zhiku.search.filters import normalize_tag
 
     labels = Labels(tags=[normalize_tag(t) for t in tag] if tag else None, metadata=_parse_meta(meta) if meta else None)
@@ -168,7 +168,7 @@ def ingest(
                 registrations.append(Registration(str(item.path), "failed", message=item.message))
                 continue
             batch.append(item.path)
-            if len(batch) >= zhiku.settings.ingest_batch_documents:
+            if len(batch) >= group_size(zhiku, len(registrations)):
                 registrations += register_files(zhiku, kb, batch, labels=labels)
                 batch = []
         registrations += register_files(zhiku, kb, batch, labels=labels)

@@ -292,15 +292,28 @@ def register_files(
     return registrations
 
 
+FIRST_GROUP = 4
+"""Files in the first registration group: few, so that a worker starts parsing them (and the model embedding them)
+at once instead of waiting for a full group to be stored and registered."""
+
+
+def group_size(zhiku: Zhiku, registered: int) -> int:
+    """How many files to register in the next group, ``registered`` files having been handled before it."""
+    size = zhiku.settings.ingest_batch_documents
+    return min(FIRST_GROUP, size) if registered == 0 else size
+
+
 def register_in_groups(
     zhiku: Zhiku, kb: KnowledgeBase, files: Sequence[Path | NewFile], *, labels: Labels | None = None
 ) -> list[Registration]:
-    """:func:`register_files` a group of ``ingest_batch_documents`` files at a time, as ``zhiku ingest`` does:
-    the first group's jobs are queued (and can start) while the rest are still being stored."""
-    size = zhiku.settings.ingest_batch_documents
+    """:func:`register_files` a group at a time (:func:`group_size`), as ``zhiku ingest`` does: the first group's
+    jobs are queued (and can start) while the rest are still being stored."""
     registrations: list[Registration] = []
-    for start in range(0, len(files), size):
-        registrations += register_files(zhiku, kb, files[start : start + size], labels=labels)
+    start = 0
+    while start < len(files):
+        end = start + group_size(zhiku, start)
+        registrations += register_files(zhiku, kb, files[start:end], labels=labels)
+        start = end
     return registrations
 
 
