@@ -29,6 +29,7 @@ import pytest
 from zhiku.config import Settings
 from zhiku.embedding import create_embedder, resolve_model
 from zhiku.embedding.base import Embedder
+from zhiku.errors import InvalidInputError
 
 MODEL = "use-multilingual-v3"
 
@@ -205,3 +206,19 @@ def test_english_query_ranks_its_chinese_sentence_first(embedder: Embedder) -> N
 
     failures = top1_failures(ENGLISH, queries @ documents.T, CHINESE)
     assert not failures, f"{len(failures)}/{len(ENGLISH)} English queries missed:\n" + "\n".join(failures)
+
+
+def test_known_token_counts_give_the_same_result(embedder: Embedder) -> None:
+    """Chunks carry their token counts: passing them skips a tokenization and changes nothing, and a count over
+    the limit (or a wrong one of zero) still goes through the tokenizer."""
+    texts = ["知识库的向量检索", "hello world, this is zhiku", "word " * 2000]
+    counts = [len(e) for e in embedder.tokenizer.encode_batch(texts, add_special_tokens=False)]
+    plain = embedder.embed(texts)
+    known = embedder.embed(texts, token_counts=counts)
+    np.testing.assert_allclose(known.vectors, plain.vectors, atol=1e-6)
+    assert known.token_counts == plain.token_counts
+    assert known.truncated == plain.truncated == [False, False, True]
+    zero = embedder.embed(texts, token_counts=[0, counts[1], counts[2]])
+    assert zero.token_counts == plain.token_counts
+    with pytest.raises(InvalidInputError, match="token counts"):
+        embedder.embed(texts, token_counts=counts[:2])

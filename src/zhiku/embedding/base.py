@@ -158,11 +158,14 @@ class Embedder(ABC):
         instruction: str | None = None,
         dimensions: int | None = None,
         truncate: TruncateMode | None = None,
+        token_counts: Sequence[int] | None = None,
     ) -> EmbeddingResult:
         """Embed ``inputs`` as queries or documents.
 
         ``instruction`` is a preset name or a custom task (queries of instruction-aware models only);
         ``dimensions`` a Matryoshka size; ``truncate`` how to treat inputs over the model's token limit.
+        ``token_counts``, when the caller already knows them (chunks are counted with :attr:`tokenizer` when they
+        are made), are the inputs' content tokens: inputs within the limit are then not tokenized again here.
         """
         texts = validate_texts(inputs, max_chars=self.settings.max_input_chars)
         dimension = self.spec.check_dimension(dimensions)
@@ -181,7 +184,15 @@ class Embedder(ABC):
         owners: list[int] = []
         weights: list[int] = []
         truncated = [False] * len(texts)
-        for index, (text, encoding) in enumerate(zip(texts, self._encodings(texts), strict=True)):
+        if token_counts is not None and len(token_counts) != len(texts):
+            raise InvalidInputError(f"{len(token_counts)} token counts for {len(texts)} inputs", param="token_counts")
+        for index, (text, encoding) in enumerate(zip(texts, self._known_or_encoded(texts, token_counts, budget),
+                                                     strict=True)):  # fmt: skip
+            if isinstance(encoding, int):  # known to fit: one window
+                pieces.append(self.format_input(text, input_type, instruction))
+                owners.append(index)
+                weights.append(encoding)
+                continue
             windows = self._windows(index, text, encoding, budget, mode)
             truncated[index] = mode == "end" and len(encoding) > budget
             for window_text, window_tokens in windows:
@@ -208,6 +219,16 @@ class Embedder(ABC):
         )
 
     # -- internals -----------------------------------------------------------------------------------------
+    def _known_or_encoded(
+        self, texts: list[str], token_counts: Sequence[int] | None, budget: int
+    ) -> list[int | Encoding]:
+        """Each text's known token count when it fits ``budget``, else its encoding (tokenized here)."""
+        if token_counts is None:
+            return list(self._encodings(texts))
+        unknown = [i for i, count in enumerate(token_counts) if not 0 < count <= budget]
+        encoded = dict(zip(unknown, self._encodings([texts[i] for i in unknown]), strict=True))
+        return [encoded.get(i, count) for i, count in enumerate(token_counts)]
+
     def _overhead_tokens(self, input_type: InputType, instruction: str | None) -> int:
         """Tokens added around the text: the query template or document prompt, plus special tokens."""
         wrapper = self.format_input("", input_type, instruction)

@@ -160,11 +160,12 @@ def _index(
     if not saved:
         return outcomes
     _save_chunks(zhiku, saved)  # also moves the documents to status "embedding"
-    texts = [span.text for item in saved for span in item.spans]
-    total = max(1, len(texts))
+    spans = [span for item in saved for span in item.spans]
+    total = max(1, len(spans))
     vectors = embed_with_cache(
-        zhiku, kb, embedder, texts, lambda done: progress.report("embedding", 0.1 + 0.8 * done / total)
-    )
+        zhiku, kb, embedder, [span.text for span in spans],
+        lambda done: progress.report("embedding", 0.1 + 0.8 * done / total), [span.tokens for span in spans],
+    )  # fmt: skip
     live = _drop_cancelled(saved, progress.report("indexing", 0.92, force=True), outcomes)
     keep = {item.job_id for item in live}
     points: list[VectorPoint] = []
@@ -277,9 +278,17 @@ def _save_chunks(zhiku: Zhiku, items: list[_Prepared]) -> None:
 
 
 def embed_with_cache(
-    zhiku: Zhiku, kb: KnowledgeBase, embedder: Embedder, texts: list[str], on_progress: Callable[[int], object]
+    zhiku: Zhiku,
+    kb: KnowledgeBase,
+    embedder: Embedder,
+    texts: list[str],
+    on_progress: Callable[[int], object],
+    token_counts: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Embed ``texts`` as documents, reusing cached vectors of identical texts and embedding each new one once.
+
+    ``token_counts`` are the texts' content tokens when known (chunks carry them), so the model's tokenizer
+    does not count them again.
 
     New texts are embedded in calls of at most :data:`EMBED_BATCH`, of even size (no small tail call), sorted by
     length so that texts of similar length share a call (less padding); ``on_progress`` gets the number of texts
@@ -298,6 +307,7 @@ def embed_with_cache(
             )
             found.update({h: np.frombuffer(v, dtype="<f4") for h, v in rows})
     text_of = dict(zip(hashes, texts, strict=True))
+    tokens_of = dict(zip(hashes, token_counts, strict=True)) if token_counts is not None else None
     missing = sorted((h for h in unique if h not in found), key=lambda h: len(text_of[h]))
     uses = Counter(hashes)
     done = len(texts) - sum(uses[h] for h in missing)
@@ -305,7 +315,9 @@ def embed_with_cache(
     size = math.ceil(len(missing) / math.ceil(len(missing) / EMBED_BATCH)) if missing else 1  # 75 -> 38 + 37
     for start in range(0, len(missing), size):
         batch = missing[start : start + size]
-        result = embedder.embed([text_of[h] for h in batch], input_type="document", dimensions=kb.dimension)
+        counts = [tokens_of[h] for h in batch] if tokens_of is not None else None
+        result = embedder.embed([text_of[h] for h in batch], input_type="document", dimensions=kb.dimension,
+                                token_counts=counts)  # fmt: skip
         found.update(zip(batch, result.vectors, strict=True))
         _cache_vectors(zhiku, key, batch, result.vectors)
         done += sum(uses[h] for h in batch)
