@@ -426,3 +426,55 @@ def test_quantized_index_returns_exact_scores(tmp_path: Path, quantization: bool
                 assert hit.score == pytest.approx(by_id[hit.id], abs=1e-5)
             hybrid = store.search_hybrid(COLLECTION, query, "", top_k=5)
             assert hybrid[0].id == hits[0].id
+
+
+def _graph_bytes(folder: Path) -> int:
+    """Bytes of the HNSW link files of every segment of a shard (the main graph plus any per-value graphs)."""
+    return sum(f.stat().st_size for f in folder.glob("segments/*/vector_index*/links*.bin"))
+
+
+def test_text_and_kb_indexes_build_no_per_value_graphs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Qdrant builds an extra HNSW graph for each indexed value held by between ``full_scan_threshold`` points
+    and about an eighth of a segment; for the text index that is one graph per frequent word (the 1M-chunk build
+    spent more than an hour on them). The current indexes do not; a store with indexes made before that
+    re-creates them at its next optimisation, and its searches keep working."""
+    import zhiku.storage.vectors.qdrant_edge as edge
+
+    # 4096-d vectors so that the threshold (10 MB of vectors: 625 points) is below an eighth of 8000 points
+    rng = np.random.default_rng(5)
+    vectors = rng.standard_normal((8000, 4096)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    points = [
+        make_point(v, text=f"{'alpha' if i % 10 == 0 else 'beta'} chunk {i}", document_id=f"d{i % 20}")
+        for i, v in enumerate(vectors)
+    ]
+    old_style = {
+        "kb_id": edge.PayloadSchemaType.Keyword,
+        "document_id": edge.PayloadSchemaType.Keyword,
+        "version": edge.PayloadSchemaType.Integer,
+        "text": edge.TextIndexParams(tokenizer=edge.TokenizerType.Multilingual, lowercase=True, scoring=True),
+    }
+    sizes = {}
+    for style in ("old", "current"):
+        with monkeypatch.context() as patch:
+            if style == "old":
+                patch.setattr(edge, "_payload_indexes", lambda: old_style)
+                patch.setattr(QdrantEdgeStore, "_upgrade_indexes", lambda *args: None)
+            with QdrantEdgeStore(tmp_path / style) as store:
+                store.ensure_collection(COLLECTION, 4096)
+                store.upsert(COLLECTION, points)
+                store.optimize(COLLECTION)
+        sizes[style] = _graph_bytes(tmp_path / style / COLLECTION)
+    # the 800 "alpha" points get a graph of their own with the old indexes (about 8% more links here)
+    assert sizes["current"] < 0.96 * sizes["old"], sizes
+
+    with QdrantEdgeStore(tmp_path / "old") as store:
+        store.optimize(COLLECTION)
+        schema = store._open[COLLECTION].shard.info().payload_schema
+        for field in ("kb_id", "version", "text"):
+            assert schema[field].params.enable_hnsw is False, field
+            assert schema[field].points == len(points), field
+        assert store.count(COLLECTION) == len(points)
+        hits = store.search_text(COLLECTION, "alpha", top_k=1000)
+        assert {h.id for h in hits} == {p.id for p in points[::10]}
+        assert store.search_dense(COLLECTION, vectors[42], top_k=1)[0].id == points[42].id

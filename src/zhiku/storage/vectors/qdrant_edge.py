@@ -4,7 +4,8 @@ Layout: ``<path>/<name>/`` is an Edge shard directory (``edge_config.json``, ``w
 has one unnamed dense vector (dot product; vectors are L2-normalised here, so scores are cosine similarities),
 keyword indexes on ``kb_id`` and ``document_id``, an integer index on ``version`` and a BM25-scored text index
 with the multilingual tokenizer on ``text``: CJK text is segmented into dictionary words, so Chinese queries match
-Chinese text (a compound such as 大熊猫 is one token and is not matched by 熊猫 alone); English is stemmed.
+Chinese text (a compound such as 大熊猫 is one token and is not matched by 熊猫 alone); English is stemmed. Only
+``document_id`` gets Qdrant's per-value filter graphs (see :func:`_payload_indexes`).
 
 Hybrid search is one shard query: a dense ``Prefetch`` and a ``TextQuery`` ``Prefetch``, both filtered, fused by
 reciprocal rank fusion (``Fusion.Rrf``) inside Qdrant Edge.
@@ -60,6 +61,8 @@ from qdrant_edge import (
     Filter,
     Fusion,
     HnswIndexConfig,
+    IntegerIndexParams,
+    KeywordIndexParams,
     MatchAny,
     MatchValue,
     Memory,
@@ -121,14 +124,28 @@ def _text_index() -> TextIndexParams:
         lowercase=True,
         stemmer=SnowballParams(SnowballLanguage.English),
         scoring=True,
+        enable_hnsw=False,
     )
 
 
-_PAYLOAD_INDEXES: dict[str, Any] = {
-    KB_FIELD: PayloadSchemaType.Keyword,
-    DOCUMENT_FIELD: PayloadSchemaType.Keyword,
-    VERSION_FIELD: PayloadSchemaType.Integer,
-}
+def _payload_indexes() -> dict[str, Any]:
+    """The payload indexes of a shard, by field.
+
+    ``enable_hnsw=False`` except on ``document_id``. By default an optimisation builds, for every value of an
+    indexed field held by between ``full_scan_threshold`` (10 MB of vectors: 5,000 points of 512 dims) and about
+    an eighth of a segment's points, an extra HNSW graph over those points so that searches filtered on that value
+    stay connected. For the text index that is one graph per moderately frequent word, and dense searches are
+    never filtered by a word: building 100,000 chunks' graph took 119 s with them and 49 s without (2 cores); at a
+    million chunks, with hundreds of such words, more than 74 minutes without finishing. A collection holds one
+    knowledge base and searches never filter on a version, so ``kb_id`` and ``version`` need none either.
+    ``document_id`` keeps them: a search restricted to a large document walks its graph.
+    """
+    return {
+        KB_FIELD: KeywordIndexParams(enable_hnsw=False),
+        DOCUMENT_FIELD: PayloadSchemaType.Keyword,
+        VERSION_FIELD: IntegerIndexParams(lookup=True, range=False, enable_hnsw=False),
+        TEXT_FIELD: _text_index(),
+    }
 
 
 @dataclass
@@ -346,6 +363,7 @@ class QdrantEdgeStore:
         """
         collection = self._get(name)
         with self._lock:
+            self._upgrade_indexes(name, collection.shard)
             self._call(f"optimize vector collection {name!r}", collection.shard.optimize)
 
     def close(self) -> None:
@@ -561,8 +579,7 @@ class QdrantEdgeStore:
     def _ensure_indexes(self, name: str, shard: EdgeShard) -> None:
         """Create the payload indexes a shard lacks (caller holds the lock)."""
         schema = self._call(f"inspect vector collection {name!r}", shard.info).payload_schema
-        wanted: dict[str, Any] = {**_PAYLOAD_INDEXES, TEXT_FIELD: _text_index()}
-        for field_name, params in wanted.items():
+        for field_name, params in _payload_indexes().items():
             if field_name not in schema:
                 operation = UpdateOperation.create_field_index(field_name, params)
                 self._call(f"index {field_name!r} in {name!r}", shard.update, operation)
@@ -570,6 +587,29 @@ class QdrantEdgeStore:
         tokenizer = getattr(getattr(text_params, "params", None), "tokenizer", TokenizerType.Multilingual)
         if text_params is not None and tokenizer != TokenizerType.Multilingual:
             logger.warning("vector collection %r has a %s text index, not Multilingual: re-index it", name, tokenizer)
+
+    def _upgrade_indexes(self, name: str, shard: EdgeShard) -> None:
+        """Re-create payload indexes made before ``enable_hnsw=False`` (caller holds the lock).
+
+        Done before an optimisation, the step that would build their per-value graphs: re-creating the text
+        index re-tokenises every chunk (minutes at a million chunks), which should not delay opening a store.
+        """
+        schema = self._call(f"inspect vector collection {name!r}", shard.info).payload_schema
+        for field_name, params in _payload_indexes().items():
+            existing = schema.get(field_name)
+            if getattr(params, "enable_hnsw", None) is not False or existing is None:
+                continue
+            if getattr(existing.params, "enable_hnsw", None) is False:
+                continue
+            logger.info("re-creating the %r index of vector collection %r without per-value graphs", field_name, name)
+            self._call(
+                f"re-index {field_name!r} in {name!r}", shard.update, UpdateOperation.delete_field_index(field_name)
+            )
+            self._call(
+                f"re-index {field_name!r} in {name!r}",
+                shard.update,
+                UpdateOperation.create_field_index(field_name, params),
+            )
 
     def _stage_one(self, index_dimension: int, query: np.ndarray, wanted: int, selector: Filter | None) -> Prefetch:
         """Stage 1 of a Matryoshka search: HNSW candidates for the re-normalised prefix of ``query`` (1 x dim).
