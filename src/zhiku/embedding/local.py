@@ -18,6 +18,7 @@ import numpy as np
 from zhiku.config import Settings
 from zhiku.embedding.base import Embedder
 from zhiku.embedding.models import ModelSpec
+from zhiku.embedding.padding import plan_batches
 from zhiku.embedding.tokenization import counting_copy, special_token_count
 from zhiku.errors import ModelLoadError
 
@@ -137,12 +138,37 @@ class SentenceTransformerEmbedder(Embedder):
         return SentenceTransformer(modules=[transformer, pooling, Normalize()], device=self.settings.embedding_device)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
+        # sentence-transformers sorts by characters and cuts fixed runs; cut where the token counts jump instead
+        lengths = [len(encoding) for encoding in self._encodings(texts)]
+        order: list[int] = []
+        parts: list[np.ndarray] = []
         with self._lock:  # one forward pass at a time; torch already uses every core
-            vectors = self.model.encode(
-                texts,
-                batch_size=self.batch_size,
-                convert_to_numpy=True,
-                normalize_embeddings=False,
-                show_progress_bar=False,
-            )
-        return np.asarray(vectors, dtype=np.float32)
+            for rows in plan_batches(lengths, self.batch_size):
+                vectors = self.model.encode(
+                    [texts[i] for i in rows],
+                    batch_size=len(rows),
+                    convert_to_numpy=True,
+                    normalize_embeddings=False,
+                    show_progress_bar=False,
+                )
+                order.extend(rows)
+                parts.append(np.asarray(vectors, dtype=np.float32))
+        if not parts:
+            return np.zeros((0, self.spec.dimension), dtype=np.float32)
+        stacked = np.concatenate(parts)
+        out = np.empty_like(stacked)
+        out[order] = stacked
+        return out
+        # sentence-transformers sorts by characters and cuts fixed runs; cut where the token counts jump instead
+        lengths = [len(encoding) for encoding in self._encodings(texts)]
+        with self._lock:  # one forward pass at a time; torch already uses every core
+            for rows in plan_batches(lengths, self.batch_size):
+                vectors = self.model.encode(
+                    [texts[i] for i in rows],
+                    batch_size=len(rows),
+                    convert_to_numpy=True,
+                    normalize_embeddings=False,
+                    show_progress_bar=False,
+                )
+                out[rows] = vectors
+        return out

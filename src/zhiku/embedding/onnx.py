@@ -32,6 +32,7 @@ from tokenizers import Tokenizer
 from zhiku.config import Settings
 from zhiku.embedding.base import Embedder
 from zhiku.embedding.models import ModelSpec
+from zhiku.embedding.padding import plan_batches
 from zhiku.embedding.tokenization import counting_copy, special_token_count
 from zhiku.errors import ConfigError, ModelLoadError
 
@@ -228,20 +229,24 @@ class OnnxEmbedder(Embedder):
         self._lock = threading.Lock()
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths share a batch
         out = np.zeros((len(texts), self.spec.dimension), dtype=np.float32)
+        if not texts:
+            return out
         with self._lock:  # one run at a time: ONNX Runtime already uses every core
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start : start + self.batch_size]
-                encodings = self._tokenizer.encode_batch([texts[i] for i in rows])
-                ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
-                mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
-                types = np.asarray([e.type_ids for e in encodings], dtype=np.int64)
-                hidden = self.session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})[0]
+            encodings = self._tokenizer.encode_batch(texts)  # right-padded to the longest text
+            ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
+            mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
+            types = np.asarray([e.type_ids for e in encodings], dtype=np.int64)
+            lengths = mask.sum(axis=1)
+            for rows in plan_batches(lengths.tolist(), self.batch_size):
+                width = int(lengths[rows].max())  # each run is padded to its own longest text only
+                feed = {"input_ids": ids[rows, :width], "attention_mask": mask[rows, :width],
+                        "token_type_ids": types[rows, :width]}  # fmt: skip
+                hidden = self.session.run(None, feed)[0]
                 if self.pooling == "cls":
                     pooled = hidden[:, 0]
                 else:
-                    weights = mask[..., None].astype(np.float32)
+                    weights = feed["attention_mask"][..., None].astype(np.float32)
                     pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
                 out[rows] = pooled
         return out
