@@ -593,23 +593,17 @@ class QdrantEdgeStore:
 
         Done before an optimisation, the step that would build their per-value graphs: re-creating the text
         index re-tokenises every chunk (minutes at a million chunks), which should not delay opening a store.
+        Creating an index over an existing one replaces it, so searches never see the field unindexed.
         """
         schema = self._call(f"inspect vector collection {name!r}", shard.info).payload_schema
         for field_name, params in _payload_indexes().items():
             existing = schema.get(field_name)
-            if getattr(params, "enable_hnsw", None) is not False or existing is None:
+            if existing is None or getattr(params, "enable_hnsw", None) is not False:
                 continue
-            if getattr(existing.params, "enable_hnsw", None) is False:
-                continue
-            logger.info("re-creating the %r index of vector collection %r without per-value graphs", field_name, name)
-            self._call(
-                f"re-index {field_name!r} in {name!r}", shard.update, UpdateOperation.delete_field_index(field_name)
-            )
-            self._call(
-                f"re-index {field_name!r} in {name!r}",
-                shard.update,
-                UpdateOperation.create_field_index(field_name, params),
-            )
+            if getattr(existing.params, "enable_hnsw", None) is not False:
+                logger.info("re-creating the %r index of collection %r without per-value graphs", field_name, name)
+                operation = UpdateOperation.create_field_index(field_name, params)
+                self._call(f"re-index {field_name!r} in {name!r}", shard.update, operation)
 
     def _stage_one(self, index_dimension: int, query: np.ndarray, wanted: int, selector: Filter | None) -> Prefetch:
         """Stage 1 of a Matryoshka search: HNSW candidates for the re-normalised prefix of ``query`` (1 x dim).
