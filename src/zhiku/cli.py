@@ -597,7 +597,8 @@ def bench_search_command(
     with tempfile.TemporaryDirectory(prefix="zhiku-bench-search-") as scratch:
         folder = store or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
-        vector_store = QdrantEdgeStore(folder)
+        search_ef = get_settings().vector_search_ef
+        vector_store = QdrantEdgeStore(folder, hnsw_ef=search_ef)
         try:
             record = folder / f"{name}.build.json"
             saved_distribution = folder / f"{name}.distribution.npz"
@@ -622,6 +623,7 @@ def bench_search_command(
                 record.write_text(json.dumps(dataclasses.asdict(build)))
             recall = dense_recall(vector_store, name, points=points, dimension=dimension, distribution=distribution)
             notes += f"; dense recall@10 against exact search {recall:.3f}"
+            notes += f" (HNSW search beam {search_ef})" if search_ef is not None else " (Qdrant's default beam)"
             results = []
             for clients in concurrency or [1, 8]:
                 results += bench_search(

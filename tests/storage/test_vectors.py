@@ -90,6 +90,45 @@ def test_factory_and_protocol(settings: Settings) -> None:
         store.close()
 
 
+@pytest.mark.filterwarnings("ignore:Local mode performs exact")
+def test_search_ef_setting_widens_the_hnsw_beam(tmp_path: Path) -> None:
+    """``vector_search_ef`` reaches both adapters' dense searches; on an indexed collection a wider beam finds
+    more of the exact nearest neighbours."""
+    # 1024 dims: 4000 points are over Qdrant's full-scan threshold (10 MB of vectors), so the graph is walked
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((4000, 1024)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    points = [make_point(v) for v in vectors]
+    queries = [unit(rng.standard_normal(1024).astype(np.float32)) for _ in range(40)]
+    truth = [{points[i].id for i in np.argsort(-(vectors @ q))[:10]} for q in queries]
+    recall = {}
+    for ef in (10, 400):
+        settings = Settings(home=tmp_path, vector_search_ef=ef)
+        store = create_vector_store(settings)
+        assert isinstance(store, QdrantEdgeStore)
+        assert store.hnsw_ef == ef
+        store.indexing_threshold_kb = 1  # build the graph although the collection is small
+        try:
+            if ef == 10:
+                store.ensure_collection(COLLECTION, 1024)
+                store.upsert(COLLECTION, points)
+                store.optimize(COLLECTION)
+            found = [{h.id for h in store.search_dense(COLLECTION, q, top_k=10)} for q in queries]
+            recall[ef] = sum(len(f & t) for f, t in zip(found, truth, strict=True)) / 400
+        finally:
+            store.close()
+    assert recall[400] > recall[10] + 0.05, recall
+    assert recall[400] >= 0.9, recall
+    server = QdrantStore(path=tmp_path / "local", hnsw_ef=400)  # local mode: searched exactly, params accepted
+    try:
+        server.ensure_collection(COLLECTION, 1024)
+        server.upsert(COLLECTION, points[:100])
+        assert server.search_dense(COLLECTION, vectors[7], top_k=1)[0].id == points[7].id
+        assert server.search_hybrid(COLLECTION, vectors[7], "", top_k=1)[0].id == points[7].id
+    finally:
+        server.close()
+
+
 def test_factory_picks_the_qdrant_server_adapter(tmp_path: Path) -> None:
     from zhiku.errors import ConfigError, VectorStoreError
 

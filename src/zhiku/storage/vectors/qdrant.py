@@ -57,15 +57,18 @@ class QdrantStore:
         rrf_k: int = 60,
         rescore_factor: int = 4,
         quantization: bool = True,
+        hnsw_ef: int | None = None,
     ) -> None:
         """Connect to ``url`` (or open local mode at ``path``). ``quantization`` gives new collections an int8
-        scalar-quantized copy of the HNSW-indexed vector in RAM (hits rescored with the float32 vectors)."""
+        scalar-quantized copy of the HNSW-indexed vector in RAM (hits rescored with the float32 vectors).
+        ``hnsw_ef`` is the HNSW search beam of dense searches (the server's default when ``None``)."""
         if (url is None) == (path is None):
             raise ValueError("QdrantStore needs exactly one of url= or path=")
         self.client = QdrantClient(url=url, api_key=api_key) if url else QdrantClient(path=str(path))
         self.shards, self.replicas = shards, replicas
         self.batch_size, self.rrf_k, self.rescore_factor = batch_size, rrf_k, rescore_factor
         self.quantization = quantization
+        self.search_params = models.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef is not None else None
         self._layouts: dict[str, tuple[int, int | None]] = {}
         self._lock = threading.RLock()  # local mode is not thread-safe; a server client is, but cheap to keep
 
@@ -198,9 +201,11 @@ class QdrantStore:
         query = normalized_vectors([vector], dimension)[0]
         selector = _to_filter(filter)
         if index_dimension is None:
-            return self._query(name, query=query.tolist(), using=DENSE, limit=top_k, query_filter=selector)
+            return self._query(name, query=query.tolist(), using=DENSE, limit=top_k, query_filter=selector,
+                               search_params=self.search_params)  # fmt: skip
         stage_one = models.Prefetch(query=_prefix(query, index_dimension).tolist(), using=INDEX, filter=selector,
-                                    limit=max(top_k, self.rescore_factor * top_k, 100))  # fmt: skip
+                                    limit=max(top_k, self.rescore_factor * top_k, 100),
+                                    params=self.search_params)  # fmt: skip
         return self._query(name, prefetch=[stage_one], query=query.tolist(), using=DENSE, limit=top_k,
                            query_filter=selector)  # fmt: skip
 
@@ -228,11 +233,13 @@ class QdrantStore:
         dense_query = normalized_vectors([vector], dimension)[0]
         candidates = max(50, 4 * top_k)
         if index_dimension is None:
-            dense = models.Prefetch(query=dense_query.tolist(), using=DENSE, filter=selector, limit=candidates)
+            dense = models.Prefetch(query=dense_query.tolist(), using=DENSE, filter=selector, limit=candidates,
+                                    params=self.search_params)  # fmt: skip
         else:
             dense = models.Prefetch(
                 prefetch=[models.Prefetch(query=_prefix(dense_query, index_dimension).tolist(), using=INDEX,
-                                          filter=selector, limit=self.rescore_factor * candidates)],
+                                          filter=selector, limit=self.rescore_factor * candidates,
+                                          params=self.search_params)],
                 query=dense_query.tolist(), using=DENSE, filter=selector, limit=candidates,
             )  # fmt: skip
         prefetches = [dense]
