@@ -597,7 +597,7 @@ def bench_search_command(
     with tempfile.TemporaryDirectory(prefix="zhiku-bench-search-") as scratch:
         folder = store or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
-        search_ef = get_settings().vector_search_ef
+        search_ef = get_settings().vector_search_ef or None
         vector_store = QdrantEdgeStore(folder, hnsw_ef=search_ef)
         try:
             record = folder / f"{name}.build.json"
