@@ -26,7 +26,11 @@ def machine_description() -> str:
         memory = f", {kib / 1024 / 1024:.0f} GiB RAM"
     except (OSError, ValueError, IndexError):
         pass
-    return f"{cpu}, {os.cpu_count()} cores{memory}, Python {platform.python_version()}, {platform.system()}"
+    cores = f"{os.cpu_count()} cores"
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if usable != os.cpu_count():
+        cores += f" (this run pinned to {usable}, e.g. by taskset)"
+    return f"{cpu}, {cores}{memory}, Python {platform.python_version()}, {platform.system()}"
 
 
 def append_report(path: Path, title: str, table_markdown: str, notes: str = "") -> None:
