@@ -159,16 +159,3 @@ class SentenceTransformerEmbedder(Embedder):
         out = np.empty_like(stacked)
         out[order] = stacked
         return out
-        # sentence-transformers sorts by characters and cuts fixed runs; cut where the token counts jump instead
-        lengths = [len(encoding) for encoding in self._encodings(texts)]
-        with self._lock:  # one forward pass at a time; torch already uses every core
-            for rows in plan_batches(lengths, self.batch_size):
-                vectors = self.model.encode(
-                    [texts[i] for i in rows],
-                    batch_size=len(rows),
-                    convert_to_numpy=True,
-                    normalize_embeddings=False,
-                    show_progress_bar=False,
-                )
-                out[rows] = vectors
-        return out
