@@ -493,8 +493,9 @@ def bench_ingest_command(
     names = ", ".join(folder.name for folder in corpora)
     notes = (
         f"{results[0].documents} Markdown documents of {passages_per_document} passages from {names}; median of "
-        f"{rounds} rounds, each in a fresh home, setups taking turns; bare encode = the runtime's own encode "
-        "call (e.g. SentenceTransformer.encode) on the same chunks, sorted by length, 64 a call; peak RSS of the "
+        f"{rounds} rounds, each in a fresh home, setups taking turns; bare encode = the backend's model "
+        "call alone (the runtime's encode in the same padding-aware runs of at most 8, no prompt or token checks) on "
+        "the same chunks, sorted by length, 64 a call; peak RSS of the "
         f"whole run {peak_rss:.0f} MiB"
     )
     append_report(output, "ingest throughput", table, notes)
