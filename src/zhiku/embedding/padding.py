@@ -27,7 +27,7 @@ def plan_batches(lengths: Sequence[int], max_size: int, call_cost: int = CALL_CO
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     sizes = [lengths[i] for i in order]
     count = len(sizes)
-    best = [0] + [0] * count  # best[j]: cheapest plan of the first j inputs
+    best = [0] * (count + 1)  # best[j]: cheapest plan of the first j inputs
     cut = [0] * (count + 1)  # cut[j]: where the last batch of that plan starts
     for end in range(1, count + 1):
         longest = sizes[end - 1]  # sorted: the last input of a batch is its longest
