@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -23,7 +23,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from zhiku.errors import ConfigError
+
 TruncateMode = Literal["end", "pool", "error"]
+ADMIN_KEY_MIN_CHARS = 32
 
 
 def _default_home() -> Path:
@@ -155,6 +158,35 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(
         default=200 * 1024 * 1024, ge=1, description="Largest document accepted for ingestion, in bytes."
     )
+    max_document_chars: int = Field(
+        default=10_000_000,
+        ge=1_000,
+        description="Most characters of text one document may yield (about 5,000 pages); a larger one fails with "
+        "a clear reason instead of exhausting memory. Text files over 4 bytes per allowed character are refused "
+        "before they are read.",
+    )
+    max_page_chars: int = Field(
+        default=1_000_000,
+        ge=1_000,
+        description="Most characters of text one page of a paged format (PDF) may yield; a real page holds a few "
+        "thousand.",
+    )
+    parse_memory_bytes: int = Field(
+        default=1024 * 1024 * 1024,
+        ge=256 * 1024 * 1024,
+        description="Memory budget of parsing: documents are parsed in child processes whose address space is "
+        "capped at this many bytes, so a decompression bomb fails its own job instead of the server.",
+    )
+    parse_timeout_seconds: float = Field(
+        default=600.0, gt=0, description="Longest time one document may take to parse before its job fails."
+    )
+    parse_processes: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Child processes that parse documents (each parses one at a time); more only help with more "
+        "cores and ingest workers.",
+    )
     default_chunk_tokens: int = Field(
         default=384, ge=16, le=32768, description="Chunk size in tokens for new knowledge bases."
     )
@@ -245,8 +277,9 @@ class Settings(BaseSettings):
     )
     admin_api_key: SecretStr | None = Field(
         default=None,
-        description="A bootstrap admin key of the `default` tenant (at least 32 characters). Without it and with "
-        "no keys in the database, `zhiku serve` creates one and prints it once.",
+        description="A bootstrap admin key of the `default` tenant (at least 32 characters; shorter ones, and the "
+        "placeholder of deploy/zhiku.env.example, are refused at start). Without it and with no keys in the "
+        "database, `zhiku serve` creates one and prints it once.",
     )
     rate_limit_read: str = Field(default="1200/minute", description="Per key: reads (lists, gets, search).")
     rate_limit_write: str = Field(default="120/minute", description="Per key: uploads and changes.")
@@ -287,6 +320,21 @@ class Settings(BaseSettings):
             return [u.strip() for u in text.split(",") if u.strip()]
         return value
 
+    @field_validator("admin_api_key")
+    @classmethod
+    def _strong_admin_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        secret = value.get_secret_value()
+        if len(secret) < ADMIN_KEY_MIN_CHARS:
+            raise ValueError(
+                f"must be at least {ADMIN_KEY_MIN_CHARS} characters, got {len(secret)} (make one with "
+                "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
+        if secret.startswith("change-me"):
+            raise ValueError("is still the placeholder of deploy/zhiku.env.example; set a random key")
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -315,8 +363,22 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """Process-wide settings, read once."""
-    return Settings()
+    """Process-wide settings, read once; invalid ones are a :class:`~zhiku.errors.ConfigError` naming each
+    option, its variable and the problem (the CLI prints it without a traceback)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(settings_problems(exc)) from None
+
+
+def settings_problems(exc: ValidationError) -> str:
+    """One line per invalid option, e.g. ``ZHIKU_ADMIN_API_KEY (admin_api_key): must be at least ...``."""
+    lines = ["invalid settings:"]
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error.get("loc", ())) or "?"
+        message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+        lines.append(f"  ZHIKU_{name.upper()} ({name}): {message}")
+    return "\n".join(lines)
 
 
 def settings_reference_markdown() -> str:
