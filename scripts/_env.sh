@@ -29,6 +29,8 @@ zhiku_venv() {
     if [ ! -x "$VENV/bin/python" ]; then
         echo "==> creating $VENV"
         "$PYTHON" -m venv "$VENV"
+        # a current pip here; users' may be the venv's bundled one (23.2.1 on Python 3.11), which resolves
+        # some extras differently: tests/security/test_install.py checks zhiku's dependencies with that pip
         "$VENV/bin/python" -m pip install --quiet --upgrade pip
     fi
     local stamp="$VENV/.zhiku-installed${extras}"
