@@ -126,6 +126,12 @@ class ConflictError(ZhikuError):
     code = "conflict"
 
 
+class AmbiguousIdError(ConflictError):
+    """An id prefix matches more than one row; the caller must give more characters (409)."""
+
+    code = "ambiguous_id"
+
+
 class OverloadedError(ZhikuError):
     """Too much work is already waiting; the caller should retry after ``retry_after`` seconds."""
 

@@ -6,13 +6,13 @@ import datetime as dt
 import hashlib
 import re
 import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
 
 from zhiku.core import Zhiku
-from zhiku.errors import InvalidInputError, NotFoundError
+from zhiku.errors import InvalidInputError
+from zhiku.storage.lookup import find_by_id
 from zhiku.storage.models import ApiKey, utcnow
 
 SCOPES = ("read", "write", "admin")
@@ -74,14 +74,12 @@ def list_api_keys(zhiku: Zhiku, tenant_id: str | None = None) -> list[ApiKey]:
 def revoke_api_key(zhiku: Zhiku, key_id: str, tenant_id: str | None = None) -> ApiKey:
     """Revoke a key by id (or unique id prefix); ``tenant_id`` restricts which keys may be named."""
     with zhiku.db.session() as session:
-        query = select(ApiKey).where(ApiKey.id.startswith(key_id)).limit(2)
+        query = select(ApiKey)
         if tenant_id is not None:
             query = query.where(ApiKey.tenant_id == tenant_id)
-        rows: Sequence[ApiKey] = list(session.scalars(query))
-        if len(rows) != 1 or not key_id:
-            raise NotFoundError(f"no API key {key_id!r}")
-        rows[0].revoked_at = rows[0].revoked_at or utcnow()
-        return rows[0]
+        row = find_by_id(session, query, ApiKey.id, key_id, what="API key")
+        row.revoked_at = row.revoked_at or utcnow()
+        return row
 
 
 def verify_api_key(zhiku: Zhiku, secret: str) -> Principal | None:

@@ -19,6 +19,7 @@ from zhiku.embedding.models import resolve_model
 from zhiku.errors import ConflictError, InvalidInputError, NotFoundError, ZhikuError
 from zhiku.jobs.dispatch import dispatch
 from zhiku.search.filters import check_metadata, normalize_tag
+from zhiku.storage.lookup import find_by_id
 from zhiku.storage.models import (
     Chunk,
     Document,
@@ -514,14 +515,8 @@ def list_documents(zhiku: Zhiku, kb: KnowledgeBase) -> list[Document]:
 def get_document(zhiku: Zhiku, kb: KnowledgeBase, document_id: str) -> Document:
     """A document of ``kb`` by id (or unique id prefix), or ``NotFoundError``."""
     with zhiku.db.session() as session:
-        rows = list(
-            session.scalars(
-                select(Document).where(Document.kb_id == kb.id, Document.id.startswith(document_id)).limit(2)
-            )
-        )
-    if len(rows) != 1:
-        raise NotFoundError(f"no document {document_id!r} in knowledge base {kb.name!r}")
-    return rows[0]
+        return find_by_id(session, select(Document).where(Document.kb_id == kb.id), Document.id, document_id,
+                          what="document")  # fmt: skip
 
 
 def delete_document(zhiku: Zhiku, kb: KnowledgeBase, document: Document) -> None:

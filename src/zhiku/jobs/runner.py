@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from zhiku.core import Zhiku
 from zhiku.errors import DocumentError, NotFoundError
 from zhiku.jobs.dispatch import dispatch, redispatch_forgotten
+from zhiku.storage.lookup import find_by_id
 from zhiku.storage.models import Document, DocumentStatus, Job, JobStatus, utcnow
 
 log = logging.getLogger(__name__)
@@ -499,8 +500,5 @@ def retry_job(zhiku: Zhiku, job_id: str) -> Job:
 
 
 def _find_job(session: Any, job_id: str) -> Job:
-    rows = list(session.scalars(select(Job).where(Job.id.startswith(job_id)).limit(2)))
-    if len(rows) != 1:
-        raise NotFoundError(f"no job {job_id!r}")
-    job: Job = rows[0]
+    job: Job = find_by_id(session, select(Job), Job.id, job_id, what="job")
     return job

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import Session
 
-from zhiku.errors import InvalidInputError
+from zhiku.errors import AmbiguousIdError, InvalidInputError, NotFoundError
+from zhiku.storage.lookup import find_by_id
 from zhiku.storage.models import Document, DocumentTag
 
 MAX_TAG_CHARS = 100
@@ -152,11 +153,34 @@ def check_metadata(metadata: dict[str, str]) -> dict[str, str]:
 
 
 def matching_documents(session: Session, kb_id: str, flt: DocumentFilter) -> list[str]:
-    """Ids of the knowledge base's documents that pass ``flt``."""
-    return list(session.scalars(_query(kb_id, flt)))
+    """Ids of the knowledge base's documents that pass ``flt``.
+
+    Raises:
+        AmbiguousIdError: a ``document=`` value is an id prefix of several documents and no file's name.
+    """
+    named: set[str] = set()
+    for ref in flt.documents:
+        named |= _named_documents(session, kb_id, ref)
+    return list(session.scalars(_query(kb_id, flt, named)))
 
 
-def _query(kb_id: str, flt: DocumentFilter) -> Select[str]:
+def _named_documents(session: Session, kb_id: str, ref: str) -> set[str]:
+    """The documents ``document=ref`` names: those with that file name, and the one with that id (or unique id
+    prefix, taken literally: ``%`` and ``_`` are characters, not wildcards)."""
+    by_name = set(session.scalars(select(Document.id).where(Document.kb_id == kb_id, Document.filename == ref)))
+    query = select(Document.id).where(Document.kb_id == kb_id)
+    try:
+        by_id = find_by_id(session, query, Document.id, ref, what="document")
+    except NotFoundError:
+        return by_name
+    except AmbiguousIdError:
+        if by_name:
+            return by_name
+        raise
+    return by_name | {by_id}
+
+
+def _query(kb_id: str, flt: DocumentFilter, named: set[str] | None = None) -> Select[str]:
     query = select(Document.id).where(Document.kb_id == kb_id)
     for tag in flt.tags:
         query = query.where(
@@ -178,7 +202,7 @@ def _query(kb_id: str, flt: DocumentFilter) -> Select[str]:
     if flt.date_to is not None:
         query = query.where(when < flt.date_to)
     if flt.documents:
-        query = query.where(or_(*(or_(Document.id.startswith(ref), Document.filename == ref) for ref in flt.documents)))
+        query = query.where(Document.id.in_(sorted(named or ())))
     if flt.types:
         query = query.where(or_(*(_type_condition(kind) for kind in flt.types)))
     return query

@@ -12,23 +12,20 @@ from zhiku.api.auth import Reader, Writer
 from zhiku.api.deps import AppState, State
 from zhiku.api.events import job_events
 from zhiku.api.schemas import JobOut
-from zhiku.errors import NotFoundError
 from zhiku.jobs.runner import cancel_job, retry_job
 from zhiku.keys import Principal
+from zhiku.storage.lookup import find_by_id
 from zhiku.storage.models import Job, KnowledgeBase
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
 
 def _job(state: AppState, principal: Principal, job_id: str) -> Job:
-    """A job of the caller's tenant by exact id (others' jobs are "not found", never "forbidden")."""
+    """A job of the caller's tenant by id or unique id prefix (others' jobs are "not found", never "forbidden")."""
     with state.zhiku.db.session() as session:
-        job = session.scalar(
-            select(Job).join(KnowledgeBase, Job.kb_id == KnowledgeBase.id)
-            .where(Job.id == job_id, KnowledgeBase.tenant_id == principal.tenant_id)
-        )  # fmt: skip
-    if job is None:
-        raise NotFoundError(f"no job {job_id!r}")
+        query = (select(Job).join(KnowledgeBase, Job.kb_id == KnowledgeBase.id)
+                 .where(KnowledgeBase.tenant_id == principal.tenant_id))  # fmt: skip
+        job: Job = find_by_id(session, query, Job.id, job_id, what="job")
     return job
 
 
