@@ -31,5 +31,8 @@ def list_all(state: State, principal: Admin) -> list[ApiKeyOut]:
 
 @router.delete("/{key_id}")
 def revoke(key_id: str, state: State, principal: Admin) -> ApiKeyOut:
-    """Revoke a key (it stops working within seconds)."""
-    return ApiKeyOut.of(revoke_api_key(state.zhiku, key_id, principal.tenant_id))
+    """Revoke a key: it stops working at once on this server process, and within 10 s on any other one (other
+    workers or hosts, which remember verified keys that long)."""
+    row = revoke_api_key(state.zhiku, key_id, principal.tenant_id)
+    state.keys.forget(row.id)
+    return ApiKeyOut.of(row)
