@@ -281,6 +281,13 @@ class Settings(BaseSettings):
         "placeholder of deploy/zhiku.env.example, are refused at start). Without it and with no keys in the "
         "database, `zhiku serve` creates one and prints it once.",
     )
+    metrics_auth: bool = Field(
+        default=True,
+        description="`/metrics` asks for an API key of the `default` (operator's) tenant, any scope, like the "
+        "other routes: it describes the whole server (every tenant's traffic, model names, upstream URLs). "
+        "`false` leaves it open to anyone who reaches the port (e.g. a scraper on a private network). Moot "
+        "with `auth=off`.",
+    )
     rate_limit_read: str = Field(default="1200/minute", description="Per key: reads (lists, gets, search).")
     rate_limit_write: str = Field(default="120/minute", description="Per key: uploads and changes.")
     rate_limit_embed: str = Field(default="3000/minute", description="Per key: `/v1/embeddings` requests.")
