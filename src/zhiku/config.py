@@ -298,6 +298,14 @@ class Settings(BaseSettings):
         description="Largest multipart upload request (all files together), refused from Content-Length before "
         "reading; each file is also bound by `max_file_bytes`.",
     )
+    max_event_streams_per_key: int = Field(
+        default=8,
+        ge=1,
+        le=10_000,
+        description="Most live event streams (`.../events`, Server-Sent Events) one API key keeps open on one "
+        "server process; beyond, 429 with Retry-After until one closes. Each open stream polls the job rows "
+        "4 times a second.",
+    )
     max_upload_files: int = Field(default=100, ge=1, le=10_000, description="Most files in one upload request.")
     tenant_quota_bytes: int | None = Field(
         default=None, ge=0, description="Most bytes of documents one tenant may store; empty = unlimited."

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 
 from zhiku.api.metrics import Metrics
+from zhiku.api.streams import StreamSlots
 from zhiku.config import Settings
 from zhiku.core import Zhiku
 from zhiku.embedding.service import EmbeddingService
@@ -29,6 +30,7 @@ class AppState:
     keys: KeyCache
     limiter: RateLimiter
     runner: JobRunner | None = None
+    streams: StreamSlots = field(default_factory=StreamSlots)
 
 
 def app_state(request: Request) -> AppState:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from sqlalchemy import select
 from sse_starlette.sse import EventSourceResponse
 
@@ -12,6 +12,7 @@ from zhiku.api.auth import Reader, Writer
 from zhiku.api.deps import AppState, State
 from zhiku.api.events import job_events
 from zhiku.api.schemas import JobOut
+from zhiku.api.streams import LimitedEventStream, stream_identity
 from zhiku.jobs.runner import cancel_job, retry_job
 from zhiku.keys import Principal
 from zhiku.storage.lookup import find_by_id
@@ -67,7 +68,9 @@ def retry(job_id: str, state: State, principal: Writer) -> JobOut:
 
 
 @router.get("/{job_id}/events", response_class=EventSourceResponse)
-def events(job_id: str, state: State, principal: Reader) -> EventSourceResponse:
-    """Server-Sent Events: a `job` event at every change of the job, then `end` once it has finished."""
+def events(job_id: str, request: Request, state: State, principal: Reader) -> EventSourceResponse:
+    """Server-Sent Events: a `job` event at every change of the job, then `end` once it has finished. At most
+    `max_event_streams_per_key` streams per key at once (429 beyond)."""
     job = _job(state, principal, job_id)
-    return EventSourceResponse(job_events(state.zhiku, job_id=job.id), ping=15)
+    return LimitedEventStream(job_events(state.zhiku, job_id=job.id), state=state,
+                              identity=stream_identity(request, principal))  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from sqlalchemy import select
 from sse_starlette.sse import EventSourceResponse
 
@@ -21,6 +21,7 @@ from zhiku.api.schemas import (
     SearchRequest,
     SearchResponse,
 )
+from zhiku.api.streams import LimitedEventStream, stream_identity
 from zhiku.errors import ConflictError, InvalidInputError, NotConfiguredError
 from zhiku.knowledge import (
     NAME_PATTERN,
@@ -131,8 +132,10 @@ def reindex(kb_id: str, body: ReindexRequest, state: State, principal: Writer) -
 
 
 @router.get("/{kb_id}/events", response_class=EventSourceResponse)
-def events(kb_id: str, state: State, principal: Reader) -> EventSourceResponse:
+def events(kb_id: str, request: Request, state: State, principal: Reader) -> EventSourceResponse:
     """Server-Sent Events: a `job` event whenever a job of this knowledge base changes (status, stage,
-    progress); the stream stays open until the client leaves."""
+    progress); the stream stays open until the client leaves. At most `max_event_streams_per_key` streams per
+    key at once (429 beyond)."""
     kb = get_knowledge_base(state.zhiku, kb_id, principal.tenant_id)
-    return EventSourceResponse(job_events(state.zhiku, kb_id=kb.id), ping=15)
+    return LimitedEventStream(job_events(state.zhiku, kb_id=kb.id), state=state,
+                              identity=stream_identity(request, principal))  # fmt: skip
