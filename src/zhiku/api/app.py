@@ -25,6 +25,7 @@ from zhiku.core import Zhiku
 from zhiku.embedding.service import EmbeddingService
 from zhiku.jobs.runner import JobRunner
 from zhiku.keys import create_api_key, has_keys
+from zhiku.storage.staging import clean_stale_staging
 from zhiku.web import STATIC_DIR
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(clean_stale_staging, settings.home)  # uploads a crash interrupted
         await asyncio.to_thread(_bootstrap_admin_key, zhiku)
         await service.start()
         if run_jobs and settings.job_backend == "embedded":

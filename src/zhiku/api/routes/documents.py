@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import functools
 import json
-import shutil
-import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Annotated
 
@@ -45,6 +43,7 @@ from zhiku.knowledge import (
 )
 from zhiku.search.filters import check_metadata, normalize_tag, parse_date
 from zhiku.storage.models import Chunk, Document, KnowledgeBase
+from zhiku.storage.staging import staging_folder
 
 router = APIRouter(prefix="/api/v1/knowledge-bases/{kb_id}", tags=["documents"])
 
@@ -122,8 +121,7 @@ async def upload(kb_id: str, request: Request, state: State, principal: Writer) 
             raise InvalidInputError("no files: send one or more multipart parts named 'files'", param="files")
         labels = _labels([str(t) for t in form.getlist("tags")], _text(form.get("metadata")),
                          _text(form.get("document_date")))  # fmt: skip
-        staging = Path(tempfile.mkdtemp(prefix="upload-", dir=settings.ensure_home()))
-        try:
+        with staging_folder(settings.ensure_home()) as staging:  # locked: `zhiku serve` cleans unowned ones
             staged = [await run_in_threadpool(_stage, f, staging, settings.max_file_bytes) for f in files]
             if settings.tenant_quota_bytes is not None:
                 used = await run_in_threadpool(_tenant_usage, state.zhiku, principal.tenant_id)
@@ -144,8 +142,6 @@ async def upload(kb_id: str, request: Request, state: State, principal: Writer) 
                 })
                 for (_, raw_name, _), registration in zip(staged, registrations, strict=True)
             ]  # fmt: skip
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
     finally:
         await form.close()
 
