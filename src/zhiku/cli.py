@@ -646,7 +646,9 @@ def version() -> None:
 
 
 def main() -> None:
-    """Console-script entry point: run the app, print zhiku errors without a traceback."""
+    """Console-script entry point: run the app, print zhiku errors without a traceback. Files and folders it
+    creates (under ``$ZHIKU_HOME`` above all: database, uploads, caches, exports) are its user's only."""
+    os.umask(0o077)
     try:
         app()
     except ZhikuError as exc:

@@ -9,6 +9,7 @@ is generated from the same descriptions (a test keeps it in sync).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -371,8 +372,16 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.home / 'zhiku.db'}"
 
     def ensure_home(self) -> Path:
-        """Create the data directory if needed and return it."""
-        self.home.mkdir(parents=True, exist_ok=True)
+        """Create the data directory if needed, readable by its owner only (0700, also when it existed with a
+        wider mode: it holds the database, key hashes and every uploaded document), and return it."""
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mode = self.home.stat().st_mode & 0o777
+        if mode & 0o077:
+            try:
+                self.home.chmod(0o700)
+            except PermissionError:  # another user's folder: say so, it is readable by others
+                logging.getLogger(__name__).warning("ZHIKU_HOME %s has mode %o and cannot be made 0700", self.home,
+                                                    mode)  # fmt: skip
         return self.home
 
 
