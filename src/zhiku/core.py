@@ -9,6 +9,8 @@ import threading
 from typing import TYPE_CHECKING
 
 from zhiku.config import Settings, get_settings
+from zhiku.documents.limits import ParseLimits
+from zhiku.documents.sandbox import SandboxPool
 from zhiku.embedding.base import Embedder
 from zhiku.storage.blobs import BlobStore
 from zhiku.storage.db import Database
@@ -29,6 +31,10 @@ class Zhiku:
         self.blobs = BlobStore(self.settings.home / "blobs")
         self._vectors: VectorStore | None = None
         self._lock = threading.Lock()
+        self.parsers = SandboxPool(ParseLimits.from_settings(self.settings), self.settings.parse_processes)
+        """Child processes that parse documents within the memory and time budget (started on first use)."""
+        self.checkers = SandboxPool(self.parsers.limits, 1)
+        """The child process that checks uploads (apart, so that a long parse never delays an upload)."""
 
     @property
     def vectors(self) -> VectorStore:
@@ -51,7 +57,9 @@ class Zhiku:
         return self.embedder(kb.embedding_model)
 
     def close(self) -> None:
-        """Flush the vector store and close the database pool."""
+        """End the parsing processes, flush the vector store and close the database pool."""
+        self.parsers.close()
+        self.checkers.close()
         with self._lock:
             if self._vectors is not None:
                 self._vectors.close()

@@ -112,6 +112,13 @@ class FileTooLargeError(DocumentError):
     code = "file_too_large"
 
 
+class DocumentTooLargeError(DocumentError):
+    """Parsing the document would exceed the ingestion budget (characters, memory or time)."""
+
+    status_code = 413
+    code = "document_too_large"
+
+
 class NotFoundError(ZhikuError):
     """A knowledge base, document or job does not exist (or belongs to another tenant)."""
 

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from zhiku.config import Settings
 from zhiku.core import Zhiku
+from zhiku.errors import VectorStoreError
 from zhiku.jobs.runner import JobRunner, cancel_job, retry_job
 from zhiku.knowledge import (
     NewFile,
@@ -250,12 +251,17 @@ def test_file_name_with_path_traversal_is_sanitised(zhiku: Zhiku, tmp_path: Path
     assert zhiku.blobs.path_for(document.pending_hash or "").is_relative_to(zhiku.settings.home / "blobs")
 
 
-def test_failures_are_retried_with_backoff_then_marked_failed(zhiku: Zhiku, tmp_path: Path) -> None:
-    """A failure that is not the document's fault (here the vector collection is gone) is retried with backoff
-    up to max_attempts, then the job and document are marked failed; a manual retry then succeeds."""
+def test_transient_failures_are_retried_with_backoff_then_marked_failed(zhiku: Zhiku, tmp_path: Path) -> None:
+    """A transient failure (the vector store refuses writes for a while) is retried with backoff up to
+    max_attempts, then the job and document are marked failed; a manual retry then succeeds."""
     kb = create_knowledge_base(zhiku, "kb")
     outcome = register_file(zhiku, kb, write(tmp_path, "a.md", ENGLISH))
-    zhiku.vectors.delete_collection(kb.collection)  # indexing now fails: not the document's fault
+    real_upsert = zhiku.vectors.upsert
+
+    def unavailable(name: str, points: list[VectorPoint]) -> None:  # fault injection in front of the real store
+        raise VectorStoreError("the store is unavailable")
+
+    zhiku.vectors.upsert = unavailable  # type: ignore[method-assign]
     run_all_until_settled(zhiku)
     with zhiku.db.session() as session:
         job = session.get_one(Job, outcome.job_id)
@@ -264,6 +270,27 @@ def test_failures_are_retried_with_backoff_then_marked_failed(zhiku: Zhiku, tmp_
     assert job.attempts == zhiku.settings.job_max_attempts
     assert document.status == "failed"
     assert "gave up after 3 attempts" in (document.error or "")
+    zhiku.vectors.upsert = real_upsert  # type: ignore[method-assign]
+    retry_job(zhiku, job.id)
+    run_all(zhiku)
+    with zhiku.db.session() as session:
+        assert session.get_one(Document, outcome.document_id).status == "ready"
+
+
+def test_a_failure_that_is_not_transient_fails_the_job_at_once(zhiku: Zhiku, tmp_path: Path) -> None:
+    """A failure that retrying cannot mend (here the knowledge base's vector collection is gone) fails the job on
+    its first attempt with the reason; a manual retry after the repair succeeds."""
+    kb = create_knowledge_base(zhiku, "kb")
+    outcome = register_file(zhiku, kb, write(tmp_path, "a.md", ENGLISH))
+    zhiku.vectors.delete_collection(kb.collection)
+    run_all_until_settled(zhiku)
+    with zhiku.db.session() as session:
+        job = session.get_one(Job, outcome.job_id)
+        document = session.get_one(Document, outcome.document_id)
+    assert job.status == "failed"
+    assert job.attempts == 1
+    assert "does not exist" in (job.error or "")
+    assert document.status == "failed"
     zhiku.vectors.ensure_collection(kb.collection, kb.dimension)
     retry_job(zhiku, job.id)
     run_all(zhiku)
@@ -407,7 +434,7 @@ def test_a_failing_shared_stage_is_retried_document_by_document(zhiku: Zhiku, tm
 
     def refusing_upsert(name: str, points: list[VectorPoint]) -> None:  # fault injection in front of the real store
         if any(p.payload["document_id"] == culprit for p in points):
-            raise RuntimeError("the store refused a point")
+            raise VectorStoreError("the store refused a point")  # what a store raises: transient, retried
         real_upsert(name, points)
 
     zhiku.vectors.upsert = refusing_upsert  # type: ignore[method-assign]
@@ -417,6 +444,6 @@ def test_a_failing_shared_stage_is_retried_document_by_document(zhiku: Zhiku, tm
         jobs = [session.get_one(Job, o.job_id) for o in outcomes]
         documents = [session.get_one(Document, o.document_id) for o in outcomes]
     assert [j.status for j in jobs] == ["succeeded", "queued", "succeeded"]  # the culprit waits for its retry
-    assert jobs[1].error == "RuntimeError: the store refused a point"
+    assert jobs[1].error == "VectorStoreError: the store refused a point"
     assert [d.status for d in documents] == ["ready", "embedding", "ready"]
     assert zhiku.vectors.count(kb.collection) == documents[0].chunk_count + documents[2].chunk_count

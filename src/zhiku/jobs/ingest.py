@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from zhiku.core import Zhiku
 from zhiku.documents.chunking import chunk_document
-from zhiku.documents.parsers import parse_file
+from zhiku.documents.sandbox import ParseInterruptedError
 from zhiku.documents.types import ChunkSpan, ParsedDocument
 from zhiku.embedding.base import Embedder
 from zhiku.errors import CorruptDocumentError
@@ -92,7 +92,7 @@ def ingest_documents(zhiku: Zhiku, jobs: Sequence[Job], progress: GroupProgress)
             outcomes[job.id] = JobCancelledError()
             continue
         try:
-            prepared.append(_prepare(zhiku, kb, embedder, job, document))
+            prepared.append(_prepare(zhiku, kb, embedder, job, document, progress))
         except Exception as exc:  # noqa: BLE001 - this document's own outcome; its companions go on
             outcomes[job.id] = exc
     _index_isolated(zhiku, kb, embedder, prepared, progress, outcomes)
@@ -122,13 +122,23 @@ def _start(
     return (kb, pending) if kb is not None and pending else None
 
 
-def _prepare(zhiku: Zhiku, kb: KnowledgeBase, embedder: Embedder, job: Job, document: Document) -> _Prepared:
-    """Parse and chunk one document version."""
+def _prepare(
+    zhiku: Zhiku, kb: KnowledgeBase, embedder: Embedder, job: Job, document: Document, progress: GroupProgress
+) -> _Prepared:
+    """Parse (in a child process, within the parsing budget) and chunk one document version.
+
+    A cancel of the job ends its parse at once, as does the runner stopping (the job then resumes later).
+    """
     sha = str(job.payload["sha256"])
     blob = zhiku.blobs.path_for(sha)
     if not blob.is_file():
         raise CorruptDocumentError(f"{document.filename}: the stored file is missing (blob {sha[:12]})")
-    parsed = parse_file(blob, filename=document.filename)
+    try:
+        parsed = zhiku.parsers.parse(
+            blob, document.filename, should_stop=lambda: job.id in progress.report("parsing", 0.05)
+        )
+    except ParseInterruptedError:
+        raise JobCancelledError from None
     spans = chunk_document(parsed, embedder.tokenizer, chunk_tokens=kb.chunk_tokens, overlap_tokens=kb.chunk_overlap)
     return _Prepared(job.id, document.id, int(job.payload["version"]), sha, parsed, spans)
 

@@ -16,10 +16,19 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import select, update
 
 from zhiku.core import Zhiku
-from zhiku.errors import DocumentError, NotFoundError
+from zhiku.errors import (
+    ConflictError,
+    DocumentError,
+    NotFoundError,
+    OverloadedError,
+    RemoteEmbeddingError,
+    VectorStoreError,
+    ZhikuError,
+)
 from zhiku.jobs.dispatch import dispatch, redispatch_forgotten
 from zhiku.storage.lookup import find_by_id
 from zhiku.storage.models import Document, DocumentStatus, Job, JobStatus, utcnow
@@ -49,17 +58,64 @@ class JobCancelledError(Exception):
     """Raised inside a task when its job was cancelled."""
 
 
+class JobInterruptedError(Exception):
+    """Raised inside a task when its runner is stopping: the job goes back to the queue as it is (without using up
+    an attempt) and resumes later; tasks are idempotent, so nothing is lost or duplicated."""
+
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    sa_exc.OperationalError,  # the database went away, is locked or restarting
+    sa_exc.TimeoutError,  # no connection free in the pool
+    sa_exc.InterfaceError,
+    ConnectionError,
+    TimeoutError,
+    BlockingIOError,
+    RemoteEmbeddingError,  # an embedding server is down or overloaded
+    OverloadedError,
+    VectorStoreError,  # the vector store failed an operation that should work (I/O, busy, being re-created)
+)
+"""Failures that may pass by themselves: a job that meets one is retried with backoff, up to ``max_attempts``.
+Everything else (a bug, a missing package, bad input) fails the job at once with its reason."""
+
+
+def is_transient(error: BaseException) -> bool:
+    """True when retrying later may help (see :data:`TRANSIENT_ERRORS`)."""
+    if isinstance(error, TRANSIENT_ERRORS):
+        return True
+    try:
+        import redis.exceptions
+    except ImportError:
+        return False
+    return isinstance(error, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError)
+
+
+def describe_failure(error: BaseException) -> str:
+    """A job's failure reason, in words a user can act on."""
+    if isinstance(error, ImportError):
+        missing = f" ({error.name})" if error.name else ""
+        return (f"a package zhiku needs is missing or broken{missing}: {error}; reinstall zhiku "
+                "(`pip install --force-reinstall zhiku`) and retry the job")  # fmt: skip
+    message = getattr(error, "message", None) or str(error)
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
 class JobContext:
     """What a running task sees of its job: progress reporting and cancellation checks."""
 
-    def __init__(self, zhiku: Zhiku, job_id: str, min_interval: float = 0.3) -> None:
+    def __init__(
+        self, zhiku: Zhiku, job_id: str, min_interval: float = 0.3, *, stopping: threading.Event | None = None
+    ) -> None:
         self.zhiku = zhiku
         self.job_id = job_id
+        self.stopping = stopping
         self._min_interval = min_interval
         self._last = 0.0
 
     def progress(self, stage: str, fraction: float, *, force: bool = False, **details: Any) -> None:
-        """Record the stage and a 0..1 fraction (throttled); raise :class:`JobCancelledError` if cancel was asked."""
+        """Record the stage and a 0..1 fraction (throttled); raise :class:`JobCancelledError` if cancel was asked,
+        :class:`JobInterruptedError` if the runner is stopping."""
+        if self.stopping is not None and self.stopping.is_set():
+            raise JobInterruptedError
         now = time.monotonic()
         if not force and now - self._last < self._min_interval:
             return
@@ -76,18 +132,25 @@ class JobContext:
 class GroupProgress:
     """Progress reports and cancellation checks for jobs that run together, one statement for all of them."""
 
-    def __init__(self, zhiku: Zhiku, job_ids: Sequence[str], min_interval: float = 0.3) -> None:
+    def __init__(
+        self, zhiku: Zhiku, job_ids: Sequence[str], min_interval: float = 0.3, *,
+        stopping: threading.Event | None = None,
+    ) -> None:  # fmt: skip
         self.zhiku = zhiku
         self.job_ids = list(job_ids)
         self.cancelled: set[str] = set()
+        self.stopping = stopping
         self._min_interval = min_interval
         self._last = 0.0
 
     def report(self, stage: str, fraction: float, *, force: bool = False) -> set[str]:
         """Record the stage and a 0..1 fraction (throttled unless ``force``); return the jobs cancelled so far.
 
-        Cancelled jobs are no longer reported on; the caller drops them at its next safe point.
+        Cancelled jobs are no longer reported on; the caller drops them at its next safe point. Raises
+        :class:`JobInterruptedError` when the runner is stopping.
         """
+        if self.stopping is not None and self.stopping.is_set():
+            raise JobInterruptedError
         now = time.monotonic()
         live = [job_id for job_id in self.job_ids if job_id not in self.cancelled]
         if not live or (not force and now - self._last < self._min_interval):
@@ -104,7 +167,7 @@ class GroupProgress:
 
     def only(self, job_ids: Sequence[str]) -> GroupProgress:
         """A reporter for a subset of the group (keeps what is known of their cancellation)."""
-        subset = GroupProgress(self.zhiku, job_ids, self._min_interval)
+        subset = GroupProgress(self.zhiku, job_ids, self._min_interval, stopping=self.stopping)
         subset.cancelled = self.cancelled & set(job_ids)
         return subset
 
@@ -167,7 +230,8 @@ class JobRunner:
         self._threads.append(beat)
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop taking jobs and wait for running ones to reach their end."""
+        """Stop taking jobs; running ones stop at their next progress report (within seconds: a parse is ended
+        at once, an embedding call finishes) and go back to the queue, to resume at the next start."""
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout)
@@ -303,7 +367,13 @@ class JobRunner:
         with self._busy_lock:
             self._busy += 1
         try:
-            self._execute(job_id, self.claim_companions(job_id))
+            companions = self.claim_companions(job_id)
+        except Exception as exc:  # noqa: BLE001 - e.g. the task modules cannot be imported: the job learns why
+            self._settle_all([job_id], exc)
+            companions = None
+        try:
+            if companions is not None:
+                self._execute(job_id, companions)
         finally:
             with self._busy_lock:
                 self._busy -= 1
@@ -321,38 +391,53 @@ class JobRunner:
             return
         jobs = [found[one] for one in job_ids]
         lead = jobs[0]
-        tasks, group_tasks = _tasks()
         outcomes: Outcomes
-        if (group_task := group_tasks.get(lead.kind)) is not None:
-            try:
-                outcomes = group_task(self.zhiku, jobs, GroupProgress(self.zhiku, job_ids))
-            except Exception as exc:  # noqa: BLE001 - the group as a whole failed: every job learns why
-                outcomes = dict.fromkeys(job_ids, exc)
-        elif (task := tasks.get(lead.kind)) is None:
-            outcomes = {lead.id: DocumentError(f"unknown job kind {lead.kind!r}")}
-        else:
-            try:
-                task(self.zhiku, lead, JobContext(self.zhiku, lead.id))
+        try:
+            tasks, group_tasks = _tasks()
+            if (group_task := group_tasks.get(lead.kind)) is not None:
+                outcomes = group_task(self.zhiku, jobs, GroupProgress(self.zhiku, job_ids, stopping=self._stop))
+            elif (task := tasks.get(lead.kind)) is None:
+                outcomes = {lead.id: DocumentError(f"unknown job kind {lead.kind!r}")}
+            else:
+                task(self.zhiku, lead, JobContext(self.zhiku, lead.id, stopping=self._stop))
                 outcomes = {lead.id: None}
-            except Exception as exc:  # noqa: BLE001 - settled below
-                outcomes = {lead.id: exc}
+        except Exception as exc:  # noqa: BLE001 - the task (or the group as a whole) failed: every job learns why
+            outcomes = dict.fromkeys(job_ids, exc)
         missing = RuntimeError("the task reported no outcome for this job")
         self._finish_succeeded([one for one in job_ids if one in outcomes and outcomes[one] is None])
         for one in job_ids:
             if (outcome := outcomes.get(one, missing)) is not None:
                 self._settle(one, outcome)
 
+    def _settle_all(self, job_ids: Sequence[str], outcome: BaseException) -> None:
+        """Settle claimed jobs that could not run; if even that fails, their heartbeat stops and they resume."""
+        for one in job_ids:
+            try:
+                self._settle(one, outcome)
+            except Exception:
+                log.exception("could not settle job %s", one)
+
     def _settle(self, job_id: str, outcome: BaseException) -> None:
-        """Turn the exception that ended a job into its next state: cancelled, queued again, or failed."""
+        """Turn the exception that ended a job into its next state: cancelled, queued again, or failed.
+
+        Only transient failures (:func:`is_transient`) are retried; the document's own faults and every other
+        error (a bug, a missing package) fail the job at once with the reason.
+        """
         if isinstance(outcome, JobCancelledError):
             self._finish(job_id, JobStatus.cancelled, "cancelled")
+        elif isinstance(outcome, JobInterruptedError):
+            self._defer(job_id, JobDeferredError("interrupted: the worker stopped; resumes at its next start", 0.0))
         elif isinstance(outcome, JobDeferredError):
             self._defer(job_id, outcome)
         elif isinstance(outcome, DocumentError):  # the input is at fault: retrying cannot help
             self._finish(job_id, JobStatus.failed, outcome.message)
-        else:
-            log.error("job %s failed", job_id, exc_info=outcome)
-            self._retry_or_fail(job_id, f"{type(outcome).__name__}: {outcome}")
+        elif is_transient(outcome):
+            log.warning("job %s failed (will retry): %s", job_id, describe_failure(outcome))
+            self._retry_or_fail(job_id, describe_failure(outcome))
+        else:  # a traceback only for what is not one of zhiku's own errors (those say all there is to say)
+            log.error("job %s failed: %s", job_id, describe_failure(outcome),
+                      exc_info=None if isinstance(outcome, ZhikuError) else outcome)  # fmt: skip
+            self._finish(job_id, JobStatus.failed, describe_failure(outcome))
 
     def _finish_succeeded(self, job_ids: list[str]) -> None:
         """Mark jobs succeeded, all in one statement."""
@@ -483,8 +568,6 @@ def retry_job(zhiku: Zhiku, job_id: str) -> Job:
     with zhiku.db.session() as session:
         job = _find_job(session, job_id)
         if job.status not in (JobStatus.failed, JobStatus.cancelled):
-            from zhiku.errors import ConflictError
-
             raise ConflictError(f"job {job.id} is {job.status}; only failed or cancelled jobs can be retried")
         if job.document_id:
             document = session.get(Document, job.document_id)

@@ -53,6 +53,27 @@ def parse(path: Path, detected: DetectedType, *, filename: str | None = None) ->
     )
 
 
+def check_structure(path: Path, name: str) -> None:
+    """The upload check: every member of the ZIP container unpacks to the size its headers declare with the right
+    CRC (the declared sizes passed the ZIP-bomb check while sniffing, so this is bounded), and python-docx finds the
+    main document part. The text is extracted by the job.
+
+    Raises:
+        CorruptDocumentError: a damaged container, a member whose headers lie, or no readable main part.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                with archive.open(info) as member:
+                    while member.read(1024 * 1024):  # ZipExtFile checks the size and CRC at the end
+                        pass
+        docx.Document(str(path))
+    except (zipfile.BadZipFile, PackageNotFoundError, EOFError, OSError) as exc:
+        raise CorruptDocumentError(f"{name} is not a readable DOCX file: {exc}") from exc
+    except Exception as exc:  # python-docx surfaces lxml, KeyError, ValueError ... for damaged parts
+        raise CorruptDocumentError(f"{name} is a damaged DOCX file: {type(exc).__name__}: {exc}") from exc
+
+
 def _blocks(items: Iterator[Paragraph | Table]) -> Iterator[Block]:
     """Paragraphs become blocks (headings with their level), tables one line block per row."""
     for index, item in enumerate(items):

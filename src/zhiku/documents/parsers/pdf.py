@@ -81,6 +81,23 @@ def parse(path: Path, detected: DetectedType, *, filename: str | None = None) ->
     )
 
 
+def check_structure(path: Path, name: str) -> None:
+    """The upload check: PDFium opens the file (header, cross-reference table, trailer), it is not encrypted and it
+    has pages. Page contents are not read (the job does that, within the parsing budget).
+
+    Raises:
+        EncryptedDocumentError, CorruptDocumentError, EmptyDocumentError: as :func:`parse` would.
+    """
+    with _PDFIUM_LOCK:
+        document = _open(path, name)
+        try:
+            pages = len(document)
+        finally:
+            document.close()
+    if pages == 0:
+        raise EmptyDocumentError(f"{name} has no pages")
+
+
 def _open(path: Path, name: str) -> Any:
     """Load the document, turning PDFium's load errors into document errors."""
     try:
