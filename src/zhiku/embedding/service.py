@@ -19,7 +19,7 @@ from zhiku.embedding.base import Embedder, InputType, l2_normalize, truncate_dim
 from zhiku.embedding.batching import BatchKey, BatchStats, MicroBatcher
 from zhiku.embedding.cache import CachedEmbedding, CacheStats, EmbeddingCache, cache_key, create_cache
 from zhiku.embedding.factory import get_embedder
-from zhiku.embedding.models import ModelSpec, resolve_model
+from zhiku.embedding.models import ModelSpec, registered_model, resolve_model
 from zhiku.errors import InvalidInputError, UnknownModelError
 
 log = logging.getLogger(__name__)
@@ -49,9 +49,11 @@ class EmbeddingService:
         self.settings = settings
         names = settings.serve_models or [settings.embedding_model]
         self.specs: dict[str, ModelSpec] = {}
+        self._configured: dict[str, str] = {}  # each served model as written in the settings -> its name
         for name in names:
             spec = resolve_model(name)
             self.specs[spec.name] = spec
+            self._configured[name] = spec.name
         self.cache = cache if cache is not None else create_cache(settings)
         self.cache_stats = CacheStats()
         self.embedders: dict[str, Embedder] = {}
@@ -96,13 +98,13 @@ class EmbeddingService:
         """The served model a request names (registry name, alias or source id), or ``UnknownModelError``."""
         if model in self.specs:
             return self.specs[model]
-        try:
-            spec = resolve_model(model)
-        except UnknownModelError:
-            spec = None
+        if model in self._configured:
+            return self.specs[self._configured[model]]
+        spec = registered_model(model)  # names and aliases only: a request never makes the server look at the disk
         if spec is None or spec.name not in self.specs:
             served = ", ".join(sorted(self.specs))
-            raise UnknownModelError(f"model {model!r} is not served here; served: {served}", param="model")
+            shown = repr(model if len(model) <= 100 else model[:100] + "…")
+            raise UnknownModelError(f"model {shown} is not served here; served: {served}", param="model")
         return spec
 
     def queued_inputs(self) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from zhiku.core import Zhiku
-from zhiku.embedding.models import resolve_model
+from zhiku.embedding.models import resolve_api_model, resolve_model
 from zhiku.errors import ConflictError
 from zhiku.jobs.dispatch import dispatch
 from zhiku.jobs.runner import JobContext, JobDeferredError
@@ -24,9 +24,17 @@ REINDEX_KIND = "reindex_kb"
 ACTIVE = (JobStatus.queued, JobStatus.running)
 
 
-def start_reindex(zhiku: Zhiku, kb: KnowledgeBase, *, model: str | None = None, dimension: int | None = None) -> Job:
-    """Queue a re-index of ``kb`` (default: same model and dimension, e.g. to rebuild a damaged index)."""
-    spec = resolve_model(model or kb.embedding_model)
+def start_reindex(
+    zhiku: Zhiku, kb: KnowledgeBase, *, model: str | None = None, dimension: int | None = None, from_api: bool = False
+) -> Job:
+    """Queue a re-index of ``kb`` (default: same model and dimension, e.g. to rebuild a damaged index).
+
+    ``from_api``: an API caller names the model; besides the knowledge base's own model, only the models
+    :func:`~zhiku.embedding.models.resolve_api_model` allows."""
+    if model is not None and model != kb.embedding_model and from_api:
+        spec = resolve_api_model(model, zhiku.settings)
+    else:
+        spec = resolve_model(model or kb.embedding_model)
     if dimension is None and spec.name == kb.embedding_model:
         dimension = kb.dimension
     target = spec.check_dimension(dimension)

@@ -47,7 +47,7 @@ def create(body: KnowledgeBaseCreate, state: State, principal: Writer) -> Knowle
     kb = create_knowledge_base(
         state.zhiku, body.name, model=body.model, dimension=body.dimension, index_dimension=body.index_dimension,
         instruction=body.instruction, chunk_tokens=body.chunk_tokens, chunk_overlap=body.chunk_overlap,
-        description=body.description, tenant_id=principal.tenant_id,
+        description=body.description, tenant_id=principal.tenant_id, from_api=True,
     )  # fmt: skip
     return _out(state, kb)
 
@@ -128,7 +128,7 @@ def reindex(kb_id: str, body: ReindexRequest, state: State, principal: Writer) -
     from zhiku.jobs.reindex import start_reindex
 
     kb = get_knowledge_base(state.zhiku, kb_id, principal.tenant_id)
-    return JobOut.of(start_reindex(state.zhiku, kb, model=body.model, dimension=body.dimension))
+    return JobOut.of(start_reindex(state.zhiku, kb, model=body.model, dimension=body.dimension, from_api=True))
 
 
 @router.get("/{kb_id}/events", response_class=EventSourceResponse)
