@@ -207,11 +207,26 @@ def _drop_unreferenced_blobs(zhiku: Zhiku, hashes: set[str]) -> None:
                 zhiku.blobs.delete(sha)
 
 
-def sanitize_filename(name: str) -> str:
-    """The last path component of ``name``, without control characters; never empty, never a path."""
+MAX_FILENAME_BYTES = 255
+"""Display names are cut to this many UTF-8 bytes (the file-name limit of common file systems), so a downloaded
+file can be saved under its name. They are never used as path components on the server."""
+
+
+def sanitize_filename(name: str, max_bytes: int | None = MAX_FILENAME_BYTES) -> str:
+    """The last path component of ``name``, without control characters; never empty, never a path.
+
+    Names over ``max_bytes`` UTF-8 bytes (``None``: no limit) are shortened in the middle: the stem is cut at a
+    character boundary and marked with "…", the extension (which helps to tell the file's type) is kept.
+    """
     base = re.split(r"[\\/]", name)[-1]
-    base = "".join(ch for ch in base if ch.isprintable()).strip().lstrip(".")
-    return base[:255] or "unnamed"
+    base = "".join(ch for ch in base if ch.isprintable()).strip().lstrip(".")  # surrogates are not printable
+    if max_bytes is not None and len(base.encode("utf-8")) > max_bytes:
+        stem, dot, extension = base.rpartition(".")
+        suffix = dot + extension if dot and stem and len(extension.encode("utf-8")) <= 16 else ""
+        stem = base[: len(base) - len(suffix)]
+        budget = max_bytes - len(suffix.encode("utf-8")) - len("…".encode())
+        base = stem.encode("utf-8")[:budget].decode("utf-8", "ignore").rstrip() + "…" + suffix
+    return base or "unnamed"
 
 
 @dataclass(frozen=True)
@@ -328,27 +343,27 @@ def _store(zhiku: Zhiku, item: NewFile) -> Registration | _Stored:
     """Copy the file into the blob store, or say why it cannot be registered."""
     path = item.path
     source = item.source or os.path.abspath(path)
+    display = sanitize_filename(item.filename or path.name)  # the path may be a staging file named by a number
     try:
         if path.is_symlink():
             path.resolve(strict=True)  # raises on loops and dangling links
         if not path.is_file():
-            return Registration(source, "failed", message=f"{path.name}: not a regular file")
+            return Registration(source, "failed", message=f"{display}: not a regular file")
         stat = path.stat()
         if stat.st_size > zhiku.settings.max_file_bytes:
             return Registration(
                 source,
                 "failed",
-                message=f"{path.name}: {stat.st_size:,} bytes is over the limit of "
+                message=f"{display}: {stat.st_size:,} bytes is over the limit of "
                 f"{zhiku.settings.max_file_bytes:,} (setting max_file_bytes)",
             )
         blob = zhiku.blobs.put_file(path, max_bytes=zhiku.settings.max_file_bytes)
     except RuntimeError as exc:  # pathlib reports symlink loops as RuntimeError on some versions
-        return Registration(source, "failed", message=f"{path.name}: {exc}")
+        return Registration(source, "failed", message=f"{display}: {exc}")
     except OSError as exc:
-        return Registration(source, "failed", message=f"{path.name}: cannot read ({exc.strerror or exc})")
+        return Registration(source, "failed", message=f"{display}: cannot read ({exc.strerror or exc})")
     except ZhikuError as exc:
         return Registration(source, "failed", message=exc.message)
-    display = sanitize_filename(item.filename or path.name)
     return _Stored(source, display, blob.sha256, blob.size, dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC))
 
 

@@ -4,6 +4,7 @@ labels, re-ingest, delete, page and chunk previews."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from pathlib import Path, PurePosixPath
 from typing import Annotated
@@ -53,11 +54,20 @@ def upload_path(path: str) -> bool:
     return path.startswith("/api/v1/knowledge-bases/") and path.rstrip("/").endswith("/documents")
 
 
+MAX_SOURCE_CHARS = 1000
+"""Longer upload paths are identified by a prefix and a hash (the column holds 2,000 characters)."""
+
+
 def _source_for(filename: str) -> str:
-    """A stable document identity for an uploaded name: its cleaned relative path (no '..', no root)."""
+    """A stable document identity for an uploaded name: its cleaned relative path (no '..', no root), in full
+    (two long names that differ only beyond the display name's cut are two documents)."""
     raw = PurePosixPath(filename.replace("\\", "/")).parts
-    parts = [sanitize_filename(p) for p in raw if p not in ("", ".", "..", "/")]
-    return "upload:" + "/".join(parts or ["unnamed"])
+    parts = [sanitize_filename(p, max_bytes=None) for p in raw if p not in ("", ".", "..", "/")]
+    source = "upload:" + "/".join(parts or ["unnamed"])
+    if len(source) > MAX_SOURCE_CHARS:
+        digest = hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
+        source = f"{source[: MAX_SOURCE_CHARS - 70]}…#{digest}"
+    return source
 
 
 def _labels(tags: list[str], metadata: str | None, document_date: str | None) -> Labels:
@@ -88,10 +98,13 @@ def _tenant_usage(zhiku: Zhiku, tenant_id: str) -> int:
 
 
 def _stage(upload: UploadFile, folder: Path, max_bytes: int) -> tuple[Path, str, int]:
-    """Copy one upload to ``folder`` (bounded) and check its type by content; returns (path, name, size)."""
+    """Copy one upload to ``folder`` (bounded) and check its type by content; returns (path, name, size).
+
+    The staged file is named by its position only: the uploaded name, however long or strange, is a display name
+    and never a path component."""
     raw_name = upload.filename or "unnamed"
     name = sanitize_filename(raw_name)
-    target = folder / f"{len(list(folder.iterdir()))}-{name}"
+    target = folder / str(len(list(folder.iterdir())))
     size = 0
     with target.open("wb") as sink:
         while chunk := upload.file.read(1024 * 1024):
