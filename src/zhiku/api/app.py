@@ -14,12 +14,14 @@ from fastapi.staticfiles import StaticFiles
 from zhiku import __version__
 from zhiku.api.auth import KeyCache
 from zhiku.api.deps import AppState
+from zhiku.api.docs import install_docs
 from zhiku.api.errors import install_error_handlers
 from zhiku.api.limits import BodySizeLimit
 from zhiku.api.metrics import Metrics, MetricsMiddleware
 from zhiku.api.ratelimit import RateLimiter
 from zhiku.api.routes import chat, documents, embeddings, health, jobs, keys, knowledge_bases
 from zhiku.api.schemas import ERROR_RESPONSES
+from zhiku.api.security import SecurityHeaders
 from zhiku.config import Settings, get_settings
 from zhiku.core import Zhiku
 from zhiku.embedding.service import EmbeddingService
@@ -93,6 +95,8 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
         description="Self-hosted knowledge-base semantic search (智库): knowledge bases, documents, jobs, search, "
         "RAG chat, and OpenAI-compatible embeddings. Authenticate with `Authorization: Bearer <API key>`.",
         lifespan=lifespan,
+        docs_url=None,  # /docs is served by install_docs from local files; ReDoc (a CDN script) is off
+        redoc_url=None,
     )
     app.state.zhiku = state
     install_error_handlers(app)
@@ -101,6 +105,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
         app.include_router(module.router, responses=ERROR_RESPONSES)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    install_docs(app)
 
     @app.get("/", include_in_schema=False)
     async def web_ui() -> FileResponse:
@@ -116,4 +121,5 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
 
     app.add_middleware(BodySizeLimit, limit_for=body_limit)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(SecurityHeaders)  # outermost: error responses get the headers too
     return app

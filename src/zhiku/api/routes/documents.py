@@ -18,6 +18,7 @@ from starlette.datastructures import UploadFile
 from zhiku.api.auth import Reader, Writer
 from zhiku.api.deps import AppState, State
 from zhiku.api.schemas import ChunkOut, DocumentLabels, DocumentOut, PageOut, UploadOutcome
+from zhiku.api.security import file_headers
 from zhiku.core import Zhiku
 from zhiku.documents.parsers import parse_file
 from zhiku.documents.sniff import detect_type
@@ -185,13 +186,14 @@ def get(kb_id: str, document_id: str, state: State, principal: Reader) -> Docume
 
 @router.get("/documents/{document_id}/file", response_class=FileResponse)
 def download(kb_id: str, document_id: str, state: State, principal: Reader) -> FileResponse:
-    """The original file as uploaded."""
+    """The original file as uploaded: a download (`Content-Disposition: attachment`) except PDFs, which are shown
+    in place; always with a sandboxing Content-Security-Policy, so an uploaded page never runs on zhiku's origin."""
     _, document = _document(state, principal, kb_id, document_id)
     path = state.zhiku.blobs.path_for(document.content_hash)
     if not path.is_file():
         raise NotFoundError(f"the file of {document.filename} is no longer stored")
-    return FileResponse(path, media_type=document.mime_type or "application/octet-stream",
-                        filename=document.filename, content_disposition_type="inline")  # fmt: skip
+    media_type = document.mime_type or "application/octet-stream"
+    return FileResponse(path, media_type=media_type, headers=file_headers(document.filename, media_type))
 
 
 @router.patch("/documents/{document_id}")

@@ -42,10 +42,13 @@ export async function api(path, { method = "GET", json, form, signal } = {}) {
   return response.json();
 }
 
-export async function blobUrl(path) {
+// An uploaded file's bytes and the type the server sniffed. Never render these as a page of this origin (it holds
+// the key): see openOriginal in app.js.
+export async function fetchFile(path) {
   const response = await fetch(path, { headers: headers() });
   if (!response.ok) throw await failure(response);
-  return URL.createObjectURL(await response.blob());
+  const type = (response.headers.get("Content-Type") || "").split(";")[0].trim().toLowerCase();
+  return { type, bytes: await response.arrayBuffer() };
 }
 
 // Read a text/event-stream response; calls onEvent({event, data}) per event until the stream ends or aborts.

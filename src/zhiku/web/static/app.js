@@ -1,5 +1,5 @@
 // zhiku's web UI: a small hash-routed app over the REST API. No build step, no framework.
-import { api, ApiError, blobUrl, readEvents, settings } from "/static/api.js";
+import { api, ApiError, fetchFile, readEvents, settings } from "/static/api.js";
 import { language, setLanguage, t, translateStatic } from "/static/i18n.js";
 
 const main = document.getElementById("main");
@@ -212,7 +212,7 @@ async function renderDocs(kbId) {
     onchange: (e) => { uploadAll([...e.target.files].map((f) => [f, f.webkitRelativePath || f.name])); e.target.value = ""; } });
   const drop = h("div", { class: "drop", id: "drop" },
     h("p", {}, t("docs.drop")),
-    h("div", { class: "row", style: "justify-content:center" },
+    h("div", { class: "row centered" },
       h("label", {}, t("docs.files"), fileInput), h("label", {}, t("docs.folder"), folderInput)));
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
@@ -272,7 +272,7 @@ async function renderSearch(params) {
     h("div", { class: "row" },
       h("label", {}, t("search.kb"), h("select", { name: "kb" },
         kbs.map((kb) => h("option", { value: kb.id, selected: kb.id === params.get("kb") }, kb.name)))),
-      h("label", { style: "flex:1 1 280px" }, t("search.query"),
+      h("label", { class: "grow" }, t("search.query"),
         h("input", { name: "query", type: "search", required: true, maxlength: 2000, value: params.get("q") || "" })),
       h("label", {}, t("search.mode"), h("select", { name: "mode" },
         ["hybrid", "dense", "lexical"].map((m) => h("option", { value: m }, t(`mode.${m}`))))),
@@ -330,10 +330,24 @@ async function openViewer(kbId, hit) {
   } catch (err) { showError(err); }
 }
 
+// An uploaded file must never become a page of this origin (its scripts could read the key): a PDF opens in a new
+// tab as a Blob typed application/pdf, which only Chromium's/Firefox's PDF viewer renders; every other type is
+// saved as a download of a Blob typed application/octet-stream, never shown.
 async function openOriginal(kbId, hit) {
   try {
-    const url = await blobUrl(`/api/v1/knowledge-bases/${kbId}/documents/${hit.document_id}/file`);
-    window.open(`${url}#page=${hit.page_start}`, "_blank", "noopener");
+    const file = await fetchFile(`/api/v1/knowledge-bases/${kbId}/documents/${hit.document_id}/file`);
+    if (file.type === "application/pdf") {
+      const url = URL.createObjectURL(new Blob([file.bytes], { type: "application/pdf" }));
+      window.open(`${url}#page=${hit.page_start}`, "_blank", "noopener");
+      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+      return;
+    }
+    const url = URL.createObjectURL(new Blob([file.bytes], { type: "application/octet-stream" }));
+    const link = h("a", { href: url, download: hit.filename || "document", hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
   } catch (err) { showError(err); }
 }
 
@@ -344,7 +358,7 @@ async function renderChat() {
   const sources = h("ol", { class: "sources", id: "sources" });
   const form = h("form", { class: "card stack", onsubmit: (e) => { e.preventDefault(); ask(e.target, answer, sources); } },
     h("fieldset", { class: "row" }, h("legend", {}, t("chat.kbs")),
-      kbs.map((kb, i) => h("label", { style: "display:flex;gap:6px;align-items:center" },
+      kbs.map((kb, i) => h("label", { class: "check" },
         h("input", { type: "checkbox", name: "kb", value: kb.id, checked: i === 0 }), kb.name))),
     h("label", {}, t("chat.question"), h("textarea", { name: "question", required: true, maxlength: 10000 })),
     h("div", {}, h("button", { class: "primary", type: "submit" }, t("chat.send"))));
