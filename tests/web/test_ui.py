@@ -111,9 +111,14 @@ def test_create_upload_search_open_switch_language_and_errors(server: str, brows
     broken = tmp_path / "broken.pdf"
     broken.write_bytes(b"%PDF-1.4\nthis file is damaged beyond repair")
     page.locator("#file-input").set_input_files(str(broken))
-    row = page.locator('tr[data-file="broken.pdf"]')
+    row = page.locator('tr[data-file="broken.pdf"]')  # refused by the upload's structural check: no job
     expect(row).to_have_attribute("data-status", "failed", timeout=60_000)
     expect(row.locator(".error-text")).to_contain_text(re.compile("PDF", re.IGNORECASE))
+    scan = evaldata / "pdf" / "py-pdf-sample-files" / "019-grayscale-image" / "grayscale-image.pdf"
+    page.locator("#file-input").set_input_files(str(scan))
+    row = page.locator('tr[data-file="grayscale-image.pdf"]')  # a sound PDF whose job fails: it has no text layer
+    expect(row).to_have_attribute("data-status", "failed", timeout=60_000)
+    expect(row.locator(".error-text")).to_contain_text("OCR")
     expect(row.get_by_role("button", name="Retry")).to_be_visible()
     png = tmp_path / "photo.png"
     png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)

@@ -68,12 +68,24 @@ def child_main(fd: int) -> None:
     limits: ParseLimits = conn.recv()
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    _preload()
     while True:
         try:
             operation, path, filename = conn.recv()
         except (EOFError, OSError):
             return
         conn.send(_run_in_child(operation, Path(path), filename, limits))
+
+
+def _preload() -> None:
+    """Import the parsers before the first request comes (a missing package is reported by that request)."""
+    import importlib
+
+    from zhiku.documents.parsers import PARSER_MODULES
+
+    for module in PARSER_MODULES.values():
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
 
 
 def _run_in_child(operation: str, path: Path, filename: str, limits: ParseLimits) -> tuple[str, Any, str]:
@@ -190,6 +202,10 @@ class ParseSandbox:
             f"{self.limits.memory_bytes // 2**20:,} MiB ({detail}); raise ZHIKU_PARSE_MEMORY_BYTES"
         )
 
+    def start(self) -> None:
+        """Start the child process unless it runs."""
+        self._started()
+
     def _started(self) -> tuple[Connection, subprocess.Popen[bytes]]:
         if self._process is None or self._conn is None or self._process.poll() is not None:
             self.close()
@@ -226,6 +242,15 @@ class SandboxPool:
         self._lent = 0
         self._closed = False
         self._available = threading.Condition()
+
+    def start(self) -> None:
+        """Start every child now (they load the parsers while the caller goes on), so the first documents do not
+        wait for an interpreter to start."""
+        with self._available:
+            while not self._closed and len(self._idle) + self._lent < self.size:
+                box = ParseSandbox(self.limits)
+                box.start()
+                self._idle.append(box)
 
     @contextlib.contextmanager
     def sandbox(self) -> Iterator[ParseSandbox]:

@@ -221,6 +221,8 @@ class JobRunner:
             return
         self._stop.clear()
         self.requeue_interrupted()
+        if self.workers:
+            self.zhiku.parsers.start()  # the parsing processes start while the model loads
         for index in range(self.workers):
             thread = threading.Thread(target=self._work, name=f"zhiku-job-{index}", daemon=True)
             thread.start()

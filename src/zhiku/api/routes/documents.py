@@ -20,8 +20,6 @@ from zhiku.api.deps import AppState, State
 from zhiku.api.schemas import ChunkOut, DocumentLabels, DocumentOut, PageOut, UploadOutcome
 from zhiku.api.security import file_headers
 from zhiku.core import Zhiku
-from zhiku.documents.parsers import parse_file
-from zhiku.documents.sniff import detect_type
 from zhiku.documents.types import ParsedDocument
 from zhiku.errors import (
     FileTooLargeError,
@@ -98,8 +96,10 @@ def _tenant_usage(zhiku: Zhiku, tenant_id: str) -> int:
     return int(used or 0)
 
 
-def _stage(upload: UploadFile, folder: Path, max_bytes: int) -> tuple[Path, str, int]:
-    """Copy one upload to ``folder`` (bounded) and check its type by content; returns (path, name, size).
+def _stage(zhiku: Zhiku, upload: UploadFile, folder: Path) -> tuple[Path, str, int]:
+    """Copy one upload to ``folder`` (bounded by ``max_file_bytes``) and run the fast structural check on it (in a
+    checking process: its type by content, a PDF that opens, a sound DOCX container, text within the character
+    limit); returns (path, name, size).
 
     The staged file is named by its position only: the uploaded name, however long or strange, is a display name
     and never a path component."""
@@ -107,13 +107,14 @@ def _stage(upload: UploadFile, folder: Path, max_bytes: int) -> tuple[Path, str,
     name = sanitize_filename(raw_name)
     target = folder / str(len(list(folder.iterdir())))
     size = 0
+    max_bytes = zhiku.settings.max_file_bytes
     with target.open("wb") as sink:
         while chunk := upload.file.read(1024 * 1024):
             size += len(chunk)
             if size > max_bytes:
                 raise FileTooLargeError(f"{name} is over the limit of {max_bytes:,} bytes (setting max_file_bytes)")
             sink.write(chunk)
-    detect_type(target, name)  # unsupported, empty, encrypted, damaged or zip-bomb files stop the upload here
+    zhiku.checkers.check(target, name)  # unsupported, empty, encrypted, damaged, oversized: the upload stops here
     return target, raw_name, size
 
 
@@ -136,7 +137,7 @@ async def upload(kb_id: str, request: Request, state: State, principal: Writer) 
         labels = _labels([str(t) for t in form.getlist("tags")], _text(form.get("metadata")),
                          _text(form.get("document_date")))  # fmt: skip
         with staging_folder(settings.ensure_home()) as staging:  # locked: `zhiku serve` cleans unowned ones
-            staged = [await run_in_threadpool(_stage, f, staging, settings.max_file_bytes) for f in files]
+            staged = [await run_in_threadpool(_stage, state.zhiku, f, staging) for f in files]
             if settings.tenant_quota_bytes is not None:
                 used = await run_in_threadpool(_tenant_usage, state.zhiku, principal.tenant_id)
                 incoming = sum(size for _, _, size in staged)
@@ -224,8 +225,9 @@ def delete(kb_id: str, document_id: str, state: State, principal: Writer) -> Res
 
 
 @functools.lru_cache(maxsize=16)
-def _parsed(path: str, filename: str) -> ParsedDocument:
-    return parse_file(Path(path), filename=filename)
+def _parsed(zhiku: Zhiku, path: str, filename: str) -> ParsedDocument:
+    """A stored document parsed again (in a parsing process, within the parsing budget) for page previews."""
+    return zhiku.parsers.parse(Path(path), filename)
 
 
 @router.get("/documents/{document_id}/pages/{page}")
@@ -235,7 +237,7 @@ def page_text(kb_id: str, document_id: str, page: int, state: State, principal: 
     path = state.zhiku.blobs.path_for(document.content_hash)
     if not path.is_file() or document.version == 0:
         raise NotFoundError(f"{document.filename} has no ingested content yet")
-    parsed = _parsed(str(path), document.filename)
+    parsed = _parsed(state.zhiku, str(path), document.filename)
     found = next((p for p in parsed.pages if p.number == page), None)
     if found is None:
         raise NotFoundError(f"{document.filename} has no page {page} (pages 1-{len(parsed.pages)})")
