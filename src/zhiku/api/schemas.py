@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from zhiku.storage.models import ApiKey, Document, Job, KnowledgeBase
 
@@ -163,9 +163,13 @@ class SearchRequest(BaseModel):
         "date<2025-01-01, document=FILE-OR-ID, type=pdf.",
     )  # fmt: skip
     document_ids: list[str] | None = Field(default=None, max_length=1000)
-    min_score: float | None = None
+    min_score: float | None = Field(
+        default=None, allow_inf_nan=False, description="Drop hits scoring below this (a finite number)."
+    )
     neighbours: int = Field(default=0, ge=0, le=10)
-    rerank: bool = Field(default=False, description="Reorder the best candidates with the configured reranker.")
+    rerank: StrictBool = Field(
+        default=False, description="Reorder the best candidates with the configured reranker (true or false)."
+    )
 
 
 class HitOut(BaseModel):
