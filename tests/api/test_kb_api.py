@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.security import bombs
 from tests.servers import zhiku_server
 
 ADMIN = "test-admin-key-0123456789abcdef0123456789"
@@ -148,7 +149,8 @@ def test_knowledge_base_lifecycle_upload_progress_search_and_previews(api: Api, 
 def test_job_event_stream_follows_one_job_and_failures_carry_a_reason(api: Api) -> None:
     with api.client() as client:
         kb = client.post("/api/v1/knowledge-bases", json={"name": "jobs"}).json()
-        broken = [("files", ("broken.pdf", b"%PDF-1.4\nthis is not really a pdf", "application/pdf"))]
+        # a sound PDF (it passes the upload's structural check) whose one page has no text: the job fails
+        broken = [("files", ("broken.pdf", bombs.pdf([b""]), "application/pdf"))]
         outcome = client.post(f"/api/v1/knowledge-bases/{kb['id']}/documents", files=broken).json()[0]
         statuses = []
         with client.stream("GET", f"/api/v1/jobs/{outcome['job_id']}/events") as response:
