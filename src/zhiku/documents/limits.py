@@ -4,10 +4,13 @@ job with a clear reason instead of exhausting the memory of the process that par
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from zhiku.config import Settings
 from zhiku.documents.types import ParsedDocument
 from zhiku.errors import DocumentTooLargeError
+
+if TYPE_CHECKING:  # not at run time: the parsing processes start faster without the settings machinery
+    from zhiku.config import Settings
 
 MAX_BYTES_PER_CHAR = 4
 """No text encoding zhiku reads (UTF-8/16/32, GB18030, Big5, Shift-JIS ...) spends more bytes on a character."""

@@ -68,24 +68,12 @@ def child_main(fd: int) -> None:
     limits: ParseLimits = conn.recv()
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    _preload()
     while True:
         try:
             operation, path, filename = conn.recv()
         except (EOFError, OSError):
             return
         conn.send(_run_in_child(operation, Path(path), filename, limits))
-
-
-def _preload() -> None:
-    """Import the parsers before the first request comes (a missing package is reported by that request)."""
-    import importlib
-
-    from zhiku.documents.parsers import PARSER_MODULES
-
-    for module in PARSER_MODULES.values():
-        with contextlib.suppress(ImportError):
-            importlib.import_module(module)
 
 
 def _run_in_child(operation: str, path: Path, filename: str, limits: ParseLimits) -> tuple[str, Any, str]:
@@ -244,8 +232,8 @@ class SandboxPool:
         self._available = threading.Condition()
 
     def start(self) -> None:
-        """Start every child now (they load the parsers while the caller goes on), so the first documents do not
-        wait for an interpreter to start."""
+        """Start every child now (in the background: the caller goes on), so the first documents do not wait for
+        an interpreter to start. Each parser module is imported by the child when a document of its kind comes."""
         with self._available:
             while not self._closed and len(self._idle) + self._lent < self.size:
                 box = ParseSandbox(self.limits)
