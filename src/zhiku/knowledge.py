@@ -109,9 +109,13 @@ def create_knowledge_base(
     size = chunk_tokens or min(settings.default_chunk_tokens, usable)  # the default fits short-context models
     overlap = settings.default_chunk_overlap if chunk_overlap is None else chunk_overlap
     if not 16 <= size <= usable:
-        raise InvalidInputError(f"chunk size must be 16 to {usable} tokens for {spec.name}, got {size}")
+        raise InvalidInputError(
+            f"chunk size must be 16 to {usable} tokens for {spec.name}, got {size}", param="chunk_tokens"
+        )
     if not 0 <= overlap < size // 2 + 1:
-        raise InvalidInputError(f"chunk overlap must be 0 to {size // 2} tokens (half the chunk size), got {overlap}")
+        raise InvalidInputError(
+            f"chunk overlap must be 0 to {size // 2} tokens (half the chunk size), got {overlap}", param="chunk_overlap"
+        )
     with zhiku.db.session() as session:
         taken = session.scalar(
             select(KnowledgeBase.id).where(KnowledgeBase.tenant_id == tenant_id, KnowledgeBase.name == name)

@@ -13,14 +13,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from zhiku.errors import ZhikuError
 
 log = logging.getLogger(__name__)
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-          404: "not_found_error", 409: "conflict_error", 413: "invalid_request_error", 415: "invalid_request_error",
-          422: "invalid_request_error", 429: "rate_limit_error"}  # fmt: skip
+          404: "not_found_error", 405: "invalid_request_error", 409: "conflict_error", 413: "invalid_request_error",
+          415: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error"}  # fmt: skip
 
 
 def error_response(
@@ -49,6 +50,27 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return (f"{param}: {message}{more}" if param else f"{message}{more}"), param
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app answers on this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods
+    return sorted(methods)
+
+
+def _not_json_message(request: Request, exc: RequestValidationError) -> str | None:
+    """For a JSON route sent a body that is not declared as JSON (FastAPI then validates the raw bytes): say what
+    to send instead."""
+    if not isinstance(exc.body, bytes | bytearray) or not any(
+        tuple(error.get("loc", ()))[:1] == ("body",) for error in exc.errors()
+    ):
+        return None
+    content_type = request.headers.get("content-type", "").split(";")[0].strip()
+    sent = repr(content_type) if content_type else "no Content-Type"
+    return f"the request body must be JSON: send Content-Type: application/json, not {sent}"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map zhiku errors, validation errors and HTTP errors to OpenAI-shaped responses."""
 
@@ -65,17 +87,25 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, exc.message, code=exc.code, param=exc.param, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        not_json = _not_json_message(request, exc)
+        if not_json is not None:
+            return error_response(415, not_json, code="unsupported_media_type")
         message, param = _validation_message(exc)
         return error_response(400, message, code="invalid_request", param=param)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
             exc.status_code, "http_error"
         )
         headers = dict(exc.headers) if exc.headers else None
-        return error_response(exc.status_code, str(exc.detail), code=code, headers=headers)
+        message = str(exc.detail)
+        if exc.status_code == 405:  # RFC 9110: Allow lists every method the resource supports
+            allowed = _allowed_methods(request)
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+            message = f"{request.method} is not allowed on {request.url.path}; it supports {', '.join(allowed)}"
+        return error_response(exc.status_code, message, code=code, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

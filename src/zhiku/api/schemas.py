@@ -3,19 +3,61 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+import typing
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, ValidationInfo, field_validator
 
+from zhiku.search.retrieve import MAX_QUERY_CHARS
 from zhiku.storage.models import ApiKey, Document, Job, KnowledgeBase
 
 
-class KnowledgeBaseCreate(BaseModel):
+def _json_number(value: object) -> object:
+    """Numbers as JSON has them: pydantic's lax mode would also take ``true`` and ``"5"``, which the schema
+    refuses (integral floats such as ``5.0`` stay integers, as in JSON Schema)."""
+    if isinstance(value, bool | str):
+        raise ValueError(f"must be a number, not {'a boolean' if isinstance(value, bool) else 'a string'}")
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_number)]
+"""An integer that refuses booleans and strings (for list items; fields of a :class:`JsonBody` get it anyway)."""
+
+
+def _numeric(annotation: object) -> bool:
+    return any(arg in (int, float) for arg in (typing.get_args(annotation) or (annotation,)))
+
+
+class JsonBody(BaseModel):
+    """A JSON request body whose number fields take JSON numbers only, as the schema says."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _json_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        return _json_number(value) if field is not None and _numeric(field.annotation) else value
+
+
+SPACE_CLASS = r"\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+"""The characters ``str.strip()`` removes, as a regex character-class body (the same in Python and ECMA-262)."""
+NOT_BLANK = f"[^{SPACE_CLASS}]"
+"""A schema pattern: the string has a character that is not whitespace."""
+TEXT_PATTERN = f"^[^\\x00]*[^\\x00{SPACE_CLASS}][^\\x00]*$"
+"""A schema pattern: not only whitespace, and no NUL character."""
+KB_NAME_SCHEMA: dict[str, Any] = {
+    # knowledge.NAME_PATTERN, which the server checks, without its trailing spaces; \w is any script's letter or digit
+    "pattern": r"^\w([\w.\- ]{0,98}[\w.\-])?$",
+    "description": "1-100 letters (any script), digits, '_', '-', '.' and spaces; starts with a letter, digit or "
+    "'_', does not end with a space.",
+}
+
+
+class KnowledgeBaseCreate(JsonBody):
     """A new knowledge base; model, dimension and instruction are fixed for its lifetime."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, json_schema_extra=KB_NAME_SCHEMA)
     description: str = Field(default="", max_length=2000)
     model: str | None = Field(default=None, max_length=500, description="Embedding model; default: the server's.")
     dimension: int | None = Field(default=None, ge=1, le=65536, description="Matryoshka dimension.")
@@ -25,16 +67,16 @@ class KnowledgeBaseCreate(BaseModel):
     chunk_overlap: int | None = Field(default=None, ge=0, le=16384)
 
 
-class KnowledgeBaseUpdate(BaseModel):
+class KnowledgeBaseUpdate(JsonBody):
     """Changeable settings of a knowledge base."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=100)
+    name: str | None = Field(default=None, min_length=1, max_length=100, json_schema_extra=KB_NAME_SCHEMA)
     description: str | None = Field(default=None, max_length=2000)
 
 
-class ReindexRequest(BaseModel):
+class ReindexRequest(JsonBody):
     """Re-embed a knowledge base, optionally with another model or dimension."""
 
     model_config = ConfigDict(extra="forbid")
@@ -100,7 +142,7 @@ class DocumentOut(BaseModel):
                    updated_at=d.updated_at)  # fmt: skip
 
 
-class DocumentLabels(BaseModel):
+class DocumentLabels(JsonBody):
     """Changes to a document's tags, metadata and date."""
 
     model_config = ConfigDict(extra="forbid")
@@ -149,12 +191,15 @@ class JobOut(BaseModel):
                    created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at)  # fmt: skip
 
 
-class SearchRequest(BaseModel):
+class SearchRequest(JsonBody):
     """A search in one knowledge base."""
 
     model_config = ConfigDict(extra="forbid")
 
-    query: str = Field(min_length=1, max_length=20_000)
+    query: str = Field(
+        min_length=1, max_length=MAX_QUERY_CHARS, json_schema_extra={"pattern": TEXT_PATTERN},
+        description="Not only whitespace, no NUL character.",
+    )  # fmt: skip
     mode: Literal["dense", "lexical", "hybrid"] = "hybrid"
     top_k: int = Field(default=10, ge=1, le=100)
     filters: list[str] = Field(
@@ -229,7 +274,7 @@ class ChunkOut(BaseModel):
     context_after: str
 
 
-class ApiKeyCreate(BaseModel):
+class ApiKeyCreate(JsonBody):
     """A new API key."""
 
     model_config = ConfigDict(extra="forbid")

@@ -11,11 +11,12 @@ from typing import Annotated, Any, Literal
 import httpx
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.concurrency import run_in_threadpool
 
 from zhiku.api.auth import authorize
 from zhiku.api.deps import AppState, app_state
+from zhiku.api.schemas import NOT_BLANK, ErrorResponse, JsonBody
 from zhiku.errors import ChatUpstreamError, InvalidInputError, NotConfiguredError
 from zhiku.keys import Principal
 from zhiku.knowledge import get_knowledge_base
@@ -35,24 +36,66 @@ class ChatMessage(BaseModel):
     content: str = Field(max_length=100_000)
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(JsonBody):
     """An OpenAI chat-completions request plus the knowledge bases to answer from."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["knowledge_base_id"], "properties": {"knowledge_base_id": {"type": "string"}}},
+                {"required": ["knowledge_base_ids"], "properties": {"knowledge_base_ids": {"minItems": 1}}},
+            ]
+        },
+    )
 
-    messages: list[ChatMessage] = Field(min_length=1, max_length=200)
+    messages: list[ChatMessage] = Field(
+        min_length=1,
+        max_length=200,
+        description="The conversation; the last user message with text is the question.",
+        json_schema_extra={
+            "contains": {
+                "type": "object",
+                "required": ["role", "content"],
+                "properties": {"role": {"const": "user"}, "content": {"type": "string", "pattern": NOT_BLANK}},
+            }
+        },
+    )
     model: str | None = None
-    stream: bool = False
+    stream: StrictBool = False
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1, le=100_000)
-    knowledge_base_id: str | None = None
+    knowledge_base_id: str | None = Field(default=None, min_length=1, description="Set this or knowledge_base_ids.")
     knowledge_base_ids: list[str] = Field(default_factory=list, max_length=20)
     top_k: int = Field(default=5, ge=1, le=20)
     mode: Literal["dense", "lexical", "hybrid"] = "hybrid"
     filters: list[str] = Field(default_factory=list, max_length=50)
 
 
-@router.post("/completions", response_model=None)
+_CHAT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The chat server's completion with `sources` added; with `stream: true`, Server-Sent "
+        "Events: a first chunk with `sources` and no choices, then the chat server's chunks, then `[DONE]`",
+        "content": {
+            "application/json": {"schema": {"type": "object", "properties": {"sources": {"type": "array"}}}},
+            "text/event-stream": {
+                "schema": {  # one event
+                    "type": "object",
+                    "required": ["data"],
+                    "properties": {
+                        "data": {"type": "string", "description": "A JSON chat.completion.chunk, or [DONE]"},
+                        "event": {"type": "string"},
+                    },
+                }
+            },
+        },
+    },
+    501: {"model": ErrorResponse, "description": "No chat model is configured (settings chat_url, chat_model)"},
+    502: {"model": ErrorResponse, "description": "The chat server failed"},
+}
+
+
+@router.post("/completions", response_model=None, responses=_CHAT_RESPONSES)
 async def completions(body: ChatRequest, state: State, principal: Chatter) -> JSONResponse | StreamingResponse:
     """Answer the last user message from the knowledge bases, citing sources as [n]."""
     settings = state.settings
@@ -65,9 +108,9 @@ async def completions(body: ChatRequest, state: State, principal: Chatter) -> JS
     if not ids:
         raise InvalidInputError("name at least one knowledge base: knowledge_base_id or knowledge_base_ids",
                                 param="knowledge_base_id")  # fmt: skip
-    question = next((m.content for m in reversed(body.messages) if m.role == "user"), "").strip()
+    question = next((m.content for m in reversed(body.messages) if m.role == "user" and m.content.strip()), "").strip()
     if not question:
-        raise InvalidInputError("the conversation has no user message to answer", param="messages")
+        raise InvalidInputError("the conversation has no user message with text to answer", param="messages")
     kbs = [await run_in_threadpool(get_knowledge_base, state.zhiku, kb_id, principal.tenant_id) for kb_id in ids]
     options = SearchOptions(mode=body.mode, top_k=body.top_k, filter=parse_filters(body.filters))
     sources = await run_in_threadpool(retrieve_sources, state.zhiku, kbs, question, options)

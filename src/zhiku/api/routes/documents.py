@@ -7,13 +7,15 @@ import functools
 import hashlib
 import json
 from pathlib import Path, PurePosixPath
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
+from python_multipart.multipart import DEFAULT_MAX_HEADER_SIZE
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
 
 from zhiku.api.auth import Reader, Writer
 from zhiku.api.deps import AppState, State
@@ -22,6 +24,7 @@ from zhiku.api.security import file_headers
 from zhiku.core import Zhiku
 from zhiku.documents.types import ParsedDocument
 from zhiku.errors import (
+    DocumentError,
     FileTooLargeError,
     InvalidInputError,
     NotFoundError,
@@ -114,11 +117,63 @@ def _stage(zhiku: Zhiku, upload: UploadFile, folder: Path) -> tuple[Path, str, i
             if size > max_bytes:
                 raise FileTooLargeError(f"{name} is over the limit of {max_bytes:,} bytes (setting max_file_bytes)")
             sink.write(chunk)
-    zhiku.checkers.check(target, name)  # unsupported, empty, encrypted, damaged, oversized: the upload stops here
+    try:
+        zhiku.checkers.check(target, name)  # unsupported, empty, encrypted, damaged, oversized: the upload stops here
+    except DocumentError as exc:
+        exc.param = exc.param or "files"
+        raise
     return target, raw_name, size
 
 
-@router.post("/documents", status_code=201)
+UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {
+                            "type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"},
+                            "description": "The files (repeat the part). Each is checked by content: PDF, DOCX, "
+                            "text, Markdown, HTML, ...; other types are a 415, damaged or empty ones a 422.",
+                        },
+                        "tags": {"type": "array", "items": {"type": "string"}, "description": "Tags (repeatable)."},
+                        "metadata": {
+                            "type": "object", "additionalProperties": {"type": "string"},
+                            "description": "A JSON object of string values.",
+                        },
+                        "document_date": {
+                            "type": "string", "format": "date-time", "description": "ISO 8601 date or date-time."
+                        },
+                    },
+                },
+                "encoding": {"metadata": {"contentType": "application/json"}},
+            }
+        },
+    }
+}  # fmt: skip
+
+
+async def _read_form(request: Request, max_files: int) -> FormData:
+    """The multipart body, or a 400 that says what is wrong with it (Starlette says only "Invalid multipart
+    data." for a parser error)."""
+    try:
+        return await request.form(max_files=max_files, max_fields=200)
+    except HTTPException as exc:
+        cause = exc.__context__.__cause__ if exc.__context__ is not None else None
+        if cause is not None and "header size" in str(cause):
+            message = (
+                f"a header of a multipart part is over the parser's limit of {DEFAULT_MAX_HEADER_SIZE:,} bytes: "
+                "most likely a file name that long (shorten it; names are kept to 255 bytes anyway)"
+            )
+        else:
+            message = f"the multipart body cannot be read: {cause or exc.detail}"
+        raise InvalidInputError(message, param="files") from None
+
+
+@router.post("/documents", status_code=201, openapi_extra=UPLOAD_BODY)
 async def upload(kb_id: str, request: Request, state: State, principal: Writer) -> list[UploadOutcome]:
     """Upload files (multipart/form-data, field `files`, repeatable; optional `tags` (repeatable), `metadata`
     (JSON object of strings) and `document_date` (ISO 8601)). Every file is checked first (size, type by
@@ -129,7 +184,7 @@ async def upload(kb_id: str, request: Request, state: State, principal: Writer) 
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         raise UnsupportedTypeError(f"send files as multipart/form-data, not {content_type or 'no content type'!r}")
-    form = await request.form(max_files=settings.max_upload_files, max_fields=200)
+    form = await _read_form(request, settings.max_upload_files)
     try:
         files = [value for key, value in form.multi_items() if key == "files" and isinstance(value, UploadFile)]
         if not files:

@@ -17,28 +17,46 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
 
 from zhiku.api.auth import authorize
 from zhiku.api.deps import AppState, app_state
+from zhiku.api.schemas import TEXT_PATTERN, JsonBody, JsonInt
 from zhiku.errors import InvalidInputError
 from zhiku.keys import Principal
 
 router = APIRouter(tags=["OpenAI-compatible embeddings"])
 
-TokenArray = list[StrictInt]
+InputText = Annotated[StrictStr, WithJsonSchema({
+    "type": "string", "minLength": 1, "pattern": TEXT_PATTERN,
+    "description": "Not empty, not only whitespace, no NUL character.",
+})]  # fmt: skip
+"""A text input as the schema states it (:func:`zhiku.embedding.base.validate_texts` checks it, with messages)."""
+TokenArray = Annotated[
+    list[JsonInt], WithJsonSchema({"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1})
+]
+"""Token ids of the model's vocabulary (its size depends on the model: larger ids are a 400)."""
 
 
-class EmbeddingRequest(BaseModel):
+class EmbeddingRequest(JsonBody):
     """An OpenAI embeddings request, plus zhiku's documented extensions."""
 
-    model_config = ConfigDict(extra="ignore")
-
-    input: StrictStr | list[StrictStr] | list[TokenArray] | TokenArray = Field(
-        description="Text, texts, a token array or token arrays."
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={  # an instruction is for queries
+            "if": {"required": ["instruction"], "properties": {"instruction": {"type": "string"}}},
+            "then": {"required": ["input_type"], "properties": {"input_type": {"const": "query"}}},
+        },
     )
+
+    input: (
+        InputText
+        | Annotated[list[InputText], Field(min_length=1)]
+        | Annotated[list[TokenArray], Field(min_length=1)]
+        | TokenArray
+    ) = Field(description="Text, texts, a token array or token arrays.")
     model: StrictStr | None = Field(default=None, description="A served model; default: the first served one.")
-    dimensions: StrictInt | None = Field(default=None, description="Matryoshka output dimension.")
+    dimensions: int | None = Field(default=None, description="Matryoshka output dimension.")
     encoding_format: Literal["float", "base64"] = "float"
     user: StrictStr | None = None
     input_type: Literal["query", "document"] = Field(

@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from zhiku.api.auth import authenticate
 from zhiku.api.deps import AppState, app_state
+from zhiku.api.schemas import ErrorResponse
 from zhiku.errors import PermissionDeniedError
 
 router = APIRouter(tags=["operations"])
@@ -35,9 +36,14 @@ async def readyz(state: Annotated[AppState, Depends(app_state)]) -> JSONResponse
 
 @router.get(
     "/metrics",
+    response_class=Response,
     responses={
-        401: {"description": "No API key, with `metrics_auth` on"},
-        403: {"description": "A key of another tenant than `default`"},
+        200: {
+            "description": "Prometheus text exposition format",
+            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+        },
+        401: {"model": ErrorResponse, "description": "No, an unknown or a revoked API key (with `metrics_auth` on)"},
+        403: {"model": ErrorResponse, "description": "A key of another tenant than `default`"},
     },
 )
 async def metrics(request: Request, state: Annotated[AppState, Depends(app_state)]) -> Response:

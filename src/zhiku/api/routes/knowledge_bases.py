@@ -22,7 +22,7 @@ from zhiku.api.schemas import (
     SearchResponse,
 )
 from zhiku.api.streams import LimitedEventStream, stream_identity
-from zhiku.errors import ConflictError, InvalidInputError, NotConfiguredError
+from zhiku.errors import ConflictError, InvalidInputError
 from zhiku.knowledge import (
     NAME_PATTERN,
     create_knowledge_base,
@@ -103,7 +103,11 @@ def search_kb(kb_id: str, body: SearchRequest, state: State, principal: Reader) 
     if body.rerank:
         reranker = state.settings.reranker
         if reranker is None:
-            raise NotConfiguredError("reranking is not configured: set ZHIKU_RERANKER (e.g. qwen3-reranker-0.6b)")
+            raise InvalidInputError(
+                "this server has no reranker configured: search with rerank=false, or set ZHIKU_RERANKER on the "
+                "server (e.g. qwen3-reranker-0.6b)",
+                param="rerank",
+            )
     options = SearchOptions(
         mode=body.mode, top_k=body.top_k, document_ids=body.document_ids, filter=parse_filters(body.filters),
         min_score=body.min_score, neighbours=body.neighbours, rerank=reranker,
