@@ -322,7 +322,8 @@ class Settings(BaseSettings):
     reranker: str | None = Field(
         default=None,
         description="Reranker used when a search asks for `rerank` (API/UI): `qwen3-reranker-0.6b`, a local "
-        "folder or a sentence-transformers CrossEncoder id. Empty: rerank requests answer 400 (param `rerank`) saying so.",
+        "folder or a sentence-transformers CrossEncoder id. Empty: rerank requests answer 400 (param `rerank`) "
+        "saying so.",
     )
     chat_url: str | None = Field(
         default=None,
