@@ -8,19 +8,16 @@ server process, retrieval from a real knowledge base, the prompt with numbered s
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from tests.servers import free_port, zhiku_server
+from tests.servers import app_in_thread, zhiku_server
 
 RECEIVED: list[dict[str, Any]] = []
 
@@ -54,16 +51,8 @@ def stub_chat_app() -> FastAPI:
 
 @pytest.fixture(scope="module")
 def stub_chat_url() -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(stub_chat_app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with app_in_thread(stub_chat_app()) as url:
+        yield f"{url}/v1"
 
 
 def test_rag_chat_answers_with_numbered_sources(stub_chat_url: str, tmp_path: Path) -> None:

@@ -15,32 +15,22 @@ import os
 import re
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from tests.api.test_chat import stub_chat_app
-from tests.servers import ROOT, free_port, zhiku_server
+from tests.servers import ROOT, app_in_thread, zhiku_server
 
 ADMIN = "fuzz-admin-key-0123456789abcdef0123456789"
 
 
 @pytest.fixture(scope="module")
 def chat_stub() -> Iterator[str]:
-    server = uvicorn.Server(uvicorn.Config(stub_chat_app(), host="127.0.0.1", port=free_port(), log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{server.config.port}/v1"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with app_in_thread(stub_chat_app()) as url:
+        yield f"{url}/v1"
 
 
 @pytest.fixture(scope="module")

@@ -21,11 +21,9 @@ from urllib.parse import unquote, urlsplit
 import httpx
 import pytest
 
-from tests.conftest import require
-from tests.servers import zhiku_server
+from tests.servers import chromium, zhiku_server
 
 ADMIN = "origin-admin-key-0123456789abcdef0123456789"
-CHROMIUM = "/usr/bin/chromium"
 MARKER = "/pwned/"
 
 
@@ -180,13 +178,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    require(Path(CHROMIUM).is_file(), f"{CHROMIUM} missing (apt-get install chromium; scripts/test does it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def file_path(deployment: Deployment, filename: str) -> str:

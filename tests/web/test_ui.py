@@ -12,11 +12,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import require
-from tests.servers import ROOT, zhiku_server
+from tests.servers import ROOT, chromium, zhiku_server
 
 ADMIN = "ui-admin-key-0123456789abcdef0123456789ab"
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("ZHIKU_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "ui"
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 375, "height": 812}
@@ -30,13 +28,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    require(Path(CHROMIUM).is_file(), f"{CHROMIUM} missing (apt-get install chromium; scripts/test does it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def shoot(page: Any, name: str) -> None:
