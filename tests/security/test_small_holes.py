@@ -23,7 +23,7 @@ import pytest
 from pydantic import ValidationError
 
 from tests.servers import zhiku_server
-from zhiku.api.auth import CACHE_SECONDS
+from zhiku.api.keycache import CACHE_SECONDS
 from zhiku.config import Settings
 from zhiku.storage.staging import GRACE_SECONDS, STALE_SECONDS
 

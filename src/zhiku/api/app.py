@@ -12,10 +12,10 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from zhiku import __version__
-from zhiku.api.auth import KeyCache
 from zhiku.api.deps import AppState
 from zhiku.api.docs import install_docs
 from zhiku.api.errors import install_error_handlers
+from zhiku.api.keycache import KeyCache
 from zhiku.api.limits import BodySizeLimit
 from zhiku.api.metrics import Metrics, MetricsMiddleware
 from zhiku.api.ratelimit import RateLimiter

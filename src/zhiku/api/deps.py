@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 
+from zhiku.api.keycache import KeyCache
 from zhiku.api.metrics import Metrics
 from zhiku.api.streams import StreamSlots
 from zhiku.config import Settings
@@ -14,7 +15,6 @@ from zhiku.core import Zhiku
 from zhiku.embedding.service import EmbeddingService
 
 if TYPE_CHECKING:
-    from zhiku.api.auth import KeyCache
     from zhiku.api.ratelimit import RateLimiter
     from zhiku.jobs.runner import JobRunner
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import Request
 from sse_starlette.sse import EventSourceResponse
@@ -19,9 +19,6 @@ from starlette.types import Receive, Scope, Send
 from zhiku.api.errors import error_response
 from zhiku.errors import ZhikuError
 from zhiku.keys import Principal
-
-if TYPE_CHECKING:
-    from zhiku.api.deps import AppState
 
 RETRY_AFTER_SECONDS = 5.0
 PING_SECONDS = 15
@@ -76,15 +73,16 @@ def stream_identity(request: Request, principal: Principal) -> str:
 class LimitedEventStream(EventSourceResponse):
     """An :class:`EventSourceResponse` that holds one of its key's stream slots while it runs (429 if none)."""
 
-    def __init__(self, content: AsyncIterable[Any], *, state: AppState, identity: str) -> None:
+    def __init__(self, content: AsyncIterable[Any], *, slots: StreamSlots, limit: int, identity: str) -> None:
         super().__init__(content, ping=PING_SECONDS)
-        self._state = state
+        self._slots = slots
+        self._limit = limit
         self._identity = identity
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        slots = self._state.streams
+        slots = self._slots
         try:
-            slots.acquire(self._identity, self._state.settings.max_event_streams_per_key)
+            slots.acquire(self._identity, self._limit)
         except TooManyStreamsError as exc:
             headers = {"Retry-After": str(math.ceil(exc.retry_after))}
             await error_response(exc.status_code, exc.message, code=exc.code, headers=headers)(scope, receive, send)

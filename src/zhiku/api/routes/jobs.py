@@ -72,5 +72,9 @@ def events(job_id: str, request: Request, state: State, principal: Reader) -> Ev
     """Server-Sent Events: a `job` event at every change of the job, then `end` once it has finished. At most
     `max_event_streams_per_key` streams per key at once (429 beyond)."""
     job = _job(state, principal, job_id)
-    return LimitedEventStream(job_events(state.zhiku, job_id=job.id), state=state,
-                              identity=stream_identity(request, principal))  # fmt: skip
+    return LimitedEventStream(
+        job_events(state.zhiku, job_id=job.id),
+        slots=state.streams,
+        limit=state.settings.max_event_streams_per_key,
+        identity=stream_identity(request, principal),
+    )

@@ -141,5 +141,9 @@ def events(kb_id: str, request: Request, state: State, principal: Reader) -> Eve
     progress); the stream stays open until the client leaves. At most `max_event_streams_per_key` streams per
     key at once (429 beyond)."""
     kb = get_knowledge_base(state.zhiku, kb_id, principal.tenant_id)
-    return LimitedEventStream(job_events(state.zhiku, kb_id=kb.id), state=state,
-                              identity=stream_identity(request, principal))  # fmt: skip
+    return LimitedEventStream(
+        job_events(state.zhiku, kb_id=kb.id),
+        slots=state.streams,
+        limit=state.settings.max_event_streams_per_key,
+        identity=stream_identity(request, principal),
+    )
