@@ -259,12 +259,13 @@ def worker(
 ) -> None:
     """Run a Celery worker for background jobs (settings: job_backend=celery, redis_url, a shared database)."""
     from zhiku.jobs.celery_app import run_worker
+    from zhiku.pipeline.tasks import GROUP_TASKS, TASKS
 
     settings = get_settings()
     if settings.job_backend != "celery":
         err.print("[yellow]note:[/] job_backend is 'embedded': API servers and the CLI run jobs themselves and "
                   "will not send any to this worker (set ZHIKU_JOB_BACKEND=celery everywhere)")  # fmt: skip
-    run_worker(concurrency or settings.ingest_workers, settings.log_level)
+    run_worker(concurrency or settings.ingest_workers, settings.log_level, tasks=TASKS, group_tasks=GROUP_TASKS)
 
 
 @app.command("eval")

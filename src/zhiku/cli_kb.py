@@ -150,13 +150,13 @@ def ingest(
 ) -> None:
     """Ingest files into a knowledge base with a progress bar, then print what happened to each file."""
     from zhiku.ingest.sources import SourceProblem, iter_sources
-    from zhiku.jobs.runner import JobRunner
     from zhiku.knowledge import Labels, Registration, get_knowledge_base, group_size, register_files
+    from zhiku.pipeline.tasks import job_runner
     from zhiku.search.filters import normalize_tag
 
     labels = Labels(tags=[normalize_tag(t) for t in tag] if tag else None, metadata=_parse_meta(meta) if meta else None)
     zhiku = _open()
-    runner = JobRunner(zhiku)
+    runner = job_runner(zhiku)
     try:
         kb = get_knowledge_base(zhiku, kb_name)
         if wait and zhiku.settings.job_backend == "embedded":
@@ -360,12 +360,12 @@ def jobs_list(
 @jobs_app.command("show")
 def jobs_show(job_id: Annotated[str, typer.Argument(help="Job id or unique prefix.")]) -> None:
     """Show one job in full."""
-    from zhiku.jobs.runner import _find_job
+    from zhiku.jobs.runner import find_job
 
     zhiku = _open()
     try:
         with zhiku.db.session() as session:
-            job = _find_job(session, job_id)
+            job = find_job(session, job_id)
         table = Table(show_header=False, title=f"job {job.id}")
         for column in ("kind", "status", "stage", "progress", "attempts", "max_attempts", "error", "document_id",
                        "kb_id", "payload", "created_at", "started_at", "heartbeat_at", "finished_at"):  # fmt: skip
@@ -394,13 +394,14 @@ def jobs_retry(
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Run it now and show progress.")] = True,
 ) -> None:
     """Queue a failed or cancelled job again."""
-    from zhiku.jobs.runner import JobRunner, retry_job
+    from zhiku.jobs.runner import retry_job
+    from zhiku.pipeline.tasks import job_runner
 
     zhiku = _open()
     try:
         job = retry_job(zhiku, job_id)
         if wait:
-            with JobRunner(zhiku) as runner:
+            with job_runner(zhiku) as runner:
                 _run_with_progress(zhiku, runner, [job.id])
         with zhiku.db.session() as session:
             from zhiku.storage.models import Job
@@ -487,12 +488,12 @@ def reindex(
 ) -> None:
     """Re-embed a knowledge base (e.g. with another model) into a new index and switch when done; searches keep
     answering from the old index meanwhile."""
-    from zhiku.jobs.reindex import start_reindex
-    from zhiku.jobs.runner import JobRunner
     from zhiku.knowledge import get_knowledge_base
+    from zhiku.pipeline.reindex import start_reindex
+    from zhiku.pipeline.tasks import job_runner
 
     zhiku = _open()
-    runner = JobRunner(zhiku)
+    runner = job_runner(zhiku)
     try:
         kb = get_knowledge_base(zhiku, kb_name)
         job = start_reindex(zhiku, kb, model=model, dimension=dim)

@@ -18,6 +18,7 @@ from zhiku.embedding.instructions import resolve_instruction
 from zhiku.embedding.models import resolve_api_model, resolve_model
 from zhiku.errors import ConflictError, InvalidInputError, NotFoundError, ZhikuError
 from zhiku.jobs.dispatch import dispatch
+from zhiku.jobs.kinds import INGEST_KIND
 from zhiku.search.filters import check_metadata, normalize_tag
 from zhiku.storage.lookup import find_by_id
 from zhiku.storage.models import (
@@ -32,7 +33,6 @@ from zhiku.storage.models import (
 )
 
 NAME_PATTERN = re.compile(r"^[\w][\w.\- ]{0,99}$", re.UNICODE)
-INGEST_KIND = "ingest_document"
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from zhiku.config import Settings
 from zhiku.core import Zhiku
 from zhiku.documents.parsers import parse_file
-from zhiku.jobs.runner import JobRunner
 from zhiku.knowledge import create_knowledge_base, register_file
+from zhiku.pipeline.tasks import job_runner
 from zhiku.storage.models import Chunk, Document
 
 KNOWN_PAGE = 10  # ctex-faq.pdf, page 10 (1-based): the question about LaTeX editors
@@ -29,7 +29,7 @@ def test_ctex_kit_chunks_carry_correct_pages(evaldata: Path, tmp_path: Path) -> 
     try:
         kb = create_knowledge_base(zhiku, "ctex", chunk_tokens=128, chunk_overlap=16)
         jobs = [register_file(zhiku, kb, pdf).job_id for pdf in sorted(folder.glob("*.pdf"))]
-        with JobRunner(zhiku) as runner:
+        with job_runner(zhiku) as runner:
             runner.wait_for([j for j in jobs if j], timeout=600)
         with zhiku.db.session() as session:
             documents = list(session.scalars(select(Document)))

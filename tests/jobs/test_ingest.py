@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from zhiku.config import Settings
 from zhiku.core import Zhiku
 from zhiku.errors import VectorStoreError
-from zhiku.jobs.runner import JobRunner, cancel_job, retry_job
+from zhiku.jobs.runner import cancel_job, retry_job
 from zhiku.knowledge import (
     NewFile,
     create_knowledge_base,
@@ -22,6 +22,7 @@ from zhiku.knowledge import (
     register_file,
     register_files,
 )
+from zhiku.pipeline.tasks import job_runner
 from zhiku.storage.models import Chunk, Document, Job, KnowledgeBase
 from zhiku.storage.vectors.base import SearchFilter, VectorPoint
 
@@ -41,7 +42,7 @@ def zhiku(tmp_path: Path, database_url: str) -> Iterator[Zhiku]:
 
 
 def run_all(zhiku: Zhiku) -> None:
-    runner = JobRunner(zhiku, workers=2, poll_interval=0.05)
+    runner = job_runner(zhiku, workers=2, poll_interval=0.05)
     with runner:
         with zhiku.db.session() as session:
             ids = list(session.scalars(select(Job.id).where(Job.status.in_(["queued", "running"]))))
@@ -299,7 +300,7 @@ def test_a_failure_that_is_not_transient_fails_the_job_at_once(zhiku: Zhiku, tmp
 
 
 def run_all_until_settled(zhiku: Zhiku) -> None:
-    runner = JobRunner(zhiku, workers=1, poll_interval=0.05)
+    runner = job_runner(zhiku, workers=1, poll_interval=0.05)
     with runner:
         with zhiku.db.session() as session:
             ids = list(session.scalars(select(Job.id)))
@@ -350,7 +351,7 @@ def test_cancel_running_job_stops_at_next_progress_report(zhiku: Zhiku, tmp_path
 
     kb = create_knowledge_base(zhiku, "kb")
     outcome = register_file(zhiku, kb, write(tmp_path, "a.md", ENGLISH))
-    runner = JobRunner(zhiku)
+    runner = job_runner(zhiku)
     assert runner.claim() == outcome.job_id
     assert outcome.job_id is not None
     cancelled = cancel_job(zhiku, outcome.job_id)
@@ -385,7 +386,7 @@ def test_queued_documents_are_ingested_together_and_fail_alone(zhiku: Zhiku, tmp
         return original(texts, **options)  # type: ignore[arg-type]
 
     embedder.embed = counting_embed  # type: ignore[method-assign,assignment]
-    runner = JobRunner(zhiku)
+    runner = job_runner(zhiku)
     lead = runner.claim()
     assert lead == good[0].job_id
     companions = runner.claim_companions(lead)
@@ -416,7 +417,7 @@ def test_group_size_is_bounded_by_the_setting(tmp_path: Path, database_url: str)
         kb = create_knowledge_base(app, "kb")
         for i in range(3):
             register_file(app, kb, write(tmp_path, f"d{i}.md", f"# {i}\n\n{ENGLISH}"))
-        runner = JobRunner(app)
+        runner = job_runner(app)
         assert runner.run_one()  # the first two documents, together
         with app.db.session() as session:
             states = sorted(session.scalars(select(Job.status)))
@@ -438,7 +439,7 @@ def test_a_failing_shared_stage_is_retried_document_by_document(zhiku: Zhiku, tm
         real_upsert(name, points)
 
     zhiku.vectors.upsert = refusing_upsert  # type: ignore[method-assign]
-    runner = JobRunner(zhiku)
+    runner = job_runner(zhiku)
     assert runner.run_one()
     with zhiku.db.session() as session:
         jobs = [session.get_one(Job, o.job_id) for o in outcomes]

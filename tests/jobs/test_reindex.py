@@ -11,9 +11,10 @@ import pytest
 from zhiku.config import Settings
 from zhiku.core import Zhiku
 from zhiku.errors import ConflictError
-from zhiku.jobs.reindex import start_reindex
-from zhiku.jobs.runner import FINISHED, JobRunner
+from zhiku.jobs.runner import FINISHED
 from zhiku.knowledge import create_knowledge_base, get_knowledge_base, list_documents, register_file
+from zhiku.pipeline.reindex import start_reindex
+from zhiku.pipeline.tasks import job_runner
 from zhiku.search.retrieve import SearchOptions, search
 from zhiku.storage.models import Job, JobStatus
 from zhiku.storage.vectors.base import SearchFilter
@@ -30,7 +31,7 @@ def test_reindex_switches_models_while_searches_keep_answering(tmp_path: Path) -
     zhiku = Zhiku(Settings(home=tmp_path / "home"))
     try:
         kb = create_knowledge_base(zhiku, "kb", chunk_tokens=64, chunk_overlap=0)
-        with JobRunner(zhiku) as runner:
+        with job_runner(zhiku) as runner:
             jobs = []
             for name, text in TEXTS.items():
                 path = tmp_path / name
@@ -64,7 +65,7 @@ def test_reindex_switches_models_while_searches_keep_answering(tmp_path: Path) -
 
         searcher = threading.Thread(target=keep_searching)
         searcher.start()
-        with JobRunner(zhiku) as runner:
+        with job_runner(zhiku) as runner:
             runner.wait_for([job.id, late_job], timeout=600)
         stop.set()
         searcher.join()

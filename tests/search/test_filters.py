@@ -11,8 +11,8 @@ import pytest
 from zhiku.config import Settings
 from zhiku.core import Zhiku
 from zhiku.errors import InvalidInputError
-from zhiku.jobs.runner import JobRunner
 from zhiku.knowledge import Labels, create_knowledge_base, get_document, label_document, register_file
+from zhiku.pipeline.tasks import job_runner
 from zhiku.search.filters import DocumentFilter, parse_filters
 from zhiku.search.retrieve import SearchOptions, search
 from zhiku.storage.models import KnowledgeBase
@@ -43,7 +43,7 @@ def labelled(tmp_path: Path, database_url: str) -> Iterator[tuple[Zhiku, Knowled
     zhiku = Zhiku(Settings(home=tmp_path / "home", database_url=database_url))
     kb = create_knowledge_base(zhiku, "kb", chunk_tokens=64, chunk_overlap=0)
     ids: dict[str, str] = {}
-    with JobRunner(zhiku) as runner:
+    with job_runner(zhiku) as runner:
         for name, (text, labels) in DOCS.items():
             path = tmp_path / name
             path.write_text(text, encoding="utf-8")

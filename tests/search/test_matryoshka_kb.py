@@ -10,8 +10,8 @@ import pytest
 from zhiku.config import Settings
 from zhiku.core import Zhiku
 from zhiku.errors import InvalidInputError
-from zhiku.jobs.runner import JobRunner
 from zhiku.knowledge import create_knowledge_base, register_file
+from zhiku.pipeline.tasks import job_runner
 from zhiku.search.retrieve import SearchOptions, search
 
 TEXTS = [f"Document {i} talks about topic {i % 5} and item {i * 7 % 11}." for i in range(24)]
@@ -28,7 +28,7 @@ def test_two_stage_kb_returns_full_dimension_scores(tiny_qwen3: Path, tmp_path: 
             path = tmp_path / f"{index}.txt"
             path.write_text(text, encoding="utf-8")
             jobs.append(register_file(zhiku, kb, path).job_id or "")
-        with JobRunner(zhiku) as runner:
+        with job_runner(zhiku) as runner:
             runner.wait_for(jobs, timeout=300)
         query = "topic 3 item 5"
         hits = search(zhiku, kb, query, SearchOptions(mode="dense", top_k=5))

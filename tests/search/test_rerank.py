@@ -381,8 +381,8 @@ def test_search_reorders_candidates_with_the_reranker(tiny_qwen3_reranker: Path,
     """`search(..., rerank=...)` scores the retrieved passages with the reranker and sorts by that score."""
     from zhiku.config import Settings
     from zhiku.core import Zhiku
-    from zhiku.jobs.runner import JobRunner
     from zhiku.knowledge import create_knowledge_base, register_file
+    from zhiku.pipeline.tasks import job_runner
     from zhiku.search.retrieve import SearchOptions, reranker_for, search
 
     zhiku = Zhiku(Settings(home=tmp_path / "home"))
@@ -393,7 +393,7 @@ def test_search_reorders_candidates_with_the_reranker(tiny_qwen3_reranker: Path,
             path = tmp_path / f"{index}.txt"
             path.write_text(text, encoding="utf-8")
             jobs.append(register_file(zhiku, kb, path).job_id or "")
-        with JobRunner(zhiku) as runner:
+        with job_runner(zhiku) as runner:
             runner.wait_for(jobs, timeout=120)
         options = SearchOptions(mode="dense", top_k=2, rerank=str(tiny_qwen3_reranker), rerank_candidates=3)
         hits = search(zhiku, kb, "what do pandas eat", options)

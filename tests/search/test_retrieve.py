@@ -10,8 +10,8 @@ import pytest
 from zhiku.config import Settings
 from zhiku.core import Zhiku
 from zhiku.errors import InvalidInputError
-from zhiku.jobs.runner import JobRunner
 from zhiku.knowledge import create_knowledge_base, register_file
+from zhiku.pipeline.tasks import job_runner
 from zhiku.search.highlight import highlight_spans, query_terms
 from zhiku.search.retrieve import SearchOptions, fuse, lexical_weight, search, term_coverage
 from zhiku.storage.models import KnowledgeBase
@@ -34,7 +34,7 @@ def indexed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Zhiku, K
     zhiku = Zhiku(Settings(home=root / "home"))
     kb = create_knowledge_base(zhiku, "kb", chunk_tokens=48, chunk_overlap=0)
     ids = {}
-    with JobRunner(zhiku) as runner:
+    with job_runner(zhiku) as runner:
         for name, text in DOCS.items():
             path = root / name
             path.write_text(text, encoding="utf-8")
@@ -121,7 +121,7 @@ def test_only_active_versions_are_returned(tmp_path: Path) -> None:
         kb = create_knowledge_base(zhiku, "kb")
         path = tmp_path / "policy.md"
         path.write_text("The warranty lasts two years.", encoding="utf-8")
-        with JobRunner(zhiku) as runner:
+        with job_runner(zhiku) as runner:
             first = register_file(zhiku, kb, path)
             runner.wait_for([first.job_id or ""], timeout=60)
             path.write_text("The warranty lasts five years.", encoding="utf-8")

@@ -25,8 +25,8 @@ from zhiku.api.security import SecurityHeaders
 from zhiku.config import Settings, get_settings
 from zhiku.core import Zhiku
 from zhiku.embedding.service import EmbeddingService
-from zhiku.jobs.runner import JobRunner
 from zhiku.keys import create_api_key, has_keys
+from zhiku.pipeline.tasks import job_runner
 from zhiku.storage.staging import clean_stale_staging
 from zhiku.web import STATIC_DIR
 
@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
         await asyncio.to_thread(_bootstrap_admin_key, zhiku)
         await service.start()
         if run_jobs and settings.job_backend == "embedded":
-            state.runner = JobRunner(zhiku)
+            state.runner = job_runner(zhiku)
             state.runner.start()
         watcher = None
         if settings.remote_urls:

@@ -19,9 +19,9 @@ from sqlalchemy import select
 
 from zhiku.config import Settings
 from zhiku.core import Zhiku
-from zhiku.jobs.ingest import EMBED_BATCH
-from zhiku.jobs.runner import JobRunner
 from zhiku.knowledge import create_knowledge_base, register_in_groups
+from zhiku.pipeline.embed import EMBED_BATCH
+from zhiku.pipeline.tasks import job_runner
 from zhiku.storage.models import Chunk
 
 
@@ -85,7 +85,7 @@ def _one_round(docs: Path, home: Path, settings: Settings, model: str | None) ->
         sample = sorted(path.read_text(encoding="utf-8") for path in sorted(docs.iterdir())[:EMBED_BATCH])
         embedder.encode_bare([text[: 40 * (1 + index)] for index, text in enumerate(sample)])
         started = time.perf_counter()
-        with JobRunner(zhiku, poll_interval=0.05) as runner:  # started first, as `zhiku ingest` does
+        with job_runner(zhiku, poll_interval=0.05) as runner:  # started first, as `zhiku ingest` does
             jobs = [r.job_id for r in register_in_groups(zhiku, kb, sorted(docs.iterdir()))]
             runner.wait_for([j for j in jobs if j])
         ingest_seconds = time.perf_counter() - started

@@ -92,8 +92,8 @@ def _zhiku_run(docs: Path, home: Path, settings: Settings, model: str, queries: 
     from sqlalchemy import func, select
 
     from zhiku.core import Zhiku
-    from zhiku.jobs.runner import JobRunner
     from zhiku.knowledge import create_knowledge_base, register_in_groups
+    from zhiku.pipeline.tasks import job_runner
     from zhiku.search.retrieve import SearchOptions, search
     from zhiku.storage.models import Chunk
 
@@ -102,7 +102,7 @@ def _zhiku_run(docs: Path, home: Path, settings: Settings, model: str, queries: 
         kb = create_knowledge_base(zhiku, "bench", model=model)
         zhiku.embedder_for(kb).embed(["warm-up"])
         started = time.perf_counter()
-        with JobRunner(zhiku, poll_interval=0.05) as runner:
+        with job_runner(zhiku, poll_interval=0.05) as runner:
             jobs = [r.job_id for r in register_in_groups(zhiku, kb, sorted(docs.iterdir()))]
             runner.wait_for([j for j in jobs if j])
         zhiku.vectors.optimize(kb.collection)

@@ -16,8 +16,8 @@ import numpy as np
 from zhiku.config import Settings
 from zhiku.core import Zhiku
 from zhiku.eval.retrieval import BeirSet, load_beir, rank_metrics
-from zhiku.jobs.runner import JobRunner
 from zhiku.knowledge import NewFile, create_knowledge_base, register_in_groups
+from zhiku.pipeline.tasks import job_runner
 from zhiku.search.retrieve import Mode, SearchOptions, latency_percentiles, search
 from zhiku.storage.models import KnowledgeBase
 
@@ -46,7 +46,7 @@ def ingest_beir(
     """Write each passage to a file and ingest them all into a new knowledge base named after the set."""
     kb = create_knowledge_base(zhiku, data.name, model=model, dimension=dimension)
     folder.mkdir(parents=True, exist_ok=True)
-    with JobRunner(zhiku, poll_interval=0.05) as runner:
+    with job_runner(zhiku, poll_interval=0.05) as runner:
         files: list[Path | NewFile] = []
         for index, (doc_id, text) in enumerate(zip(data.doc_ids, data.doc_texts, strict=True)):
             path = folder / f"{index:07d}.txt"

@@ -1,5 +1,8 @@
 """The embedded job runner: worker threads that claim queued job rows, heartbeat, retry and resume.
 
+The runner knows jobs, not what they do: it is handed its task table (kind → task; the application's table is
+:mod:`zhiku.pipeline.tasks`) and runs each claimed job with the task of its kind.
+
 Claiming is one conditional UPDATE (``... WHERE id = ? AND status = 'queued'``), so two runners never run the
 same job. A job whose heartbeat stops (its process died) is put back in the queue and resumed; the ingestion
 task is idempotent per (document, version), so a resumed job neither loses nor duplicates anything.
@@ -13,7 +16,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
@@ -177,12 +180,6 @@ GroupTask = Callable[[Zhiku, Sequence[Job], GroupProgress], Outcomes]
 """A task that runs several jobs of one kind and knowledge base together (e.g. ingestion, for full batches)."""
 
 
-def _tasks() -> tuple[dict[str, Task], dict[str, GroupTask]]:
-    from zhiku.jobs.tasks import GROUP_TASKS, TASKS
-
-    return TASKS, GROUP_TASKS
-
-
 def _running(worker: str, now: dt.datetime) -> dict[str, Any]:
     """The column values of a job that ``worker`` claims at ``now``."""
     return {
@@ -196,12 +193,19 @@ WAIT_RECHECK = 1.0
 
 
 class JobRunner:
-    """Runs queued jobs on ``workers`` threads until stopped."""
+    """Runs queued jobs on ``workers`` threads until stopped.
+
+    ``tasks`` run the jobs of their kind one at a time; ``group_tasks`` run the queued jobs of their kind and one
+    knowledge base together (see :meth:`claim_companions`). A job of a kind in neither table fails.
+    """
 
     def __init__(
-        self, zhiku: Zhiku, workers: int | None = None, poll_interval: float = 0.2, *, poll: bool = True
-    ) -> None:
+        self, zhiku: Zhiku, workers: int | None = None, poll_interval: float = 0.2, *, poll: bool = True,
+        tasks: Mapping[str, Task], group_tasks: Mapping[str, GroupTask],
+    ) -> None:  # fmt: skip
         self.zhiku = zhiku
+        self.tasks = dict(tasks)
+        self.group_tasks = dict(group_tasks)
         # poll=False: no polling threads, only the heartbeat (a Celery worker hands jobs to run_job instead)
         self.workers = (workers or zhiku.settings.ingest_workers) if poll else 0
         self.poll_interval = poll_interval
@@ -312,7 +316,7 @@ class JobRunner:
         limit = self.zhiku.settings.ingest_batch_documents - 1
         with self.zhiku.db.session() as session:
             lead = session.get_one(Job, job_id)
-            if limit <= 0 or lead.kind not in _tasks()[1] or lead.kb_id is None:
+            if limit <= 0 or lead.kind not in self.group_tasks or lead.kb_id is None:
                 return []
             lead_size = session.scalar(select(Document.size_bytes).where(Document.id == lead.document_id)) or 0
             candidates = session.execute(
@@ -370,7 +374,7 @@ class JobRunner:
             self._busy += 1
         try:
             companions = self.claim_companions(job_id)
-        except Exception as exc:  # noqa: BLE001 - e.g. the task modules cannot be imported: the job learns why
+        except Exception as exc:  # noqa: BLE001 - e.g. the database failed: the job learns why
             self._settle_all([job_id], exc)
             companions = None
         try:
@@ -395,10 +399,9 @@ class JobRunner:
         lead = jobs[0]
         outcomes: Outcomes
         try:
-            tasks, group_tasks = _tasks()
-            if (group_task := group_tasks.get(lead.kind)) is not None:
+            if (group_task := self.group_tasks.get(lead.kind)) is not None:
                 outcomes = group_task(self.zhiku, jobs, GroupProgress(self.zhiku, job_ids, stopping=self._stop))
-            elif (task := tasks.get(lead.kind)) is None:
+            elif (task := self.tasks.get(lead.kind)) is None:
                 outcomes = {lead.id: DocumentError(f"unknown job kind {lead.kind!r}")}
             else:
                 task(self.zhiku, lead, JobContext(self.zhiku, lead.id, stopping=self._stop))
@@ -555,7 +558,7 @@ def _mark_document_after_failure(session: Any, document_id: str, error: str) -> 
 def cancel_job(zhiku: Zhiku, job_id: str) -> Job:
     """Cancel a queued job at once, or ask a running one to stop at its next progress report."""
     with zhiku.db.session() as session:
-        job = _find_job(session, job_id)
+        job = find_job(session, job_id)
         if job.status == JobStatus.queued:
             job.status, job.error, job.finished_at = JobStatus.cancelled, "cancelled", utcnow()
             if job.document_id:
@@ -568,7 +571,7 @@ def cancel_job(zhiku: Zhiku, job_id: str) -> Job:
 def retry_job(zhiku: Zhiku, job_id: str) -> Job:
     """Queue a failed or cancelled ingestion again, from scratch."""
     with zhiku.db.session() as session:
-        job = _find_job(session, job_id)
+        job = find_job(session, job_id)
         if job.status not in (JobStatus.failed, JobStatus.cancelled):
             raise ConflictError(f"job {job.id} is {job.status}; only failed or cancelled jobs can be retried")
         if job.document_id:
@@ -584,6 +587,7 @@ def retry_job(zhiku: Zhiku, job_id: str) -> Job:
     return job
 
 
-def _find_job(session: Any, job_id: str) -> Job:
+def find_job(session: Any, job_id: str) -> Job:
+    """The job that ``job_id`` names: its id or a unique prefix of it (see :func:`~zhiku.storage.lookup.find_by_id`)."""
     job: Job = find_by_id(session, select(Job), Job.id, job_id, what="job")
     return job

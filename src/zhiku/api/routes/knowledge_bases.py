@@ -129,7 +129,7 @@ def search_kb(kb_id: str, body: SearchRequest, state: State, principal: Reader) 
 def reindex(kb_id: str, body: ReindexRequest, state: State, principal: Writer) -> JobOut:
     """Re-embed the knowledge base (e.g. with another model) in the background and switch when done; searches
     keep answering from the old index meanwhile, uploads wait and are ingested with the new model."""
-    from zhiku.jobs.reindex import start_reindex
+    from zhiku.pipeline.reindex import start_reindex
 
     kb = get_knowledge_base(state.zhiku, kb_id, principal.tenant_id)
     return JobOut.of(start_reindex(state.zhiku, kb, model=body.model, dimension=body.dimension, from_api=True))

@@ -15,17 +15,11 @@ flip); only then are the old version's vectors and chunks deleted.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
-import uuid
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
 
 from zhiku.core import Zhiku
 from zhiku.documents.chunking import chunk_document
@@ -33,31 +27,14 @@ from zhiku.documents.sandbox import ParseInterruptedError
 from zhiku.documents.types import ChunkSpan, ParsedDocument
 from zhiku.embedding.base import Embedder
 from zhiku.errors import CorruptDocumentError
-from zhiku.jobs.reindex import reindex_running
 from zhiku.jobs.runner import GroupProgress, JobCancelledError, JobDeferredError, Outcomes
-from zhiku.storage.models import Chunk, Document, DocumentStatus, EmbeddingCacheEntry, Job, KnowledgeBase, utcnow
+from zhiku.pipeline.embed import embed_with_cache, text_hash
+from zhiku.pipeline.points import chunk_id, chunk_points
+from zhiku.pipeline.reindex import reindex_running
+from zhiku.storage.models import Chunk, Document, DocumentStatus, Job, KnowledgeBase, utcnow
 from zhiku.storage.vectors.base import VectorPoint
 
 log = logging.getLogger(__name__)
-
-CHUNK_NAMESPACE = uuid.UUID("5b0e6f1c-64e5-4b8a-9a3e-6f0d2f1c7a10")
-EMBED_BATCH = 64
-"""Texts per embedding call: enough for full model batches, small enough for steady progress reports."""
-
-
-def chunk_id(document_id: str, version: int, ordinal: int) -> str:
-    """Deterministic chunk (and vector point) id, so that retries overwrite instead of duplicating."""
-    return str(uuid.uuid5(CHUNK_NAMESPACE, f"{document_id}:{version}:{ordinal}"))
-
-
-def text_hash(text: str) -> str:
-    """SHA-256 of a chunk's text (dedup and embedding-cache key)."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def model_key(kb: KnowledgeBase) -> str:
-    """Embedding-cache namespace: documents are embedded without instruction, so model and dimension."""
-    return f"{kb.embedding_model}|{kb.dimension}"
 
 
 @dataclass
@@ -182,7 +159,8 @@ def _index(
     offset = 0
     for item in saved:
         if item.job_id in keep:
-            points.extend(_points(kb, item, vectors[offset : offset + len(item.spans)]))
+            own = vectors[offset : offset + len(item.spans)]
+            points.extend(chunk_points(kb.id, item.document_id, item.version, item.spans, own))
         offset += len(item.spans)
     zhiku.vectors.upsert(kb.collection, points)
     for document_id, old_version in _flip(zhiku, kb, live, outcomes):
@@ -196,25 +174,6 @@ def _drop_cancelled(items: list[_Prepared], cancelled: set[str], outcomes: Outco
         if item.job_id in cancelled:
             outcomes[item.job_id] = JobCancelledError()
     return [item for item in items if item.job_id not in cancelled]
-
-
-def _points(kb: KnowledgeBase, item: _Prepared, vectors: np.ndarray) -> list[VectorPoint]:
-    return [
-        VectorPoint(
-            id=chunk_id(item.document_id, item.version, span.ordinal),
-            vector=vector,
-            text=span.text,
-            payload={
-                "kb_id": kb.id,
-                "document_id": item.document_id,
-                "version": item.version,
-                "ordinal": span.ordinal,
-                "page_start": span.page_start,
-                "page_end": span.page_end,
-            },
-        )
-        for span, vector in zip(item.spans, vectors, strict=True)
-    ]
 
 
 def _flip(zhiku: Zhiku, kb: KnowledgeBase, items: list[_Prepared], outcomes: Outcomes) -> list[tuple[str, int]]:
@@ -285,66 +244,3 @@ def _save_chunks(zhiku: Zhiku, items: list[_Prepared]) -> None:
             session.execute(delete(Chunk).where(Chunk.document_id.in_(document_ids), Chunk.version == version))
         if rows:
             session.execute(insert(Chunk.metadata.tables[Chunk.__tablename__]), rows)  # Core: no ORM work per row
-
-
-def embed_with_cache(
-    zhiku: Zhiku,
-    kb: KnowledgeBase,
-    embedder: Embedder,
-    texts: list[str],
-    on_progress: Callable[[int], object],
-    token_counts: Sequence[int] | None = None,
-) -> np.ndarray:
-    """Embed ``texts`` as documents, reusing cached vectors of identical texts and embedding each new one once.
-
-    ``token_counts`` are the texts' content tokens when known (chunks carry them), so the model's tokenizer
-    does not count them again.
-
-    New texts are embedded in calls of at most :data:`EMBED_BATCH`, of even size (no small tail call), sorted by
-    length so that texts of similar length share a call (less padding); ``on_progress`` gets the number of texts
-    done after each call.
-    """
-    key = model_key(kb)
-    hashes = [text_hash(t) for t in texts]
-    unique = list(dict.fromkeys(hashes))
-    found: dict[str, np.ndarray] = {}
-    with zhiku.db.session() as session:
-        for start in range(0, len(unique), 500):
-            rows = session.execute(
-                select(EmbeddingCacheEntry.text_hash, EmbeddingCacheEntry.vector).where(
-                    EmbeddingCacheEntry.model_key == key, EmbeddingCacheEntry.text_hash.in_(unique[start : start + 500])
-                )
-            )
-            found.update({h: np.frombuffer(v, dtype="<f4") for h, v in rows})
-    text_of = dict(zip(hashes, texts, strict=True))
-    tokens_of = dict(zip(hashes, token_counts, strict=True)) if token_counts is not None else None
-    missing = sorted((h for h in unique if h not in found), key=lambda h: len(text_of[h]))
-    uses = Counter(hashes)
-    done = len(texts) - sum(uses[h] for h in missing)
-    on_progress(done)
-    size = math.ceil(len(missing) / math.ceil(len(missing) / EMBED_BATCH)) if missing else 1  # 75 -> 38 + 37
-    for start in range(0, len(missing), size):
-        batch = missing[start : start + size]
-        counts = [tokens_of[h] for h in batch] if tokens_of is not None else None
-        result = embedder.embed([text_of[h] for h in batch], input_type="document", dimensions=kb.dimension,
-                                token_counts=counts)  # fmt: skip
-        found.update(zip(batch, result.vectors, strict=True))
-        _cache_vectors(zhiku, key, batch, result.vectors)
-        done += sum(uses[h] for h in batch)
-        on_progress(done)
-    return np.stack([found[h] for h in hashes]) if hashes else np.zeros((0, kb.dimension), dtype=np.float32)
-
-
-def _cache_vectors(zhiku: Zhiku, key: str, hashes: list[str], vectors: np.ndarray) -> None:
-    """Insert cache rows in one statement; rows another worker inserted meanwhile are left as they are."""
-    rows = [
-        {"model_key": key, "text_hash": h, "vector": v.astype("<f4").tobytes(), "created_at": utcnow()}
-        for h, v in zip(hashes, vectors, strict=True)
-    ]
-    try:
-        with zhiku.db.session() as session:
-            session.execute(insert(EmbeddingCacheEntry), rows)
-    except IntegrityError:  # a concurrent job cached some of the same texts: fall back to row by row
-        with zhiku.db.session() as session:
-            for row in rows:
-                session.merge(EmbeddingCacheEntry(**row))

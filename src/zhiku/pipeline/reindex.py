@@ -16,11 +16,12 @@ from zhiku.core import Zhiku
 from zhiku.embedding.models import resolve_api_model, resolve_model
 from zhiku.errors import ConflictError
 from zhiku.jobs.dispatch import dispatch
+from zhiku.jobs.kinds import REINDEX_KIND
 from zhiku.jobs.runner import JobContext, JobDeferredError
+from zhiku.pipeline.embed import embed_with_cache
+from zhiku.pipeline.points import chunk_points
 from zhiku.storage.models import Chunk, Document, DocumentStatus, Job, JobStatus, KnowledgeBase
-from zhiku.storage.vectors.base import VectorPoint
 
-REINDEX_KIND = "reindex_kb"
 ACTIVE = (JobStatus.queued, JobStatus.running)
 
 
@@ -92,8 +93,6 @@ def _build(
     zhiku: Zhiku, kb: KnowledgeBase, context: JobContext, model: str, dimension: int, index_dimension: int | None,
     collection: str,
 ) -> None:  # fmt: skip
-    from zhiku.jobs.ingest import embed_with_cache
-
     zhiku.vectors.ensure_collection(collection, dimension, index_dimension=index_dimension)
     target = KnowledgeBase(embedding_model=model, dimension=dimension)  # cache namespace only; never saved
     embedder = zhiku.embedder(model)
@@ -112,10 +111,5 @@ def _build(
         if not chunks:
             continue
         vectors = embed_with_cache(zhiku, target, embedder, [c.text for c in chunks], lambda _: None)
-        zhiku.vectors.upsert(collection, [
-            VectorPoint(id=c.id, vector=v, text=c.text, payload={
-                "kb_id": kb.id, "document_id": document_id, "version": version, "ordinal": c.ordinal,
-                "page_start": c.page_start, "page_end": c.page_end})
-            for c, v in zip(chunks, vectors, strict=True)
-        ])  # fmt: skip
+        zhiku.vectors.upsert(collection, chunk_points(kb.id, document_id, version, chunks, vectors))
         context.progress("embedding", 0.95 * (done + 1) / total, documents=done + 1, of=total)
