@@ -14,7 +14,8 @@ from zhiku.errors import ConflictError
 from zhiku.jobs.reindex import start_reindex
 from zhiku.jobs.runner import FINISHED, JobRunner
 from zhiku.knowledge import create_knowledge_base, get_knowledge_base, list_documents, register_file
-from zhiku.search.retrieve import SearchOptions, search
+from zhiku.search.options import SearchOptions
+from zhiku.search.retrieve import search
 from zhiku.storage.models import Job, JobStatus
 from zhiku.storage.vectors.base import SearchFilter
 

@@ -18,7 +18,8 @@ from zhiku.core import Zhiku
 from zhiku.eval.retrieval import BeirSet, load_beir, rank_metrics
 from zhiku.jobs.runner import JobRunner
 from zhiku.knowledge import NewFile, create_knowledge_base, register_in_groups
-from zhiku.search.retrieve import Mode, SearchOptions, latency_percentiles, search
+from zhiku.search.options import Mode, SearchOptions
+from zhiku.search.retrieve import latency_percentiles, search
 from zhiku.storage.models import KnowledgeBase
 
 
