@@ -64,8 +64,7 @@ def infinity_server(workdir: Path) -> Iterator[str]:
     """Infinity serving all-MiniLM-L6-v2 from site-packages, offline; yields its base URL."""
     binary = os.environ.get("ZHIKU_INFINITY_BIN", str(ROOT / ".venv-infinity/bin/infinity_emb"))
     require(Path(binary).is_file(), f"infinity-emb not installed at {binary} (scripts/test installs it)")
-    from zhiku.embedding.local import model_location
-    from zhiku.embedding.models import resolve_model
+    from zhiku.embedding.models import model_location, resolve_model
 
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0", "DO_NOT_TRACK": "1"}

@@ -294,7 +294,7 @@ def evaluate(
         _evaluate_model_only(folders, model, dim, limit, as_json)
         return
     from zhiku.eval.harness import evaluate_set
-    from zhiku.search.retrieve import MODES
+    from zhiku.search.options import MODES
 
     modes = mode or list(MODES)
     unknown = [m for m in modes if m not in MODES]

@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 
 from zhiku.config import get_settings
 from zhiku.core import Zhiku
+from zhiku.search.options import MAX_TOP_K, TOP_K
 
 if TYPE_CHECKING:
     from zhiku.jobs.runner import JobRunner
@@ -416,7 +417,7 @@ def search_command(
     query: Annotated[str, typer.Argument(help="What to look for, in any language.")],
     kb_name: Annotated[str, typer.Option("--kb", help="Knowledge base name or id.")],
     mode: Annotated[str, typer.Option("--mode", help="dense, lexical or hybrid.")] = "hybrid",
-    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Number of hits.")] = 5,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help=f"Number of hits (1 to {MAX_TOP_K}).")] = TOP_K,
     document: Annotated[
         list[str] | None, typer.Option("--document", "-d", help="Only these document ids (repeatable).")
     ] = None,
@@ -445,7 +446,8 @@ def search_command(
     from zhiku.knowledge import get_knowledge_base
     from zhiku.search.filters import parse_filters
     from zhiku.search.highlight import mark
-    from zhiku.search.retrieve import SearchOptions, search
+    from zhiku.search.options import SearchOptions
+    from zhiku.search.retrieve import search
 
     document_filter = parse_filters(filters or [])
     zhiku = _open()

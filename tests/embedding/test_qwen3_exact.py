@@ -18,7 +18,7 @@ from transformers import AutoModel, AutoTokenizer
 from zhiku.config import Settings
 from zhiku.embedding import create_embedder, resolve_model
 from zhiku.embedding.base import Embedder
-from zhiku.embedding.local import ensure_single_eos
+from zhiku.embedding.tokenization import ensure_single_eos
 from zhiku.errors import DimensionError, InputTooLongError
 
 TASK = "Given a web search query, retrieve relevant passages that answer the query"

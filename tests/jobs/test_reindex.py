@@ -15,7 +15,8 @@ from zhiku.jobs.runner import FINISHED
 from zhiku.knowledge import create_knowledge_base, get_knowledge_base, list_documents, register_file
 from zhiku.pipeline.reindex import start_reindex
 from zhiku.pipeline.tasks import job_runner
-from zhiku.search.retrieve import SearchOptions, search
+from zhiku.search.options import SearchOptions
+from zhiku.search.retrieve import search
 from zhiku.storage.models import Job, JobStatus
 from zhiku.storage.vectors.base import SearchFilter
 

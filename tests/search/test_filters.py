@@ -14,7 +14,8 @@ from zhiku.errors import InvalidInputError
 from zhiku.knowledge import Labels, create_knowledge_base, get_document, label_document, register_file
 from zhiku.pipeline.tasks import job_runner
 from zhiku.search.filters import DocumentFilter, parse_filters
-from zhiku.search.retrieve import SearchOptions, search
+from zhiku.search.options import SearchOptions
+from zhiku.search.retrieve import search
 from zhiku.storage.models import KnowledgeBase
 
 UTC = dt.UTC

@@ -12,7 +12,8 @@ from zhiku.core import Zhiku
 from zhiku.errors import InvalidInputError
 from zhiku.knowledge import create_knowledge_base, register_file
 from zhiku.pipeline.tasks import job_runner
-from zhiku.search.retrieve import SearchOptions, search
+from zhiku.search.options import SearchOptions
+from zhiku.search.retrieve import search
 
 TEXTS = [f"Document {i} talks about topic {i % 5} and item {i * 7 % 11}." for i in range(24)]
 

@@ -383,7 +383,8 @@ def test_search_reorders_candidates_with_the_reranker(tiny_qwen3_reranker: Path,
     from zhiku.core import Zhiku
     from zhiku.knowledge import create_knowledge_base, register_file
     from zhiku.pipeline.tasks import job_runner
-    from zhiku.search.retrieve import SearchOptions, reranker_for, search
+    from zhiku.search.options import SearchOptions
+    from zhiku.search.retrieve import reranker_for, search
 
     zhiku = Zhiku(Settings(home=tmp_path / "home"))
     try:

@@ -12,9 +12,12 @@ from zhiku.core import Zhiku
 from zhiku.errors import InvalidInputError
 from zhiku.knowledge import create_knowledge_base, register_file
 from zhiku.pipeline.tasks import job_runner
-from zhiku.search.highlight import highlight_spans, query_terms
-from zhiku.search.retrieve import SearchOptions, fuse, lexical_weight, search, term_coverage
+from zhiku.search.fusion import fuse, lexical_weight, term_coverage
+from zhiku.search.highlight import highlight_spans
+from zhiku.search.options import SearchOptions
+from zhiku.search.retrieve import search
 from zhiku.storage.models import KnowledgeBase
+from zhiku.text.terms import query_terms
 
 DOCS = {
     "panda.md": "# 大熊猫\n\n大熊猫是中国特有的物种，主要生活在四川的山区竹林中。它们每天要吃大量的竹子。\n\n"

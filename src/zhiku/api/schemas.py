@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, ValidationInfo, field_validator
 
-from zhiku.search.retrieve import MAX_QUERY_CHARS
+from zhiku.search.options import MAX_QUERY_CHARS, MAX_TOP_K, TOP_K
 from zhiku.storage.models import ApiKey, Document, Job, KnowledgeBase
 
 
@@ -201,7 +201,7 @@ class SearchRequest(JsonBody):
         description="Not only whitespace, no NUL character.",
     )  # fmt: skip
     mode: Literal["dense", "lexical", "hybrid"] = "hybrid"
-    top_k: int = Field(default=10, ge=1, le=100)
+    top_k: int = Field(default=TOP_K, ge=1, le=MAX_TOP_K)
     filters: list[str] = Field(
         default_factory=list, max_length=50,
         description="Filter expressions, all must hold: tag=NAME, tag=a|b, KEY=VALUE, date>=2024-01-01, "

@@ -94,7 +94,8 @@ def _zhiku_run(docs: Path, home: Path, settings: Settings, model: str, queries: 
     from zhiku.core import Zhiku
     from zhiku.knowledge import create_knowledge_base, register_in_groups
     from zhiku.pipeline.tasks import job_runner
-    from zhiku.search.retrieve import SearchOptions, search
+    from zhiku.search.options import SearchOptions
+    from zhiku.search.retrieve import search
     from zhiku.storage.models import Chunk
 
     zhiku = Zhiku(settings.model_copy(update={"home": home, "database_url": None}))
@@ -137,8 +138,7 @@ def bench_peers(
 ) -> list[PeerResult]:  # fmt: skip
     """Ingest the same generated documents with zhiku (default and torch backends), LangChain + Chroma and txtai."""
     from zhiku.bench.ingest import write_documents
-    from zhiku.embedding.local import model_location
-    from zhiku.embedding.models import resolve_model
+    from zhiku.embedding.models import model_location, resolve_model
     from zhiku.eval.retrieval import load_beir
 
     spec = resolve_model(model)

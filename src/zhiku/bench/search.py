@@ -19,7 +19,7 @@ several modes:
     ``search_text``: BM25 over the chunk text.
 ``hybrid``
     ``search_dense`` then ``search_text``, timed together: the two store calls ``zhiku search --mode hybrid``
-    makes (zhiku fuses them itself, see :func:`zhiku.search.retrieve.fuse`; the fusion is microseconds).
+    makes (zhiku fuses them itself, see :func:`zhiku.search.fusion.fuse`; the fusion is microseconds).
 ``rrf``
     ``search_hybrid``: the store's one-query dense + BM25 fusion (reciprocal rank fusion inside Qdrant Edge).
 

@@ -114,8 +114,7 @@ def bench_serving(
     """Run (a), (b) and (c) on ``texts`` and return one row per system and load (bare: median of rounds)."""
     from sentence_transformers import SentenceTransformer
 
-    from zhiku.embedding.local import model_location
-    from zhiku.embedding.models import resolve_model
+    from zhiku.embedding.models import model_location, resolve_model
 
     spec = resolve_model(model)
     location = model_location(spec)

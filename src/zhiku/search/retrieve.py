@@ -1,34 +1,30 @@
 """Dense, lexical and hybrid retrieval over a knowledge base, with citations.
 
 Candidates come from the vector store (dense: cosine; lexical: BM25 with the multilingual tokenizer). Hybrid is
-zhiku's own fusion (:func:`fuse`), not plain reciprocal-rank fusion, because RRF drags a strong side down to the
-level of a weak one: on cross-lingual queries BM25 has almost no signal, on monolingual ones it is the stronger
-side (see docs/search.md for the numbers that chose the method). Only chunks of a document's active version are
+zhiku's own fusion of the two (:mod:`zhiku.search.fusion`). Only chunks of a document's active version are
 returned, so a re-ingestion in flight never shows half of two versions.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 from sqlalchemy import select
 
 from zhiku.core import Zhiku
 from zhiku.errors import InvalidInputError, NotFoundError
-from zhiku.search.filters import DocumentFilter, matching_documents
-from zhiku.search.highlight import highlight_spans, mark, query_terms
+from zhiku.search.filters import matching_documents
+from zhiku.search.fusion import fuse, term_coverage
+from zhiku.search.highlight import highlight_spans, mark
+from zhiku.search.options import MAX_QUERY_CHARS, MAX_TOP_K, MODES, SearchOptions
 from zhiku.search.rerank import Reranker, create_reranker
 from zhiku.storage.models import Chunk, Document, KnowledgeBase
 from zhiku.storage.vectors.base import SearchFilter, VectorHit
+from zhiku.text.terms import query_terms
 
-Mode = Literal["dense", "lexical", "hybrid"]
-MODES: tuple[Mode, ...] = ("dense", "lexical", "hybrid")
-MAX_QUERY_CHARS = 4000
 CANDIDATES = 50
 
 
@@ -61,75 +57,6 @@ class Hit:
     def highlighted(self) -> str:
         """The passage, HTML-escaped, with query terms wrapped in ``<mark>`` (safe to insert as HTML)."""
         return mark(self.text, self.highlights)
-
-
-@dataclass(frozen=True)
-class SearchOptions:
-    """What to search for and how."""
-
-    mode: Mode = "hybrid"
-    top_k: int = 10
-    document_ids: Sequence[str] | None = None
-    filter: DocumentFilter | None = None
-    """Tags, metadata, dates, document names and types (see :mod:`zhiku.search.filters`)."""
-    min_score: float | None = None
-    neighbours: int = 0
-    dimensions: int | None = None
-    rerank: str | None = None
-    """A reranker (``qwen3-reranker-0.6b``, a local folder, a CrossEncoder id) to reorder the best candidates."""
-    rerank_candidates: int = 30
-
-
-LEXICAL_GAIN = 1.2
-"""Lexical weight per unit of query-term coverage (see :func:`fuse`)."""
-MAX_LEXICAL_WEIGHT = 0.95
-"""The dense side always keeps at least this much say (1 - 0.95), as a tie-breaker among lexical equals."""
-
-
-def _z_scores(scores: dict[str, float]) -> dict[str, float]:
-    if not scores:
-        return {}
-    values = np.fromiter(scores.values(), dtype=np.float64)
-    spread = float(values.std()) or 1.0
-    mean = float(values.mean())
-    return {key: (value - mean) / spread for key, value in scores.items()}
-
-
-def term_coverage(query: str, text: str) -> float:
-    """Share of the query's terms (Chinese words via jieba, other words) that occur in ``text``."""
-    terms = query_terms(query)
-    if not terms:
-        return 0.0
-    lowered = text.lower()
-    return sum(1 for term in terms if term.lower() in lowered) / len(terms)
-
-
-def lexical_weight(coverage: float) -> float:
-    """How much the BM25 side counts, from the query-term coverage of the best BM25 hit."""
-    return min(MAX_LEXICAL_WEIGHT, LEXICAL_GAIN * coverage)
-
-
-def fuse(dense: dict[str, float], lexical: dict[str, float], coverage: float) -> dict[str, float]:
-    """zhiku's hybrid score: a convex mix of z-scored dense and BM25 scores, weighted by lexical evidence.
-
-    Each side's scores are z-scored over its own candidates (a candidate missing from one side gets that side's
-    lowest score). The BM25 weight is ``min(0.95, 1.2 * coverage)`` where ``coverage`` is the share of query
-    terms found in the best BM25 hit: a Chinese question over an English corpus matches almost no terms (weight
-    near 0, the dense ranking stands), a monolingual question whose words appear in the passage gets most of
-    its ranking from BM25, with the embedding breaking ties and rescuing paraphrases. docs/search.md has the
-    numbers that chose this over reciprocal-rank fusion and fixed weights.
-    """
-    dense_z, lexical_z = _z_scores(dense), _z_scores(lexical)
-    if not lexical_z:
-        return dense_z
-    if not dense_z:
-        return lexical_z
-    weight = lexical_weight(coverage)
-    dense_floor, lexical_floor = min(dense_z.values()), min(lexical_z.values())
-    return {
-        key: (1 - weight) * dense_z.get(key, dense_floor) + weight * lexical_z.get(key, lexical_floor)
-        for key in dense_z.keys() | lexical_z.keys()
-    }
 
 
 def search(zhiku: Zhiku, kb: KnowledgeBase, query: str, options: SearchOptions | None = None) -> list[Hit]:
@@ -222,8 +149,8 @@ def _validate(query: str, options: SearchOptions) -> None:
         raise InvalidInputError(f"query has {len(query):,} characters; the limit is {MAX_QUERY_CHARS:,}", param="query")
     if options.mode not in MODES:
         raise InvalidInputError(f"mode must be dense, lexical or hybrid; got {options.mode!r}", param="mode")
-    if not 1 <= options.top_k <= 1000:
-        raise InvalidInputError(f"top_k must be 1 to 1000, got {options.top_k}", param="top_k")
+    if not 1 <= options.top_k <= MAX_TOP_K:
+        raise InvalidInputError(f"top_k must be 1 to {MAX_TOP_K}, got {options.top_k}", param="top_k")
     if not 1 <= options.rerank_candidates <= 200:
         raise InvalidInputError(
             f"rerank_candidates must be 1 to 200, got {options.rerank_candidates}", param="rerank_candidates"
@@ -330,10 +257,3 @@ def latency_percentiles(samples: Sequence[float]) -> tuple[float, float]:
         return 0.0, 0.0
     values = np.asarray(samples) * 1000
     return float(np.percentile(values, 50)), float(np.percentile(values, 95))
-
-
-def timed_search(zhiku: Zhiku, kb: KnowledgeBase, query: str, options: SearchOptions) -> tuple[list[Hit], float]:
-    """:func:`search` plus its wall time in seconds."""
-    started = time.perf_counter()
-    hits = search(zhiku, kb, query, options)
-    return hits, time.perf_counter() - started

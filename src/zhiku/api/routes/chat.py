@@ -21,8 +21,8 @@ from zhiku.errors import ChatUpstreamError, InvalidInputError, NotConfiguredErro
 from zhiku.keys import Principal
 from zhiku.knowledge import get_knowledge_base
 from zhiku.search.filters import parse_filters
+from zhiku.search.options import CHAT_MAX_TOP_K, CHAT_TOP_K, SearchOptions
 from zhiku.search.rag import build_messages, retrieve_sources
-from zhiku.search.retrieve import SearchOptions
 
 router = APIRouter(prefix="/api/v1/chat", tags=["RAG chat"])
 State = Annotated[AppState, Depends(app_state)]
@@ -67,7 +67,7 @@ class ChatRequest(JsonBody):
     max_tokens: int | None = Field(default=None, ge=1, le=100_000)
     knowledge_base_id: str | None = Field(default=None, min_length=1, description="Set this or knowledge_base_ids.")
     knowledge_base_ids: list[str] = Field(default_factory=list, max_length=20)
-    top_k: int = Field(default=5, ge=1, le=20)
+    top_k: int = Field(default=CHAT_TOP_K, ge=1, le=CHAT_MAX_TOP_K)
     mode: Literal["dense", "lexical", "hybrid"] = "hybrid"
     filters: list[str] = Field(default_factory=list, max_length=50)
 

@@ -96,7 +96,8 @@ def delete(kb_id: str, state: State, principal: Writer) -> Response:
 def search_kb(kb_id: str, body: SearchRequest, state: State, principal: Reader) -> SearchResponse:
     """Dense, lexical or hybrid search with filters; hits carry citations and highlighted passages."""
     from zhiku.search.filters import parse_filters
-    from zhiku.search.retrieve import SearchOptions, search
+    from zhiku.search.options import SearchOptions
+    from zhiku.search.retrieve import search
 
     kb = get_knowledge_base(state.zhiku, kb_id, principal.tenant_id)
     reranker = None

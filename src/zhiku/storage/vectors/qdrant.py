@@ -3,7 +3,7 @@ embedded Qdrant Edge store.
 
 One Qdrant collection per zhiku collection, with a cosine dense vector (``dense``; a Matryoshka collection
 adds the HNSW-indexed prefix ``index`` and keeps ``dense`` un-indexed for rescoring) and a sparse BM25 vector
-(``bm25``, IDF applied by Qdrant; terms from :mod:`zhiku.search.lexical`). Payload indexes on ``kb_id``,
+(``bm25``, IDF applied by Qdrant; terms from :mod:`zhiku.storage.vectors.bm25`). Payload indexes on ``kb_id``,
 ``document_id`` and ``version``. ``QdrantStore(url=...)`` talks to a server or cluster;
 ``QdrantStore(path=...)`` runs qdrant-client's local mode (tests; no server binary can be installed here).
 Collection settings (shards, replication, on-disk vectors) come from ``qdrant_shards`` / ``qdrant_replicas``.
@@ -21,7 +21,6 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from zhiku.errors import ConflictError, InvalidInputError, NotFoundError, VectorStoreError
-from zhiku.search.lexical import document_vector, query_vector
 from zhiku.storage.vectors.base import (
     DOCUMENT_FIELD,
     KB_FIELD,
@@ -35,6 +34,7 @@ from zhiku.storage.vectors.base import (
     point_uuid,
     stored_payload,
 )
+from zhiku.storage.vectors.bm25 import document_vector, query_vector
 
 DENSE = "dense"
 INDEX = "index"

@@ -2,6 +2,10 @@
 import { api, ApiError, fetchFile, readEvents, settings } from "/static/api.js";
 import { language, setLanguage, t, translateStatic } from "/static/i18n.js";
 
+// the server's search limits (zhiku.search.options TOP_K and MAX_TOP_K; tests/web/test_limits.py keeps them equal)
+const TOP_K = 10;
+const MAX_TOP_K = 100;
+
 const main = document.getElementById("main");
 let pageAbort = new AbortController(); // cancels the current page's streams when the user navigates away
 let navigated = false; // move focus to the new page's content after in-app navigation, not on first load
@@ -276,7 +280,7 @@ async function renderSearch(params) {
         h("input", { name: "query", type: "search", required: true, maxlength: 2000, value: params.get("q") || "" })),
       h("label", {}, t("search.mode"), h("select", { name: "mode" },
         ["hybrid", "dense", "lexical"].map((m) => h("option", { value: m }, t(`mode.${m}`))))),
-      h("label", {}, t("search.topk"), h("input", { name: "top_k", type: "number", min: 1, max: 100, value: 10 }))),
+      h("label", {}, t("search.topk"), h("input", { name: "top_k", type: "number", min: 1, max: MAX_TOP_K, value: TOP_K }))),
     h("label", {}, t("search.filters"), h("input", { name: "filters", maxlength: 1000 })),
     h("div", {}, h("button", { class: "primary", type: "submit" }, t("search.submit"))));
   page(t("search.title"), form, results);
@@ -286,7 +290,7 @@ async function renderSearch(params) {
 async function runSearch(form, results) {
   const data = new FormData(form);
   const filters = String(data.get("filters") || "").split(/\s+(?=[\w.-]+\s*(?:>=|<=|!=|=|>|<))/).map((f) => f.trim()).filter(Boolean);
-  const body = { query: String(data.get("query")), mode: data.get("mode"), top_k: Number(data.get("top_k") || 10), filters };
+  const body = { query: String(data.get("query")), mode: data.get("mode"), top_k: Number(data.get("top_k") || TOP_K), filters };
   results.replaceChildren(h("p", { class: "muted" }, t("loading")));
   try {
     const found = await api(`/api/v1/knowledge-bases/${data.get("kb")}/search`, { method: "POST", json: body });
