@@ -181,6 +181,39 @@ def knowledge_base_stats(zhiku: Zhiku, kb: KnowledgeBase) -> KnowledgeBaseStats:
     return KnowledgeBaseStats({str(k): int(v) for k, v in by_status.items()}, int(chunks or 0))
 
 
+def tenant_usage(zhiku: Zhiku, tenant_id: str) -> int:
+    """Bytes of documents a tenant stores (its quota's measure)."""
+    with zhiku.db.session() as session:
+        used = session.scalar(
+            select(func.coalesce(func.sum(Document.size_bytes), 0))
+            .join(KnowledgeBase, Document.kb_id == KnowledgeBase.id)
+            .where(KnowledgeBase.tenant_id == tenant_id)
+        )
+    return int(used or 0)
+
+
+def update_knowledge_base(
+    zhiku: Zhiku, kb: KnowledgeBase, *, name: str | None = None, description: str | None = None
+) -> KnowledgeBase:
+    """Rename a knowledge base (same name rules as at creation; unique within its tenant) or change its
+    description; ``None`` leaves a field as it is."""
+    if name is not None and (not isinstance(name, str) or not NAME_PATTERN.match(name) or name != name.strip()):
+        raise InvalidInputError(f"invalid knowledge base name {name!r}", param="name")
+    with zhiku.db.session() as session:
+        row = session.get_one(KnowledgeBase, kb.id)
+        if name is not None and name != row.name:
+            taken = session.scalar(
+                select(KnowledgeBase.id).where(KnowledgeBase.tenant_id == row.tenant_id, KnowledgeBase.name == name)
+            )
+            if taken:
+                raise ConflictError(f"a knowledge base named {name!r} already exists")
+            row.name = name
+        if description is not None:
+            row.description = description
+        session.flush()
+        return row
+
+
 def delete_knowledge_base(zhiku: Zhiku, kb: KnowledgeBase) -> None:
     """Delete a knowledge base with its documents, chunks, jobs, vectors and unreferenced files."""
     with zhiku.db.session() as session:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from zhiku.core import Zhiku
 from zhiku.errors import InvalidInputError, NotFoundError
@@ -219,21 +220,59 @@ def _expand(zhiku: Zhiku, hits: list[Hit], neighbours: int) -> None:
     """Attach the text of up to ``neighbours`` chunks before and after each hit (overlaps removed)."""
     with zhiku.db.session() as session:
         for hit in hits:
-            rows = list(
-                session.scalars(
-                    select(Chunk)
-                    .join(Document, Chunk.document_id == Document.id)
-                    .where(
-                        Chunk.document_id == hit.document_id,
-                        Chunk.version == Document.version,
-                        Chunk.ordinal.between(hit.ordinal - neighbours, hit.ordinal + neighbours),
-                        Chunk.ordinal != hit.ordinal,
-                    )
-                    .order_by(Chunk.ordinal)
-                )
+            hit.context_before, hit.context_after = _context(
+                session, hit.document_id, None, hit.ordinal, hit.char_start, hit.char_end, neighbours
             )
-            hit.context_before = stitch([c for c in rows if c.ordinal < hit.ordinal], until=hit.char_start)
-            hit.context_after = stitch([c for c in rows if c.ordinal > hit.ordinal], start=hit.char_end)
+
+
+def _context(
+    session: Session, document_id: str, version: int | None, ordinal: int, start: int, end: int, neighbours: int
+) -> tuple[str, str]:
+    """The text of up to ``neighbours`` chunks before and after chunk ``ordinal`` of a document's ``version``
+    (``None``: the active one), overlaps with the chunk's own span ``[start, end)`` removed."""
+    same_version = Chunk.version == (Document.version if version is None else version)
+    rows = list(
+        session.scalars(
+            select(Chunk)
+            .join(Document, Chunk.document_id == Document.id)
+            .where(
+                Chunk.document_id == document_id,
+                same_version,
+                Chunk.ordinal.between(ordinal - neighbours, ordinal + neighbours),
+                Chunk.ordinal != ordinal,
+            )
+            .order_by(Chunk.ordinal)
+        )
+    )
+    before = stitch([c for c in rows if c.ordinal < ordinal], until=start)
+    after = stitch([c for c in rows if c.ordinal > ordinal], start=end)
+    return before, after
+
+
+@dataclass(frozen=True)
+class ChunkInContext:
+    """A chunk of an active document version with the text of its neighbours."""
+
+    chunk: Chunk
+    context_before: str
+    context_after: str
+
+
+def chunk_in_context(zhiku: Zhiku, kb: KnowledgeBase, chunk_id: str, neighbours: int) -> ChunkInContext:
+    """Chunk ``chunk_id`` of an active document version in ``kb``, with up to ``neighbours`` chunks' text each
+    side, or ``NotFoundError``."""
+    with zhiku.db.session() as session:
+        row = session.scalar(
+            select(Chunk)
+            .join(Document, Chunk.document_id == Document.id)
+            .where(Chunk.id == chunk_id, Document.kb_id == kb.id, Chunk.version == Document.version)
+        )
+        if row is None:
+            raise NotFoundError(f"no chunk {chunk_id!r} in knowledge base {kb.name!r}")
+        before, after = _context(
+            session, row.document_id, row.version, row.ordinal, row.char_start, row.char_end, neighbours
+        )
+    return ChunkInContext(row, before, after)
 
 
 def stitch(chunks: list[Chunk], *, until: int | None = None, start: int | None = None) -> str:

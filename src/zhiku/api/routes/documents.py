@@ -12,7 +12,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 from python_multipart.multipart import DEFAULT_MAX_HEADER_SIZE
-from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
@@ -43,9 +42,11 @@ from zhiku.knowledge import (
     register_files,
     reingest_document,
     sanitize_filename,
+    tenant_usage,
 )
 from zhiku.search.filters import check_metadata, normalize_tag, parse_date
-from zhiku.storage.models import Chunk, Document, KnowledgeBase
+from zhiku.search.retrieve import chunk_in_context
+from zhiku.storage.models import Document, KnowledgeBase
 from zhiku.storage.staging import staging_folder
 
 router = APIRouter(prefix="/api/v1/knowledge-bases/{kb_id}", tags=["documents"])
@@ -87,16 +88,6 @@ def _labels(tags: list[str], metadata: str | None, document_date: str | None) ->
         metadata=meta,
         document_date=parse_date(document_date, param="document_date") if document_date else None,
     )
-
-
-def _tenant_usage(zhiku: Zhiku, tenant_id: str) -> int:
-    with zhiku.db.session() as session:
-        used = session.scalar(
-            select(func.coalesce(func.sum(Document.size_bytes), 0))
-            .join(KnowledgeBase, Document.kb_id == KnowledgeBase.id)
-            .where(KnowledgeBase.tenant_id == tenant_id)
-        )
-    return int(used or 0)
 
 
 def _stage(zhiku: Zhiku, upload: UploadFile, folder: Path) -> tuple[Path, str, int]:
@@ -194,7 +185,7 @@ async def upload(kb_id: str, request: Request, state: State, principal: Writer) 
         with staging_folder(settings.ensure_home()) as staging:  # locked: `zhiku serve` cleans unowned ones
             staged = [await run_in_threadpool(_stage, state.zhiku, f, staging) for f in files]
             if settings.tenant_quota_bytes is not None:
-                used = await run_in_threadpool(_tenant_usage, state.zhiku, principal.tenant_id)
+                used = await run_in_threadpool(tenant_usage, state.zhiku, principal.tenant_id)
                 incoming = sum(size for _, _, size in staged)
                 if used + incoming > settings.tenant_quota_bytes:
                     raise QuotaExceededError(
@@ -306,24 +297,11 @@ def chunk(
     context: Annotated[int, Query(ge=0, le=10, description="Neighbouring chunks to add each side.")] = 1,
 ) -> ChunkOut:  # fmt: skip
     """A chunk of an active document version with the text around it."""
-    from zhiku.search.retrieve import stitch
-
     kb = get_knowledge_base(state.zhiku, kb_id, principal.tenant_id)
-    with state.zhiku.db.session() as session:
-        row = session.scalar(
-            select(Chunk).join(Document, Chunk.document_id == Document.id)
-            .where(Chunk.id == chunk_id, Document.kb_id == kb.id, Chunk.version == Document.version)
-        )  # fmt: skip
-        if row is None:
-            raise NotFoundError(f"no chunk {chunk_id!r} in knowledge base {kb.name!r}")
-        around = list(session.scalars(
-            select(Chunk).where(Chunk.document_id == row.document_id, Chunk.version == row.version,
-                                Chunk.ordinal.between(row.ordinal - context, row.ordinal + context),
-                                Chunk.ordinal != row.ordinal).order_by(Chunk.ordinal)
-        ))  # fmt: skip
+    found = chunk_in_context(state.zhiku, kb, chunk_id, context)
+    row = found.chunk
     return ChunkOut(
         id=row.id, document_id=row.document_id, ordinal=row.ordinal, page_start=row.page_start,
         page_end=row.page_end, char_start=row.char_start, char_end=row.char_end, text=row.text,
-        context_before=stitch([c for c in around if c.ordinal < row.ordinal], until=row.char_start),
-        context_after=stitch([c for c in around if c.ordinal > row.ordinal], start=row.char_end),
+        context_before=found.context_before, context_after=found.context_after,
     )  # fmt: skip

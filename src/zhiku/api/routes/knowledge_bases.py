@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import select
 from sse_starlette.sse import EventSourceResponse
 
 from zhiku.api.auth import Reader, Writer
@@ -22,14 +21,14 @@ from zhiku.api.schemas import (
     SearchResponse,
 )
 from zhiku.api.streams import LimitedEventStream, stream_identity
-from zhiku.errors import ConflictError, InvalidInputError
+from zhiku.errors import InvalidInputError
 from zhiku.knowledge import (
-    NAME_PATTERN,
     create_knowledge_base,
     delete_knowledge_base,
     get_knowledge_base,
     knowledge_base_stats,
     list_knowledge_bases,
+    update_knowledge_base,
 )
 from zhiku.storage.models import KnowledgeBase
 
@@ -68,20 +67,7 @@ def get(kb_id: str, state: State, principal: Reader) -> KnowledgeBaseOut:
 def update(kb_id: str, body: KnowledgeBaseUpdate, state: State, principal: Writer) -> KnowledgeBaseOut:
     """Rename a knowledge base or change its description."""
     kb = get_knowledge_base(state.zhiku, kb_id, principal.tenant_id)
-    if body.name is not None and (not NAME_PATTERN.match(body.name) or body.name != body.name.strip()):
-        raise InvalidInputError(f"invalid knowledge base name {body.name!r}", param="name")
-    with state.zhiku.db.session() as session:
-        row = session.get_one(KnowledgeBase, kb.id)
-        if body.name is not None and body.name != row.name:
-            taken = session.scalar(select(KnowledgeBase.id).where(
-                KnowledgeBase.tenant_id == row.tenant_id, KnowledgeBase.name == body.name))  # fmt: skip
-            if taken:
-                raise ConflictError(f"a knowledge base named {body.name!r} already exists")
-            row.name = body.name
-        if body.description is not None:
-            row.description = body.description
-        session.flush()
-        kb = row
+    kb = update_knowledge_base(state.zhiku, kb, name=body.name, description=body.description)
     return _out(state, kb)
 
 
