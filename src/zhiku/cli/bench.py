@@ -10,11 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from zhiku.bench.embed import bench_embed, load_passages
-from zhiku.bench.ingest import IngestSetup, bench_ingest
-from zhiku.bench.peers import bench_peers
 from zhiku.bench.report import append_report
-from zhiku.bench.search import run_search_bench
 from zhiku.cli.common import err, quiet_libraries
 from zhiku.config import get_settings
 from zhiku.errors import InvalidInputError
@@ -47,6 +43,9 @@ def bench_embed_command(
     ] = None,
 ) -> None:
     """Embedding throughput (passages/s, tokens/s) of each model on the same passages, in one run."""
+    # imported here, not at the top, like each benchmark's module: they are only needed by their command
+    from zhiku.bench.embed import bench_embed, load_passages
+
     quiet_libraries()
     texts = load_passages(corpora, passages)
     if not texts:
@@ -71,8 +70,7 @@ def bench_embed_command(
 def _bench_serving(
     texts: list[str], model: str, infinity_bin: Path | None, rounds: int, corpora: list[Path], output: Path
 ) -> None:
-    # imported here, not at the top: httpx is only needed by this benchmark
-    from zhiku.bench.serve import bench_serving
+    from zhiku.bench.serve import bench_serving  # (see bench embed)
 
     default_bin = os.environ.get("ZHIKU_INFINITY_BIN") or str(Path(".venv-infinity/bin/infinity_emb"))
     binary = infinity_bin or Path(default_bin)
@@ -117,6 +115,8 @@ def bench_ingest_command(
     output: Annotated[Path, typer.Option(help="Markdown file the results are appended to.")] = Path("BENCHMARKS.md"),
 ) -> None:
     """Ingestion end to end (documents/s, chunks/s, tokens/s, peak RSS) vs the bare model on the same chunks."""
+    from zhiku.bench.ingest import IngestSetup, bench_ingest  # (see bench embed)
+
     quiet_libraries()
     settings = get_settings()
     backends: list[str | None] = list(backend) if backend else [None]
@@ -169,6 +169,8 @@ def bench_peers_command(
     output: Annotated[Path, typer.Option(help="Markdown file the results are appended to.")] = Path("BENCHMARKS.md"),
 ) -> None:
     """zhiku ingest and search vs LangChain + Chroma and txtai on the same documents and model, in one run."""
+    from zhiku.bench.peers import bench_peers  # (see bench embed)
+
     quiet_libraries()
     rows = bench_peers(corpora, get_settings(), peers_python=peers_python, model=model, documents=documents,
                        passages_per_document=passages_per_document)  # fmt: skip
@@ -210,6 +212,8 @@ def bench_search_command(
     output: Annotated[Path, typer.Option(help="Markdown file the results are appended to.")] = Path("BENCHMARKS.md"),
 ) -> None:
     """Search latency (p50/p95/p99, QPS) at N synthetic chunks, dense / hybrid / text, excluding query embedding."""
+    from zhiku.bench.search import run_search_bench  # (see bench embed)
+
     table, notes = run_search_bench(
         corpora, get_settings(), points=points, dimension=dimension, vectors=vectors, model=model, queries=queries,
         rounds=rounds, concurrency=concurrency, store=store, say=err.print,
