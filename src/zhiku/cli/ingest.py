@@ -12,7 +12,7 @@ from rich.table import Table
 from zhiku.cli.common import open_zhiku, out, parse_meta
 from zhiku.cli.jobs import run_with_progress
 from zhiku.core import Zhiku
-from zhiku.ingest.sources import SourceProblem, iter_sources
+from zhiku.ingest.sources import SourceFile, SourceProblem, iter_sources
 from zhiku.jobs.reindex import start_reindex
 from zhiku.jobs.runner import JobRunner
 from zhiku.knowledge import (
@@ -20,10 +20,12 @@ from zhiku.knowledge import (
     Registration,
     documents_by_id,
     get_knowledge_base,
+    group_size,
     register_in_groups,
     unfinished_jobs,
 )
 from zhiku.search.filters import normalize_tag
+from zhiku.storage.models import KnowledgeBase
 
 
 def ingest(
@@ -45,15 +47,7 @@ def ingest(
             kb = get_knowledge_base(zhiku, kb_name)
             if wait and zhiku.settings.job_backend == "embedded":
                 runner.start()  # documents are ingested while the rest are still being registered
-            sources = list(iter_sources(paths, include or (), exclude or ()))
-            files = [item.path for item in sources if not isinstance(item, SourceProblem)]
-            registered = iter(register_in_groups(zhiku, kb, files, labels=labels))
-            registrations = [
-                Registration(str(item.path), "failed", message=item.message)
-                if isinstance(item, SourceProblem)
-                else next(registered)
-                for item in sources
-            ]  # in the order of the sources, the problems among them
+            registrations = _register(zhiku, kb, list(iter_sources(paths, include or (), exclude or ())), labels)
             job_ids = [r.job_id for r in registrations if r.job_id]
             if wait:
                 job_ids += unfinished_jobs(zhiku, kb.id, exclude=set(job_ids))  # e.g. interrupted by a crash
@@ -64,6 +58,29 @@ def ingest(
             _print_outcomes(zhiku, registrations, waited=wait)
         finally:
             runner.stop()
+
+
+def _register(
+    zhiku: Zhiku, kb: KnowledgeBase, sources: list[SourceFile | SourceProblem], labels: Labels
+) -> list[Registration]:
+    """Register the files among ``sources`` (:func:`register_in_groups`); the outcomes are listed as they come: a
+    path that cannot be read as soon as it is found, files with their group, which is registered once it is full
+    (the last one at the end)."""
+    files = [(position, item.path) for position, item in enumerate(sources) if isinstance(item, SourceFile)]
+    registered = register_in_groups(zhiku, kb, [path for _, path in files], labels=labels)
+    outcomes = [
+        (position, Registration(str(item.path), "failed", message=item.message))
+        for position, item in enumerate(sources)
+        if isinstance(item, SourceProblem)
+    ]
+    start = 0
+    while start < len(files):
+        size = group_size(zhiku, start)
+        group = files[start : start + size]
+        done = group[-1][0] if len(group) == size else len(sources)
+        outcomes += [(done, registration) for registration in registered[start : start + size]]
+        start += size
+    return [registration for _, registration in sorted(outcomes, key=lambda outcome: outcome[0])]
 
 
 def _print_outcomes(zhiku: Zhiku, registrations: Sequence[Registration], *, waited: bool) -> None:
