@@ -6,7 +6,7 @@ The CLI and (later) the API server build one :class:`Zhiku` and pass it to the s
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from zhiku.config import Settings, get_settings
 from zhiku.documents.limits import ParseLimits
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 class Zhiku:
-    """Everything a zhiku process holds open."""
+    """Everything a zhiku process holds open; ``with Zhiku(settings) as zhiku:`` closes it at the end."""
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
@@ -55,6 +55,12 @@ class Zhiku:
     def embedder_for(self, kb: KnowledgeBase) -> Embedder:
         """The embedder a knowledge base was created with."""
         return self.embedder(kb.embedding_model)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         """End the parsing processes, flush the vector store and close the database pool."""

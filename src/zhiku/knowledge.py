@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -586,3 +586,51 @@ def delete_document(zhiku: Zhiku, kb: KnowledgeBase, document: Document) -> None
         session.execute(delete(Chunk).where(Chunk.document_id == document.id))
         session.delete(session.get_one(Document, document.id))
     _drop_unreferenced_blobs(zhiku, {h for h in (document.content_hash, document.pending_hash) if h})
+
+
+def unfinished_jobs(zhiku: Zhiku, kb_id: str, exclude: Collection[str] = ()) -> list[str]:
+    """Ids of a knowledge base's queued and running jobs (e.g. interrupted by a crash), but those in ``exclude``."""
+    with zhiku.db.session() as session:
+        rows = session.scalars(
+            select(Job.id).where(Job.kb_id == kb_id, Job.status.in_([JobStatus.queued, JobStatus.running]))
+        )
+        return [job_id for job_id in rows if job_id not in exclude]
+
+
+def job_progress(zhiku: Zhiku, job_ids: Sequence[str], finished: Collection[str]) -> tuple[int, int]:
+    """How many of ``job_ids`` are in a ``finished`` status, and how many chunks they have embedded so far."""
+    with zhiku.db.session() as session:
+        done = session.scalar(
+            select(func.count()).select_from(Job).where(Job.id.in_(job_ids), Job.status.in_(finished))
+        )
+        payloads = session.scalars(select(Job.payload).where(Job.id.in_(job_ids)))
+        chunks = sum(int(p.get("embedded", 0)) for p in payloads)
+    return done or 0, chunks
+
+
+def documents_by_id(zhiku: Zhiku, document_ids: Collection[str]) -> dict[str, Document]:
+    """The documents of ``document_ids`` that exist, by id."""
+    found: dict[str, Document] = {}
+    with zhiku.db.session() as session:
+        for document_id in document_ids:
+            document = session.get(Document, document_id)
+            if document is not None:
+                found[document_id] = document
+    return found
+
+
+def list_jobs(zhiku: Zhiku, status: str | None = None, limit: int = 50) -> list[tuple[Job, str | None]]:
+    """The newest ``limit`` jobs (only those in ``status`` if given), each with its document's file name."""
+    with zhiku.db.session() as session:
+        query = select(Job, Document.filename).outerjoin(Document, Job.document_id == Document.id)
+        if status:
+            query = query.where(Job.status == status)
+        rows = session.execute(query.order_by(Job.created_at.desc()).limit(limit)).all()
+    return [(job, filename) for job, filename in rows]
+
+
+def get_job(zhiku: Zhiku, job_id: str) -> Job:
+    """The job of ``job_id`` or a unique prefix of it."""
+    with zhiku.db.session() as session:
+        job: Job = find_by_id(session, select(Job), Job.id, job_id, what="job")
+    return job

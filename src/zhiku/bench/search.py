@@ -30,9 +30,11 @@ queries in a closed loop and throughput (QPS) is reported next to the per-call l
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import statistics
+import tempfile
 import threading
 import time
 import uuid
@@ -43,8 +45,13 @@ from pathlib import Path
 
 import numpy as np
 
+from zhiku.config import Settings
+from zhiku.embedding import get_embedder
 from zhiku.embedding.base import Embedder
+from zhiku.embedding.models import resolve_model
+from zhiku.errors import InvalidInputError
 from zhiku.storage.vectors.base import DOCUMENT_FIELD, KB_FIELD, VERSION_FIELD, SearchFilter, VectorPoint, VectorStore
+from zhiku.storage.vectors.qdrant_edge import QdrantEdgeStore
 
 MODES = ("dense", "text", "hybrid", "rrf")
 """Search modes :func:`bench_search` knows (see the module docstring)."""
@@ -512,3 +519,73 @@ def describe_build(build: BuildResult) -> str:
         f"collection of {build.points:,} synthetic points, dimension {build.dimension}: upsert "
         f"{build.upsert_seconds:.1f} s, optimize {build.optimize_seconds:.1f} s{disk}"
     )
+
+
+def run_search_bench(
+    corpora: list[Path],
+    settings: Settings,
+    *,
+    points: int,
+    dimension: int,
+    vectors: str,
+    model: str | None,
+    queries: int,
+    rounds: int,
+    concurrency: Sequence[int] | None,
+    store: Path | None,
+    say: Callable[[str], None],
+) -> tuple[str, str]:
+    """``zhiku bench search``: build (or reuse, from ``store``) the synthetic collection, with vectors ``fitted``
+    to ``model``'s embeddings of the corpora or ``random``, then time the searches; returns the results table and
+    the notes on how it was measured. ``say`` reports long steps as they begin."""
+    if vectors not in ("fitted", "random"):
+        raise InvalidInputError(f"--vectors must be fitted or random, got {vectors!r}", param="vectors")
+    distribution: EmbeddingDistribution | None = None
+    name = f"bench_{points}_{dimension}"
+    notes = f"{points:,} synthetic chunks of dim {dimension}"
+    if vectors == "fitted":
+        spec = resolve_model(model or settings.embedding_model)
+        name += f"_{spec.name}"
+        notes += f", vectors drawn from a Gaussian fitted to {spec.name}'s embeddings of the corpora's passages"
+    else:
+        notes += ", vectors uniform on the sphere"
+    notes += f"; texts from {', '.join(c.name for c in corpora)}"
+    with tempfile.TemporaryDirectory(prefix="zhiku-bench-search-") as scratch:
+        folder = store or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        search_ef = settings.vector_search_ef or None
+        vector_store = QdrantEdgeStore(folder, hnsw_ef=search_ef)
+        try:
+            record = folder / f"{name}.build.json"
+            saved_distribution = folder / f"{name}.distribution.npz"
+            reuse = vector_store.has_collection(name) and vector_store.count(name) == points
+            if vectors == "fitted":
+                if reuse and saved_distribution.is_file():
+                    distribution = EmbeddingDistribution.load(saved_distribution)
+                else:
+                    reuse = False
+                    say(f"fitting the vector distribution to {spec.name}'s embeddings of the passages...")
+                    distribution = fit_distribution(get_embedder(spec.name), load_passages(corpora), dimension)
+                    distribution.save(saved_distribution)
+                notes += f" (effective dimension {distribution.effective_dimension():.0f})"
+            if reuse:
+                notes += "; collection reused from --store"
+                if record.is_file():
+                    notes += " (" + describe_build(BuildResult(**json.loads(record.read_text()))) + ")"
+            else:
+                build = build_synthetic_collection(vector_store, name, points=points, dimension=dimension,
+                                                   texts_from=corpora, distribution=distribution)  # fmt: skip
+                notes += "; " + describe_build(build)
+                record.write_text(json.dumps(dataclasses.asdict(build)))
+            recall = dense_recall(vector_store, name, points=points, dimension=dimension, distribution=distribution)
+            notes += f"; dense recall@10 against exact search {recall:.3f}"
+            notes += f" (HNSW search beam {search_ef})" if search_ef is not None else " (Qdrant's default beam)"
+            results = []
+            for clients in concurrency or [1, 8]:
+                results += bench_search(
+                    vector_store, name, queries=queries, concurrency=clients, with_filter=False,
+                    query_texts=load_queries(corpora), dimension=dimension, rounds=rounds, distribution=distribution,
+                )  # fmt: skip
+        finally:
+            vector_store.close()
+    return render_table(results), notes

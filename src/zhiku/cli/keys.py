@@ -1,18 +1,18 @@
-"""`zhiku keys`: create, list and revoke API keys (registered by ``zhiku.cli``)."""
+"""`zhiku keys`: create, list and revoke API keys."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from zhiku.cli.common import err, out
 from zhiku.config import get_settings
 from zhiku.core import Zhiku
+from zhiku.keys import create_api_key, list_api_keys, revoke_api_key
 
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
-out = Console()
 
 
 @keys_app.command("create")
@@ -22,27 +22,17 @@ def keys_create(
     name: Annotated[str, typer.Option("--name", help="A label to tell keys apart.")] = "",
 ) -> None:
     """Create an API key and print it (it is stored hashed and cannot be shown again)."""
-    from zhiku.keys import create_api_key
-
-    zhiku = Zhiku(get_settings())
-    try:
+    with Zhiku(get_settings()) as zhiku:
         row, secret = create_api_key(zhiku, tenant, scope, name)
-    finally:
-        zhiku.close()
     typer.echo(secret)
-    Console(stderr=True).print(f"created key {row.id} ({scope}, tenant {tenant}); store it now, it is not shown again")
+    err.print(f"created key {row.id} ({scope}, tenant {tenant}); store it now, it is not shown again")
 
 
 @keys_app.command("list")
 def keys_list(tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant's keys.")] = None) -> None:
     """List API keys (never their secrets)."""
-    from zhiku.keys import list_api_keys
-
-    zhiku = Zhiku(get_settings())
-    try:
+    with Zhiku(get_settings()) as zhiku:
         rows = list_api_keys(zhiku, tenant)
-    finally:
-        zhiku.close()
     table = Table(title="API keys")
     for column in ("id", "prefix", "tenant", "scope", "name", "created", "last used", "revoked"):
         table.add_column(column)
@@ -57,11 +47,6 @@ def keys_list(tenant: Annotated[str | None, typer.Option("--tenant", help="Only 
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="Key id (or a unique prefix).")]) -> None:
     """Revoke an API key."""
-    from zhiku.keys import revoke_api_key
-
-    zhiku = Zhiku(get_settings())
-    try:
+    with Zhiku(get_settings()) as zhiku:
         row = revoke_api_key(zhiku, key_id)
-    finally:
-        zhiku.close()
     out.print(f"revoked key {row.id} ({row.prefix}…)")

