@@ -619,18 +619,36 @@ def documents_by_id(zhiku: Zhiku, document_ids: Collection[str]) -> dict[str, Do
     return found
 
 
-def list_jobs(zhiku: Zhiku, status: str | None = None, limit: int = 50) -> list[tuple[Job, str | None]]:
-    """The newest ``limit`` jobs (only those in ``status`` if given), each with its document's file name."""
+def _jobs_of(tenant_id: str | None) -> Any:
+    """Jobs, of one tenant's knowledge bases when ``tenant_id`` is given (another tenant's jobs are not found)."""
+    query = select(Job)
+    if tenant_id is not None:
+        query = query.join(KnowledgeBase, Job.kb_id == KnowledgeBase.id).where(KnowledgeBase.tenant_id == tenant_id)
+    return query
+
+
+def list_jobs(
+    zhiku: Zhiku,
+    status: str | None = None,
+    limit: int = 50,
+    *,
+    tenant_id: str | None = None,
+    kb_id: str | None = None,
+) -> list[tuple[Job, str | None]]:
+    """The newest ``limit`` jobs (only those in ``status``, of ``tenant_id``, of knowledge base ``kb_id``, when
+    given), each with its document's file name."""
     with zhiku.db.session() as session:
-        query = select(Job, Document.filename).outerjoin(Document, Job.document_id == Document.id)
+        query = _jobs_of(tenant_id).add_columns(Document.filename).outerjoin(Document, Job.document_id == Document.id)
         if status:
             query = query.where(Job.status == status)
+        if kb_id:
+            query = query.where(Job.kb_id == kb_id)
         rows = session.execute(query.order_by(Job.created_at.desc()).limit(limit)).all()
     return [(job, filename) for job, filename in rows]
 
 
-def get_job(zhiku: Zhiku, job_id: str) -> Job:
-    """The job of ``job_id`` or a unique prefix of it."""
+def get_job(zhiku: Zhiku, job_id: str, *, tenant_id: str | None = None) -> Job:
+    """The job of ``job_id`` or a unique prefix of it (among ``tenant_id``'s jobs when given)."""
     with zhiku.db.session() as session:
-        job: Job = find_by_id(session, select(Job), Job.id, job_id, what="job")
+        job: Job = find_by_id(session, _jobs_of(tenant_id), Job.id, job_id, what="job")
     return job

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy import select
 from sse_starlette.sse import EventSourceResponse
 
 from zhiku.api.auth import Reader, Writer
@@ -15,19 +14,15 @@ from zhiku.api.schemas import JobOut
 from zhiku.api.streams import LimitedEventStream, stream_identity
 from zhiku.jobs.runner import cancel_job, retry_job
 from zhiku.keys import Principal
-from zhiku.storage.lookup import find_by_id
-from zhiku.storage.models import Job, KnowledgeBase
+from zhiku.knowledge import get_job, list_jobs
+from zhiku.storage.models import Job
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
 
 def _job(state: AppState, principal: Principal, job_id: str) -> Job:
     """A job of the caller's tenant by id or unique id prefix (others' jobs are "not found", never "forbidden")."""
-    with state.zhiku.db.session() as session:
-        query = (select(Job).join(KnowledgeBase, Job.kb_id == KnowledgeBase.id)
-                 .where(KnowledgeBase.tenant_id == principal.tenant_id))  # fmt: skip
-        job: Job = find_by_id(session, query, Job.id, job_id, what="job")
-    return job
+    return get_job(state.zhiku, job_id, tenant_id=principal.tenant_id)
 
 
 @router.get("")
@@ -39,14 +34,8 @@ def list_all(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[JobOut]:
     """Newest jobs first, optionally of one knowledge base or status."""
-    query = (select(Job).join(KnowledgeBase, Job.kb_id == KnowledgeBase.id)
-             .where(KnowledgeBase.tenant_id == principal.tenant_id))  # fmt: skip
-    if knowledge_base_id:
-        query = query.where(Job.kb_id == knowledge_base_id)
-    if status:
-        query = query.where(Job.status == status)
-    with state.zhiku.db.session() as session:
-        return [JobOut.of(job) for job in session.scalars(query.order_by(Job.created_at.desc()).limit(limit))]
+    rows = list_jobs(state.zhiku, status, limit, tenant_id=principal.tenant_id, kb_id=knowledge_base_id)
+    return [JobOut.of(job) for job, _ in rows]
 
 
 @router.get("/{job_id}")
