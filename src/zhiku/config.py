@@ -389,8 +389,9 @@ class Settings(BaseSettings):
             try:
                 self.home.chmod(0o700)
             except PermissionError:  # another user's folder: say so, it is readable by others
-                logging.getLogger(__name__).warning("ZHIKU_HOME %s has mode %o and cannot be made 0700", self.home,
-                                                    mode)  # fmt: skip
+                logging.getLogger(__name__).warning(
+                    "ZHIKU_HOME %s has mode %o and cannot be made 0700", self.home, mode
+                )
         return self.home
 
 

@@ -55,8 +55,13 @@ def create_api_key(zhiku: Zhiku, tenant_id: str, scope: str, name: str = "") -> 
     if scope not in SCOPES:
         raise InvalidInputError(f"scope must be one of {', '.join(SCOPES)}; got {scope!r}", param="scope")
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
-    row = ApiKey(tenant_id=check_tenant(tenant_id), name=name[:200], prefix=secret[:10], key_hash=hash_key(secret),
-                 scopes=[scope])  # fmt: skip
+    row = ApiKey(
+        tenant_id=check_tenant(tenant_id),
+        name=name[:200],
+        prefix=secret[:10],
+        key_hash=hash_key(secret),
+        scopes=[scope],
+    )
     with zhiku.db.session() as session:
         session.add(row)
     return row, secret

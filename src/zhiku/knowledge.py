@@ -431,8 +431,9 @@ def label_document(
     with zhiku.db.session() as session:
         row = session.get_one(Document, document.id)
         tags = (set(row.tags) | added) - removed
-        metadata = {k: v for k, v in {**row.meta, **check_metadata(set_metadata or {})}.items()
-                    if k not in set(unset_metadata)}  # fmt: skip
+        metadata = {
+            k: v for k, v in {**row.meta, **check_metadata(set_metadata or {})}.items() if k not in set(unset_metadata)
+        }
         _apply_labels(row, sorted(tags), metadata, document_date)
         session.flush()
         session.refresh(row)
@@ -548,8 +549,13 @@ def reingest_document(zhiku: Zhiku, kb: KnowledgeBase, document: Document) -> Re
         row.pending_version = _next_version(session, row)
         row.pending_hash = sha
         row.status, row.error = DocumentStatus.queued, None
-        job = Job(kind=INGEST_KIND, kb_id=kb.id, document_id=row.id, max_attempts=zhiku.settings.job_max_attempts,
-                  payload={"version": row.pending_version, "sha256": sha})  # fmt: skip
+        job = Job(
+            kind=INGEST_KIND,
+            kb_id=kb.id,
+            document_id=row.id,
+            max_attempts=zhiku.settings.job_max_attempts,
+            payload={"version": row.pending_version, "sha256": sha},
+        )
         session.add(job)
         session.flush()
         registration = Registration(row.source, "queued", row.id, job.id)
@@ -573,8 +579,9 @@ def list_documents(zhiku: Zhiku, kb: KnowledgeBase) -> list[Document]:
 def get_document(zhiku: Zhiku, kb: KnowledgeBase, document_id: str) -> Document:
     """A document of ``kb`` by id (or unique id prefix), or ``NotFoundError``."""
     with zhiku.db.session() as session:
-        return find_by_id(session, select(Document).where(Document.kb_id == kb.id), Document.id, document_id,
-                          what="document")  # fmt: skip
+        return find_by_id(
+            session, select(Document).where(Document.kb_id == kb.id), Document.id, document_id, what="document"
+        )
 
 
 def delete_document(zhiku: Zhiku, kb: KnowledgeBase, document: Document) -> None:

@@ -50,9 +50,11 @@ def _bootstrap_admin_key(zhiku: Zhiku) -> None:
         return
     _, secret = create_api_key(zhiku, "default", "admin", "bootstrap admin key")
     banner = "=" * 72
-    print(f"{banner}\nzhiku: no API keys existed, so an admin key was created. It is shown only now:\n\n"
-          f"    {secret}\n\nUse it as 'Authorization: Bearer <key>'; create more with `zhiku keys create`.\n{banner}",
-          flush=True)  # fmt: skip
+    print(
+        f"{banner}\nzhiku: no API keys existed, so an admin key was created. It is shown only now:\n\n"
+        f"    {secret}\n\nUse it as 'Authorization: Bearer <key>'; create more with `zhiku keys create`.\n{banner}",
+        flush=True,
+    )
 
 
 def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> FastAPI:
@@ -63,8 +65,14 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     service = EmbeddingService(settings, on_batch=metrics.observe_batch)
     metrics.bind(service)
     zhiku = Zhiku(settings)
-    state = AppState(settings=settings, zhiku=zhiku, embeddings=service, metrics=metrics, keys=KeyCache(),
-                     limiter=RateLimiter(settings))  # fmt: skip
+    state = AppState(
+        settings=settings,
+        zhiku=zhiku,
+        embeddings=service,
+        metrics=metrics,
+        keys=KeyCache(),
+        limiter=RateLimiter(settings),
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

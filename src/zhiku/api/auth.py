@@ -35,8 +35,9 @@ async def authenticate(request: Request, state: AppState) -> Principal:
         return DEV_PRINCIPAL
     token = _bearer(request)
     if token is None:
-        raise AuthenticationError("missing API key: send 'Authorization: Bearer <key>' (create one with "
-                                  "`zhiku keys create`)")  # fmt: skip
+        raise AuthenticationError(
+            "missing API key: send 'Authorization: Bearer <key>' (create one with `zhiku keys create`)"
+        )
     admin = state.settings.admin_api_key
     if admin is not None and secrets.compare_digest(token.encode(), admin.get_secret_value().encode()):
         return Principal("default", "admin", "bootstrap")

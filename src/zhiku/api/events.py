@@ -40,8 +40,11 @@ async def job_events(
             state = (job.status, job.stage, round(job.progress, 3))
             if seen.get(job.id) != state:
                 seen[job.id] = state
-                yield {"event": "job", "id": f"{job.id}:{job.status}:{job.progress:.3f}",
-                       "data": JobOut.of(job).model_dump_json()}  # fmt: skip
+                yield {
+                    "event": "job",
+                    "id": f"{job.id}:{job.status}:{job.progress:.3f}",
+                    "data": JobOut.of(job).model_dump_json(),
+                }
         if job_id is not None and (not jobs or jobs[0].status in FINISHED):
             yield {"event": "end", "data": "{}"}
             return

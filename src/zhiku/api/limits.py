@@ -64,10 +64,22 @@ class BodySizeLimit:
                 await self._refuse(send, None, limit)
 
     async def _refuse(self, send: Send, size: int | None, limit: int) -> None:
-        error = {"message": _message(size, limit), "type": "invalid_request_error", "param": None,
-                 "code": "request_too_large"}  # fmt: skip
+        error = {
+            "message": _message(size, limit),
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "request_too_large",
+        }
         body = json.dumps({"error": error}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"connection", b"close"),
-                                (b"content-length", str(len(body)).encode())]})  # fmt: skip
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"connection", b"close"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

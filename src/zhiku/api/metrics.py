@@ -21,27 +21,40 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "zhiku_http_requests", "HTTP requests by route, method and status.", ["route", "method", "status"],
+            "zhiku_http_requests",
+            "HTTP requests by route, method and status.",
+            ["route", "method", "status"],
             registry=r,
-        )  # fmt: skip
+        )
         self.latency = Histogram(
-            "zhiku_http_request_seconds", "HTTP request latency by route.", ["route"], buckets=LATENCY_BUCKETS,
+            "zhiku_http_request_seconds",
+            "HTTP request latency by route.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
             registry=r,
-        )  # fmt: skip
+        )
         self.batch_inputs = Histogram(
-            "zhiku_embedding_batch_inputs", "Inputs per model call of the micro-batcher.", ["model"],
-            buckets=BATCH_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.batch_requests = Histogram(
-            "zhiku_embedding_batch_requests", "Requests merged into one model call.", ["model"],
-            buckets=BATCH_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.batch_seconds = Histogram(
-            "zhiku_embedding_batch_seconds", "Duration of one model call.", ["model"], buckets=LATENCY_BUCKETS,
+            "zhiku_embedding_batch_inputs",
+            "Inputs per model call of the micro-batcher.",
+            ["model"],
+            buckets=BATCH_BUCKETS,
             registry=r,
-        )  # fmt: skip
-        self.inputs = Counter("zhiku_embedding_inputs", "Inputs embedded (cache hits included).", ["model"],
-                              registry=r)  # fmt: skip
+        )
+        self.batch_requests = Histogram(
+            "zhiku_embedding_batch_requests",
+            "Requests merged into one model call.",
+            ["model"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "zhiku_embedding_batch_seconds",
+            "Duration of one model call.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inputs = Counter("zhiku_embedding_inputs", "Inputs embedded (cache hits included).", ["model"], registry=r)
         self.tokens = Counter("zhiku_embedding_tokens", "Prompt tokens of embedded inputs.", ["model"], registry=r)
         self.cache = Counter("zhiku_embedding_cache_lookups", "Embedding cache lookups.", ["result"], registry=r)
         self.queue = Gauge("zhiku_embedding_queue_inputs", "Inputs waiting for a model.", registry=r)

@@ -104,10 +104,20 @@ class KnowledgeBaseOut(BaseModel):
     @classmethod
     def of(cls, kb: KnowledgeBase, documents: dict[str, int] | None = None, chunks: int = 0) -> KnowledgeBaseOut:
         """Build from a row."""
-        return cls(id=kb.id, name=kb.name, description=kb.description, model=kb.embedding_model,
-                   dimension=kb.dimension, index_dimension=kb.index_dimension, instruction=kb.instruction,
-                   chunk_tokens=kb.chunk_tokens, chunk_overlap=kb.chunk_overlap, documents=documents or {},
-                   chunks=chunks, created_at=kb.created_at)  # fmt: skip
+        return cls(
+            id=kb.id,
+            name=kb.name,
+            description=kb.description,
+            model=kb.embedding_model,
+            dimension=kb.dimension,
+            index_dimension=kb.index_dimension,
+            instruction=kb.instruction,
+            chunk_tokens=kb.chunk_tokens,
+            chunk_overlap=kb.chunk_overlap,
+            documents=documents or {},
+            chunks=chunks,
+            created_at=kb.created_at,
+        )
 
 
 class DocumentOut(BaseModel):
@@ -135,11 +145,26 @@ class DocumentOut(BaseModel):
     @classmethod
     def of(cls, d: Document) -> DocumentOut:
         """Build from a row."""
-        return cls(id=d.id, knowledge_base_id=d.kb_id, filename=d.filename, title=d.title, mime_type=d.mime_type,
-                   size_bytes=d.size_bytes, status=d.status, error=d.error, warnings=list(d.warnings or []),
-                   pages=d.pages, version=d.version, chunk_count=d.chunk_count, duplicate_of=d.duplicate_of,
-                   tags=d.tags, metadata=dict(d.meta or {}), document_date=d.document_date, created_at=d.created_at,
-                   updated_at=d.updated_at)  # fmt: skip
+        return cls(
+            id=d.id,
+            knowledge_base_id=d.kb_id,
+            filename=d.filename,
+            title=d.title,
+            mime_type=d.mime_type,
+            size_bytes=d.size_bytes,
+            status=d.status,
+            error=d.error,
+            warnings=list(d.warnings or []),
+            pages=d.pages,
+            version=d.version,
+            chunk_count=d.chunk_count,
+            duplicate_of=d.duplicate_of,
+            tags=d.tags,
+            metadata=dict(d.meta or {}),
+            document_date=d.document_date,
+            created_at=d.created_at,
+            updated_at=d.updated_at,
+        )
 
 
 class DocumentLabels(JsonBody):
@@ -185,10 +210,22 @@ class JobOut(BaseModel):
     @classmethod
     def of(cls, job: Job) -> JobOut:
         """Build from a row."""
-        return cls(id=job.id, kind=job.kind, knowledge_base_id=job.kb_id, document_id=job.document_id,
-                   status=job.status, stage=job.stage, progress=job.progress, attempts=job.attempts,
-                   max_attempts=job.max_attempts, error=job.error, details=dict(job.payload or {}),
-                   created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at)  # fmt: skip
+        return cls(
+            id=job.id,
+            kind=job.kind,
+            knowledge_base_id=job.kb_id,
+            document_id=job.document_id,
+            status=job.status,
+            stage=job.stage,
+            progress=job.progress,
+            attempts=job.attempts,
+            max_attempts=job.max_attempts,
+            error=job.error,
+            details=dict(job.payload or {}),
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+        )
 
 
 class SearchRequest(JsonBody):
@@ -197,16 +234,19 @@ class SearchRequest(JsonBody):
     model_config = ConfigDict(extra="forbid")
 
     query: str = Field(
-        min_length=1, max_length=MAX_QUERY_CHARS, json_schema_extra={"pattern": TEXT_PATTERN},
+        min_length=1,
+        max_length=MAX_QUERY_CHARS,
+        json_schema_extra={"pattern": TEXT_PATTERN},
         description="Not only whitespace, no NUL character.",
-    )  # fmt: skip
+    )
     mode: Literal["dense", "lexical", "hybrid"] = "hybrid"
     top_k: int = Field(default=TOP_K, ge=1, le=MAX_TOP_K)
     filters: list[str] = Field(
-        default_factory=list, max_length=50,
+        default_factory=list,
+        max_length=50,
         description="Filter expressions, all must hold: tag=NAME, tag=a|b, KEY=VALUE, date>=2024-01-01, "
         "date<2025-01-01, document=FILE-OR-ID, type=pdf.",
-    )  # fmt: skip
+    )
     document_ids: list[str] | None = Field(default=None, max_length=1000)
     min_score: float | None = Field(
         default=None, allow_inf_nan=False, description="Drop hits scoring below this (a finite number)."
@@ -298,8 +338,16 @@ class ApiKeyOut(BaseModel):
     @classmethod
     def of(cls, key: ApiKey) -> ApiKeyOut:
         """Build from a row."""
-        return cls(id=key.id, tenant_id=key.tenant_id, name=key.name, prefix=key.prefix, scope=str(key.scopes[0]),
-                   created_at=key.created_at, last_used_at=key.last_used_at, revoked_at=key.revoked_at)  # fmt: skip
+        return cls(
+            id=key.id,
+            tenant_id=key.tenant_id,
+            name=key.name,
+            prefix=key.prefix,
+            scope=str(key.scopes[0]),
+            created_at=key.created_at,
+            last_used_at=key.last_used_at,
+            revoked_at=key.revoked_at,
+        )
 
 
 class ApiKeyCreated(ApiKeyOut):
@@ -326,9 +374,14 @@ class ErrorResponse(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in {
-        400: "Invalid request", 401: "Missing, unknown or revoked API key", 403: "The key's scope does not allow it",
-        404: "Not found (also for other tenants' objects)", 409: "Conflicts with the current state",
-        413: "Too large (body, file, input or quota)", 415: "Unsupported content type or document type",
-        422: "A document that cannot be ingested", 429: "Rate limited or overloaded (see Retry-After)",
+        400: "Invalid request",
+        401: "Missing, unknown or revoked API key",
+        403: "The key's scope does not allow it",
+        404: "Not found (also for other tenants' objects)",
+        409: "Conflicts with the current state",
+        413: "Too large (body, file, input or quota)",
+        415: "Unsupported content type or document type",
+        422: "A document that cannot be ingested",
+        429: "Rate limited or overloaded (see Retry-After)",
     }.items()
-}  # fmt: skip
+}

@@ -121,10 +121,16 @@ def _zhiku_run(docs: Path, home: Path, settings: Settings, model: str, queries: 
         zhiku.close()
 
 
-def _peer_run(python: Path, script: str, docs: Path, store: Path, model: str, queries: list[str], label: str
-              ) -> PeerResult:  # fmt: skip
-    done = subprocess.run([str(python), "-c", script, str(docs), str(store), model, json.dumps(queries)],
-                          capture_output=True, text=True, timeout=3600, check=False)  # fmt: skip
+def _peer_run(
+    python: Path, script: str, docs: Path, store: Path, model: str, queries: list[str], label: str
+) -> PeerResult:
+    done = subprocess.run(
+        [str(python), "-c", script, str(docs), str(store), model, json.dumps(queries)],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{label} failed:\n{done.stderr[-3000:]}")
     values = json.loads(done.stdout.strip().splitlines()[-1])
@@ -133,9 +139,15 @@ def _peer_run(python: Path, script: str, docs: Path, store: Path, model: str, qu
 
 
 def bench_peers(
-    corpora: list[Path], settings: Settings, *, peers_python: Path, model: str, documents: int,
-    passages_per_document: int, queries: int = 50,
-) -> list[PeerResult]:  # fmt: skip
+    corpora: list[Path],
+    settings: Settings,
+    *,
+    peers_python: Path,
+    model: str,
+    documents: int,
+    passages_per_document: int,
+    queries: int = 50,
+) -> list[PeerResult]:
     """Ingest the same generated documents with zhiku (default and torch backends), LangChain + Chroma and txtai."""
     from zhiku.bench.ingest import write_documents
     from zhiku.embedding.models import model_location, resolve_model
@@ -149,12 +161,26 @@ def bench_peers(
         root = Path(scratch)
         (root / "docs").mkdir()
         write_documents(corpora, root / "docs", documents, passages_per_document)
-        results.append(_zhiku_run(root / "docs", root / "zhiku-auto", settings, spec.name, questions,
-                                  f"zhiku ({settings.embedding_backend} backend)"))  # fmt: skip
+        results.append(
+            _zhiku_run(
+                root / "docs",
+                root / "zhiku-auto",
+                settings,
+                spec.name,
+                questions,
+                f"zhiku ({settings.embedding_backend} backend)",
+            )
+        )
         torch_settings = settings.model_copy(update={"embedding_backend": "torch"})
-        results.append(_zhiku_run(root / "docs", root / "zhiku-torch", torch_settings, spec.name, questions,
-                                  "zhiku (torch backend)"))  # fmt: skip
-        results.append(_peer_run(peers_python, LANGCHAIN, root / "docs", root / "chroma", location, questions,
-                                 "LangChain + Chroma"))  # fmt: skip
+        results.append(
+            _zhiku_run(
+                root / "docs", root / "zhiku-torch", torch_settings, spec.name, questions, "zhiku (torch backend)"
+            )
+        )
+        results.append(
+            _peer_run(
+                peers_python, LANGCHAIN, root / "docs", root / "chroma", location, questions, "LangChain + Chroma"
+            )
+        )
         results.append(_peer_run(peers_python, TXTAI, root / "docs", root / "txtai", location, questions, "txtai"))
     return results

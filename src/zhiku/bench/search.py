@@ -573,8 +573,14 @@ def run_search_bench(
                 if record.is_file():
                     notes += " (" + describe_build(BuildResult(**json.loads(record.read_text()))) + ")"
             else:
-                build = build_synthetic_collection(vector_store, name, points=points, dimension=dimension,
-                                                   texts_from=corpora, distribution=distribution)  # fmt: skip
+                build = build_synthetic_collection(
+                    vector_store,
+                    name,
+                    points=points,
+                    dimension=dimension,
+                    texts_from=corpora,
+                    distribution=distribution,
+                )
                 notes += "; " + describe_build(build)
                 record.write_text(json.dumps(dataclasses.asdict(build)))
             recall = dense_recall(vector_store, name, points=points, dimension=dimension, distribution=distribution)
@@ -583,9 +589,16 @@ def run_search_bench(
             results = []
             for clients in concurrency or [1, 8]:
                 results += bench_search(
-                    vector_store, name, queries=queries, concurrency=clients, with_filter=False,
-                    query_texts=load_queries(corpora), dimension=dimension, rounds=rounds, distribution=distribution,
-                )  # fmt: skip
+                    vector_store,
+                    name,
+                    queries=queries,
+                    concurrency=clients,
+                    with_filter=False,
+                    query_texts=load_queries(corpora),
+                    dimension=dimension,
+                    rounds=rounds,
+                    distribution=distribution,
+                )
         finally:
             vector_store.close()
     return render_table(results), notes

@@ -127,14 +127,20 @@ def bench_serving(
         started = time.perf_counter()
         bare.encode(texts, batch_size=32)
         timings.append(time.perf_counter() - started)
-    rows.append(ServeBenchRow("sentence-transformers encode, batch 32", 0, len(texts), statistics.median(timings),
-                              None, None))  # fmt: skip
+    rows.append(
+        ServeBenchRow("sentence-transformers encode, batch 32", 0, len(texts), statistics.median(timings), None, None)
+    )
     del bare
 
     home = Path(tempfile.mkdtemp(prefix="zhiku-bench-serve-"))
     port = _free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ZHIKU_HOME": str(home), "ZHIKU_SERVE_MODELS": spec.name,
-           "ZHIKU_EMBEDDING_CACHE": "off"}  # fmt: skip
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "ZHIKU_HOME": str(home),
+        "ZHIKU_SERVE_MODELS": spec.name,
+        "ZHIKU_EMBEDDING_CACHE": "off",
+    }
     zhiku = [str(Path(sys.executable).parent / "zhiku"), "serve", "--host", "127.0.0.1", "--port", str(port)]
     base = f"http://127.0.0.1:{port}"
     with _server(zhiku, env, f"{base}/readyz"):
@@ -146,8 +152,20 @@ def bench_serving(
     if infinity_bin is not None and infinity_bin.is_file():
         port = _free_port()
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0", "DO_NOT_TRACK": "1"}
-        args = [str(infinity_bin), "v2", "--model-id", location, "--served-model-name", spec.name, "--engine",
-                "torch", "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+        args = [
+            str(infinity_bin),
+            "v2",
+            "--model-id",
+            location,
+            "--served-model-name",
+            spec.name,
+            "--engine",
+            "torch",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
         base = f"http://127.0.0.1:{port}"
         with _server(args, env, f"{base}/models"):
             for clients in client_counts:

@@ -83,8 +83,10 @@ def _bench_serving(
     for r in rows:
         p50 = f"{r.p50_ms:.1f}" if r.p50_ms is not None else "—"
         p95 = f"{r.p95_ms:.1f}" if r.p95_ms is not None else "—"
-        lines.append(f"| {r.system} | {r.clients or '—'} | {r.passages_per_second:.1f} | "
-                     f"{r.passages_per_second / bare:.2f} | {p50} | {p95} |")  # fmt: skip
+        lines.append(
+            f"| {r.system} | {r.clients or '—'} | {r.passages_per_second:.1f} | "
+            f"{r.passages_per_second / bare:.2f} | {p50} | {p95} |"
+        )
     zhiku32, infinity32 = by.get(("zhiku serve", 32)), by.get(("infinity-emb 0.0.78", 32))
     summary = f"zhiku @32 / bare = {zhiku32 / bare:.2f}" if zhiku32 else ""
     if zhiku32 and infinity32:
@@ -92,8 +94,12 @@ def _bench_serving(
     table = "\n".join(lines) + (f"\n\n{summary}" if summary else "")
     Console().print(table)
     names = ", ".join(folder.name for folder in corpora)
-    append_report(output, f"serving throughput ({model})", table,
-                  f"passages: {len(texts)} from {names}; one text per request; embedding cache off")  # fmt: skip
+    append_report(
+        output,
+        f"serving throughput ({model})",
+        table,
+        f"passages: {len(texts)} from {names}; one text per request; embedding cache off",
+    )
     err.print(f"appended to {output}")
 
 
@@ -125,9 +131,15 @@ def bench_ingest_command(
         for one_backend in backends
         for one_group in (batch_documents or [settings.ingest_batch_documents])
     ]
-    results, peak_rss = bench_ingest(corpora, settings, documents=documents,
-                                     passages_per_document=passages_per_document, model=model, setups=setups,
-                                     rounds=rounds)  # fmt: skip
+    results, peak_rss = bench_ingest(
+        corpora,
+        settings,
+        documents=documents,
+        passages_per_document=passages_per_document,
+        model=model,
+        setups=setups,
+        rounds=rounds,
+    )
     lines = [
         "| model | setup | docs | chunks | tokens | ingest s | docs/s | chunks/s | tokens/s | bare encode chunks/s "
         "| pipeline / bare |",
@@ -172,21 +184,35 @@ def bench_peers_command(
     from zhiku.bench.peers import bench_peers  # (see bench embed)
 
     quiet_libraries()
-    rows = bench_peers(corpora, get_settings(), peers_python=peers_python, model=model, documents=documents,
-                       passages_per_document=passages_per_document)  # fmt: skip
+    rows = bench_peers(
+        corpora,
+        get_settings(),
+        peers_python=peers_python,
+        model=model,
+        documents=documents,
+        passages_per_document=passages_per_document,
+    )
     base = rows[0].documents_per_second
-    lines = ["| system | docs | chunks | ingest s | docs/s | zhiku (default) / this | search p50 ms |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| system | docs | chunks | ingest s | docs/s | zhiku (default) / this | search p50 ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         ratio = base / r.documents_per_second
-        lines.append(f"| {r.system} | {r.documents} | {r.chunks} | {r.ingest_seconds:.2f} | "
-                     f"{r.documents_per_second:.2f} | {ratio:.2f} | {r.search_ms:.1f} |")  # fmt: skip
+        lines.append(
+            f"| {r.system} | {r.documents} | {r.chunks} | {r.ingest_seconds:.2f} | "
+            f"{r.documents_per_second:.2f} | {ratio:.2f} | {r.search_ms:.1f} |"
+        )
     table = "\n".join(lines)
     Console().print(table)
     names = ", ".join(folder.name for folder in corpora)
-    append_report(output, f"ingestion vs peers ({model})", table,
-                  f"{rows[0].documents} Markdown documents of {passages_per_document} passages from {names}; "
-                  "peers set up as their docs show; search includes query embedding")  # fmt: skip
+    append_report(
+        output,
+        f"ingestion vs peers ({model})",
+        table,
+        f"{rows[0].documents} Markdown documents of {passages_per_document} passages from {names}; "
+        "peers set up as their docs show; search includes query embedding",
+    )
     err.print(f"appended to {output}")
 
 
@@ -215,9 +241,18 @@ def bench_search_command(
     from zhiku.bench.search import run_search_bench  # (see bench embed)
 
     table, notes = run_search_bench(
-        corpora, get_settings(), points=points, dimension=dimension, vectors=vectors, model=model, queries=queries,
-        rounds=rounds, concurrency=concurrency, store=store, say=err.print,
-    )  # fmt: skip
+        corpora,
+        get_settings(),
+        points=points,
+        dimension=dimension,
+        vectors=vectors,
+        model=model,
+        queries=queries,
+        rounds=rounds,
+        concurrency=concurrency,
+        store=store,
+        say=err.print,
+    )
     Console().print(table)
     append_report(output, "search latency", table, notes + "; store calls only (query embedding excluded)")
     err.print(f"appended to {output}")

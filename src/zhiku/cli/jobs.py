@@ -30,9 +30,13 @@ def run_with_progress(zhiku: Zhiku, runner: JobRunner, job_ids: list[str]) -> No
     """Show a progress bar until ``job_ids`` finish; ``runner`` must be started."""
     started = time.monotonic()
     columns = (
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-    )  # fmt: skip
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=err) as progress:
         task: TaskID = progress.add_task("documents", total=len(job_ids), detail="")
 
@@ -58,9 +62,15 @@ def jobs_list(
             table.add_column(column, overflow="fold")
         for job, filename in rows:
             table.add_row(
-                job.id[:12], job.kind, filename or "", job.status, job.stage, f"{job.progress:.0%}",
-                f"{job.attempts}/{job.max_attempts}", job.error or "",
-            )  # fmt: skip
+                job.id[:12],
+                job.kind,
+                filename or "",
+                job.status,
+                job.stage,
+                f"{job.progress:.0%}",
+                f"{job.attempts}/{job.max_attempts}",
+                job.error or "",
+            )
         out.print(table)
 
 
@@ -70,8 +80,22 @@ def jobs_show(job_id: Annotated[str, typer.Argument(help="Job id or unique prefi
     with open_zhiku() as zhiku:
         job = get_job(zhiku, job_id)
         table = Table(show_header=False, title=f"job {job.id}")
-        for column in ("kind", "status", "stage", "progress", "attempts", "max_attempts", "error", "document_id",
-                       "kb_id", "payload", "created_at", "started_at", "heartbeat_at", "finished_at"):  # fmt: skip
+        for column in (
+            "kind",
+            "status",
+            "stage",
+            "progress",
+            "attempts",
+            "max_attempts",
+            "error",
+            "document_id",
+            "kb_id",
+            "payload",
+            "created_at",
+            "started_at",
+            "heartbeat_at",
+            "finished_at",
+        ):
             table.add_row(column, str(getattr(job, column)))
         out.print(table)
 

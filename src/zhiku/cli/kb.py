@@ -47,10 +47,16 @@ def kb_create(
     """Create a knowledge base (its model, dimension and instruction are fixed for its lifetime)."""
     with open_zhiku() as zhiku:
         kb = create_knowledge_base(
-            zhiku, name, model=model, dimension=dim, index_dimension=index_dim, instruction=instruction,
+            zhiku,
+            name,
+            model=model,
+            dimension=dim,
+            index_dimension=index_dim,
+            instruction=instruction,
             chunk_tokens=chunk_tokens,
-            chunk_overlap=overlap, description=description,
-        )  # fmt: skip
+            chunk_overlap=overlap,
+            description=description,
+        )
     out.print(
         f"created knowledge base [bold]{kb.name}[/] ({kb.id}): {kb.embedding_model}, {kb.dimension} dims, "
         f"chunks of {kb.chunk_tokens} tokens (overlap {kb.chunk_overlap})"
@@ -67,9 +73,14 @@ def kb_list() -> None:
         for kb in list_knowledge_bases(zhiku):
             stats = knowledge_base_stats(zhiku, kb)
             table.add_row(
-                kb.name, kb.embedding_model, str(kb.dimension), str(sum(stats.documents.values())),
-                str(stats.documents.get("ready", 0)), str(stats.chunks), kb.created_at.strftime("%Y-%m-%d %H:%M"),
-            )  # fmt: skip
+                kb.name,
+                kb.embedding_model,
+                str(kb.dimension),
+                str(sum(stats.documents.values())),
+                str(stats.documents.get("ready", 0)),
+                str(stats.chunks),
+                kb.created_at.strftime("%Y-%m-%d %H:%M"),
+            )
         out.print(table)
 
 
@@ -83,12 +94,18 @@ def kb_show(name: Annotated[str, typer.Argument(help="Knowledge base name or id.
     documents = ", ".join(f"{k}: {v}" for k, v in stats.documents.items()) or "0"
     table = Table(show_header=False, title=f"knowledge base {kb.name}")
     for key, value in [
-        ("id", kb.id), ("model", kb.embedding_model), ("dimension", kb.dimension),
+        ("id", kb.id),
+        ("model", kb.embedding_model),
+        ("dimension", kb.dimension),
         ("index dimension", kb.index_dimension or "(full)"),
-        ("instruction", kb.instruction or "(model default)"), ("chunk tokens", kb.chunk_tokens),
-        ("chunk overlap", kb.chunk_overlap), ("documents", documents), ("chunks", stats.chunks),
-        ("vectors", vectors), ("created", kb.created_at.isoformat(timespec="seconds")),
-    ]:  # fmt: skip
+        ("instruction", kb.instruction or "(model default)"),
+        ("chunk tokens", kb.chunk_tokens),
+        ("chunk overlap", kb.chunk_overlap),
+        ("documents", documents),
+        ("chunks", stats.chunks),
+        ("vectors", vectors),
+        ("created", kb.created_at.isoformat(timespec="seconds")),
+    ]:
         table.add_row(key, str(value))
     out.print(table)
 
@@ -118,9 +135,17 @@ def docs_list(kb_name: Annotated[str, typer.Option("--kb", help="Knowledge base 
         for d in list_documents(zhiku, kb):
             meta = ", ".join(f"{k}={v}" for k, v in sorted(d.meta.items()))
             table.add_row(
-                d.id[:12], d.filename, d.status, str(d.version), str(d.pages or ""), str(d.chunk_count),
-                d.mime_type or "", ", ".join(d.tags), meta, d.error or "",
-            )  # fmt: skip
+                d.id[:12],
+                d.filename,
+                d.status,
+                str(d.version),
+                str(d.pages or ""),
+                str(d.chunk_count),
+                d.mime_type or "",
+                ", ".join(d.tags),
+                meta,
+                d.error or "",
+            )
         out.print(table)
 
 
@@ -140,9 +165,14 @@ def docs_label(
     with open_zhiku() as zhiku:
         kb = get_knowledge_base(zhiku, kb_name)
         document = label_document(
-            zhiku, get_document(zhiku, kb, document_id), add_tags=tag or (), remove_tags=untag or (),
-            set_metadata=metadata, unset_metadata=unset or (), document_date=when,
-        )  # fmt: skip
+            zhiku,
+            get_document(zhiku, kb, document_id),
+            add_tags=tag or (),
+            remove_tags=untag or (),
+            set_metadata=metadata,
+            unset_metadata=unset or (),
+            document_date=when,
+        )
     meta_text = ", ".join(f"{k}={v}" for k, v in sorted(document.meta.items()))
     out.print(f"{document.filename}: tags [{', '.join(document.tags)}], metadata {{{meta_text}}}", markup=False)
 

@@ -39,8 +39,16 @@ def keys_list(tenant: Annotated[str | None, typer.Option("--tenant", help="Only 
     for row in rows:
         used = f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else ""
         revoked = f"{row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else ""
-        table.add_row(row.id[:12], row.prefix + "…", row.tenant_id, str(row.scopes[0]), row.name,
-                      f"{row.created_at:%Y-%m-%d %H:%M}", used, revoked)  # fmt: skip
+        table.add_row(
+            row.id[:12],
+            row.prefix + "…",
+            row.tenant_id,
+            str(row.scopes[0]),
+            row.name,
+            f"{row.created_at:%Y-%m-%d %H:%M}",
+            used,
+            revoked,
+        )
     out.print(table)
 
 

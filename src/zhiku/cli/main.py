@@ -226,23 +226,32 @@ def serve(
     except ValueError:
         loopback = host == "localhost"
     if not loopback and settings.auth == "off":
-        err.print(f"[bold red]warning:[/] authentication is OFF and zhiku listens on {host}, reachable from other "
-                  "machines: anyone there can read, change and delete every knowledge base. "
-                  "Set ZHIKU_AUTH=on.")  # fmt: skip
+        err.print(
+            f"[bold red]warning:[/] authentication is OFF and zhiku listens on {host}, reachable from other "
+            "machines: anyone there can read, change and delete every knowledge base. "
+            "Set ZHIKU_AUTH=on."
+        )
     if workers > 1 and settings.database_url is None:
-        err.print("[yellow]warning:[/] --workers > 1 with the embedded stores: each process opens the same vector "
-                  "store, which only one process may own; use the scale-out settings for several workers")  # fmt: skip
+        err.print(
+            "[yellow]warning:[/] --workers > 1 with the embedded stores: each process opens the same vector "
+            "store, which only one process may own; use the scale-out settings for several workers"
+        )
     err.print(f"zhiku serving on http://{host}:{port} (models load first; /readyz says when ready)")
     uvicorn.run(
-        "zhiku.api.app:create_app", factory=True, host=host, port=port, workers=workers,
-        log_level=settings.log_level.lower(), access_log=False,
+        "zhiku.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        access_log=False,
         # keep idle client connections longer than uvicorn's 5 s: fewer races where a client reuses a
         # connection the server is just closing (and what load balancers in front expect)
         timeout_keep_alive=75,
         # on SIGTERM, open connections (live event streams never end by themselves) get 3 s, then the jobs
         # stop at their next safe point: the server is gone within 10 s
         timeout_graceful_shutdown=3,
-    )  # fmt: skip
+    )
 
 
 @app.command()
@@ -258,8 +267,10 @@ def worker(
 
     settings = get_settings()
     if settings.job_backend != "celery":
-        err.print("[yellow]note:[/] job_backend is 'embedded': API servers and the CLI run jobs themselves and "
-                  "will not send any to this worker (set ZHIKU_JOB_BACKEND=celery everywhere)")  # fmt: skip
+        err.print(
+            "[yellow]note:[/] job_backend is 'embedded': API servers and the CLI run jobs themselves and "
+            "will not send any to this worker (set ZHIKU_JOB_BACKEND=celery everywhere)"
+        )
     run_worker(concurrency or settings.ingest_workers, settings.log_level, tasks=TASKS, group_tasks=GROUP_TASKS)
 
 
@@ -309,19 +320,27 @@ def evaluate(
                 typer.echo(json.dumps(scores.__dict__))
                 continue
             table.add_row(
-                scores.dataset, scores.mode, f"{scores.model}/{scores.dimension}", str(scores.queries),
-                f"{scores.ndcg_at_10:.3f}", f"{scores.recall_at_1:.3f}", f"{scores.recall_at_5:.3f}",
-                f"{scores.recall_at_10:.3f}", f"{scores.mrr_at_10:.3f}", f"{scores.latency_p50_ms:.1f}",
+                scores.dataset,
+                scores.mode,
+                f"{scores.model}/{scores.dimension}",
+                str(scores.queries),
+                f"{scores.ndcg_at_10:.3f}",
+                f"{scores.recall_at_1:.3f}",
+                f"{scores.recall_at_5:.3f}",
+                f"{scores.recall_at_10:.3f}",
+                f"{scores.mrr_at_10:.3f}",
+                f"{scores.latency_p50_ms:.1f}",
                 f"{scores.latency_p95_ms:.1f}",
-            )  # fmt: skip
+            )
     if not as_json:
         Console().print(table)
     if output is not None:
         append_report(output, "retrieval quality", "\n".join(markdown), "latency = whole search incl. query embedding")
 
 
-def _evaluate_model_only(folders: list[Path], model: str | None, dim: int | None, limit: int | None,
-                         as_json: bool) -> None:  # fmt: skip
+def _evaluate_model_only(
+    folders: list[Path], model: str | None, dim: int | None, limit: int | None, as_json: bool
+) -> None:
     embedder = get_embedder(model)
     table = Table(title=f"dense retrieval, bare model {embedder.spec.name}, dim {dim or embedder.spec.dimension}")
     for column in ("set", "queries", "docs", "nDCG@10", "recall@10", "MRR@10", "passages/s"):
@@ -332,9 +351,14 @@ def _evaluate_model_only(folders: list[Path], model: str | None, dim: int | None
             typer.echo(json.dumps(scores.__dict__ | {"model": embedder.spec.name}))
             continue
         table.add_row(
-            scores.name, str(scores.queries), str(scores.documents), f"{scores.ndcg_at_10:.3f}",
-            f"{scores.recall_at_10:.3f}", f"{scores.mrr_at_10:.3f}", f"{scores.passages_per_second:.1f}",
-        )  # fmt: skip
+            scores.name,
+            str(scores.queries),
+            str(scores.documents),
+            f"{scores.ndcg_at_10:.3f}",
+            f"{scores.recall_at_10:.3f}",
+            f"{scores.mrr_at_10:.3f}",
+            f"{scores.passages_per_second:.1f}",
+        )
     if not as_json:
         Console().print(table)
 

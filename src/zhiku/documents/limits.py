@@ -29,8 +29,12 @@ class ParseLimits:
     @classmethod
     def from_settings(cls, settings: Settings) -> ParseLimits:
         """The limits the settings give."""
-        return cls(settings.max_document_chars, settings.max_page_chars, settings.parse_memory_bytes,
-                   settings.parse_timeout_seconds)  # fmt: skip
+        return cls(
+            settings.max_document_chars,
+            settings.max_page_chars,
+            settings.parse_memory_bytes,
+            settings.parse_timeout_seconds,
+        )
 
     def check_text_bytes(self, size: int, name: str) -> None:
         """Refuse, before reading it, a text file that must decode to more than ``max_document_chars``."""

@@ -104,8 +104,9 @@ class ParseSandbox:
 
     def check(self, path: Path, filename: str) -> DetectedType:
         """:func:`zhiku.documents.parsers.check_file` in the child: the type and structure of an upload."""
-        detected: DetectedType = self._run("check", path, filename, None,
-                                           min(CHECK_TIMEOUT_SECONDS, self.limits.timeout_seconds))  # fmt: skip
+        detected: DetectedType = self._run(
+            "check", path, filename, None, min(CHECK_TIMEOUT_SECONDS, self.limits.timeout_seconds)
+        )
         return detected
 
     def parse(self, path: Path, filename: str, should_stop: Callable[[], bool] | None = None) -> ParsedDocument:
@@ -200,8 +201,9 @@ class ParseSandbox:
             ours, theirs = socket.socketpair()
             with ours, theirs:
                 code = f"from zhiku.documents.sandbox import child_main; child_main({theirs.fileno()})"
-                process = subprocess.Popen([sys.executable, "-c", code], pass_fds=[theirs.fileno()],
-                                           stdin=subprocess.DEVNULL)  # fmt: skip
+                process = subprocess.Popen(
+                    [sys.executable, "-c", code], pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL
+                )
                 conn = Connection(ours.detach())
             conn.send(self.limits)
             self._process, self._conn = process, conn

@@ -186,8 +186,9 @@ class Embedder(ABC):
         truncated = [False] * len(texts)
         if token_counts is not None and len(token_counts) != len(texts):
             raise InvalidInputError(f"{len(token_counts)} token counts for {len(texts)} inputs", param="token_counts")
-        for index, (text, encoding) in enumerate(zip(texts, self._known_or_encoded(texts, token_counts, budget),
-                                                     strict=True)):  # fmt: skip
+        for index, (text, encoding) in enumerate(
+            zip(texts, self._known_or_encoded(texts, token_counts, budget), strict=True)
+        ):
             if isinstance(encoding, int):  # known to fit: one window
                 pieces.append(self.format_input(text, input_type, instruction))
                 owners.append(index)

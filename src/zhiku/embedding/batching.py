@@ -186,9 +186,11 @@ class MicroBatcher:
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         try:
             result = self.embedder.embed(
-                [texts[i] for i in order], input_type=key.input_type, instruction=key.instruction,
+                [texts[i] for i in order],
+                input_type=key.input_type,
+                instruction=key.instruction,
                 truncate=key.truncate,
-            )  # fmt: skip
+            )
         except Exception as exc:  # noqa: BLE001 - reported per request below
             if len(batch) == 1:
                 return [exc]

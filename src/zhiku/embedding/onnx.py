@@ -43,8 +43,13 @@ EXPORT_REVISION = 2
 """Bumped when the export recipe changes, so that files cached by an older recipe are replaced."""
 
 
-SUPPORTED_MODULES = frozenset({"sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
-                               "sentence_transformers.models.Normalize"})  # fmt: skip
+SUPPORTED_MODULES = frozenset(
+    {
+        "sentence_transformers.models.Transformer",
+        "sentence_transformers.models.Pooling",
+        "sentence_transformers.models.Normalize",
+    }
+)
 
 
 def onnx_supported(spec: ModelSpec) -> bool:
@@ -60,8 +65,10 @@ def onnx_supported(spec: ModelSpec) -> bool:
     if not (folder / "tokenizer.json").is_file() or not modules_file.is_file():
         return False
     try:
-        modules = {str(m.get("type", "")).replace(".sentence_transformer.modules.", ".models.")
-                   for m in json.loads(modules_file.read_text())}  # fmt: skip
+        modules = {
+            str(m.get("type", "")).replace(".sentence_transformer.modules.", ".models.")
+            for m in json.loads(modules_file.read_text())
+        }
         pooling = json.loads((folder / "1_Pooling" / "config.json").read_text())
     except (OSError, ValueError, AttributeError):
         return False
@@ -96,9 +103,14 @@ def ensure_exported(settings: Settings, spec: ModelSpec, *, quantized: bool) -> 
             # per-channel int8 weights of the MatMuls and fused attention projections only: measured on
             # all-MiniLM-L6-v2, plain per-tensor quantization of every op lost 1.7 nDCG@10 points on
             # expmrc-squad-dev. The optimizer's contrib ops carry no type information: they are float32.
-            quantize_dynamic(str(fp32), str(partial), weight_type=QuantType.QInt8, per_channel=True,
-                             op_types_to_quantize=["MatMul", "Attention"],
-                             extra_options={"DefaultTensorType": TensorProto.FLOAT})  # fmt: skip
+            quantize_dynamic(
+                str(fp32),
+                str(partial),
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                op_types_to_quantize=["MatMul", "Attention"],
+                extra_options={"DefaultTensorType": TensorProto.FLOAT},
+            )
             os.replace(partial, target)
     return target
 
@@ -133,8 +145,9 @@ def _export(spec: ModelSpec, target: Path) -> None:
             self.inner = inner
 
         def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask,
-                              token_type_ids=token_type_ids).last_hidden_state  # fmt: skip
+            return self.inner(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
 
     sample = tokenizer(["zhiku exports this model", "once"], padding=True, return_tensors="pt")
     if "token_type_ids" not in sample:
@@ -144,9 +157,15 @@ def _export(spec: ModelSpec, target: Path) -> None:
     axes = {name: {0: "batch", 1: "sequence"} for name in (*INPUTS, "last_hidden_state")}
     with torch.no_grad():
         torch.onnx.export(
-            LastHiddenState(model), tuple(sample[name] for name in INPUTS), str(plain), input_names=list(INPUTS),
-            output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=OPSET, dynamo=False,
-        )  # fmt: skip
+            LastHiddenState(model),
+            tuple(sample[name] for name in INPUTS),
+            str(plain),
+            input_names=list(INPUTS),
+            output_names=["last_hidden_state"],
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+        )
     try:
         if not _fuse(plain, partial, model.config):
             os.replace(plain, partial)
@@ -163,8 +182,12 @@ def _fuse(plain: Path, target: Path, config: Any) -> bool:
 
     layers = int(getattr(config, "num_hidden_layers", 0) or 0)
     try:
-        optimized = optimize_model(str(plain), model_type="bert", num_heads=int(config.num_attention_heads),
-                                   hidden_size=int(config.hidden_size))  # fmt: skip
+        optimized = optimize_model(
+            str(plain),
+            model_type="bert",
+            num_heads=int(config.num_attention_heads),
+            hidden_size=int(config.hidden_size),
+        )
     except Exception as exc:  # noqa: BLE001 - an unfusable graph is still a working export
         log.warning("ONNX Runtime could not optimise the export (%s); keeping it unfused", exc)
         return False
@@ -236,8 +259,11 @@ class OnnxEmbedder(Embedder):
             lengths = mask.sum(axis=1)
             for rows in plan_batches(lengths.tolist(), self.batch_size):
                 width = int(lengths[rows].max())  # each run is padded to its own longest text only
-                feed = {"input_ids": ids[rows, :width], "attention_mask": mask[rows, :width],
-                        "token_type_ids": types[rows, :width]}  # fmt: skip
+                feed = {
+                    "input_ids": ids[rows, :width],
+                    "attention_mask": mask[rows, :width],
+                    "token_type_ids": types[rows, :width],
+                }
                 hidden = self.session.run(None, feed)[0]
                 if self.pooling == "cls":
                     pooled = hidden[:, 0]

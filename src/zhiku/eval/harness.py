@@ -77,10 +77,19 @@ def run_queries(zhiku: Zhiku, kb: KnowledgeBase, data: BeirSet, mode: Mode) -> M
     means = np.mean(np.asarray(metrics), axis=0) if metrics else np.zeros(5)
     p50, p95 = latency_percentiles(latencies)
     return ModeScores(
-        dataset=data.name, mode=mode, model=kb.embedding_model, dimension=kb.dimension, queries=len(metrics),
-        ndcg_at_10=float(means[0]), recall_at_1=float(means[1]), recall_at_5=float(means[2]),
-        recall_at_10=float(means[3]), mrr_at_10=float(means[4]), latency_p50_ms=p50, latency_p95_ms=p95,
-    )  # fmt: skip
+        dataset=data.name,
+        mode=mode,
+        model=kb.embedding_model,
+        dimension=kb.dimension,
+        queries=len(metrics),
+        ndcg_at_10=float(means[0]),
+        recall_at_1=float(means[1]),
+        recall_at_5=float(means[2]),
+        recall_at_10=float(means[3]),
+        mrr_at_10=float(means[4]),
+        latency_p50_ms=p50,
+        latency_p95_ms=p95,
+    )
 
 
 def evaluate_set(

@@ -82,5 +82,16 @@ def run_worker(
     app = create_celery()
     # open the stores, requeue interrupted jobs and start the heartbeat before taking messages
     _runner(tasks, group_tasks)
-    app.worker_main(["worker", f"--concurrency={concurrency}", "--pool=threads", f"--loglevel={loglevel}",
-                     "-Q", QUEUE, "--without-gossip", "--without-mingle", "--without-heartbeat"])  # fmt: skip
+    app.worker_main(
+        [
+            "worker",
+            f"--concurrency={concurrency}",
+            "--pool=threads",
+            f"--loglevel={loglevel}",
+            "-Q",
+            QUEUE,
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+    )

@@ -52,11 +52,12 @@ def redispatch_forgotten(zhiku: Zhiku) -> int:
     """Re-send runnable jobs that have waited longer than ``job_stale_seconds`` (e.g. a message was lost)."""
     cutoff = utcnow() - dt.timedelta(seconds=zhiku.settings.job_stale_seconds)
     with zhiku.db.session() as session:
-        ids = list(session.scalars(
-            select(Job.id).where(Job.status == JobStatus.queued, Job.run_after <= cutoff).limit(500)
-        ))  # fmt: skip
+        ids = list(
+            session.scalars(select(Job.id).where(Job.status == JobStatus.queued, Job.run_after <= cutoff).limit(500))
+        )
         if ids:  # not re-sent again before another full wait
-            session.execute(update(Job).where(Job.id.in_(ids), Job.status == JobStatus.queued)
-                            .values(run_after=utcnow()))  # fmt: skip
+            session.execute(
+                update(Job).where(Job.id.in_(ids), Job.status == JobStatus.queued).values(run_after=utcnow())
+            )
     dispatch(zhiku, ids)
     return len(ids)

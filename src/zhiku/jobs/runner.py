@@ -96,8 +96,10 @@ def describe_failure(error: BaseException) -> str:
     """A job's failure reason, in words a user can act on."""
     if isinstance(error, ImportError):
         missing = f" ({error.name})" if error.name else ""
-        return (f"a package zhiku needs is missing or broken{missing}: {error}; reinstall zhiku "
-                "(`pip install --force-reinstall zhiku`) and retry the job")  # fmt: skip
+        return (
+            f"a package zhiku needs is missing or broken{missing}: {error}; reinstall zhiku "
+            "(`pip install --force-reinstall zhiku`) and retry the job"
+        )
     message = getattr(error, "message", None) or str(error)
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
@@ -136,9 +138,13 @@ class GroupProgress:
     """Progress reports and cancellation checks for jobs that run together, one statement for all of them."""
 
     def __init__(
-        self, zhiku: Zhiku, job_ids: Sequence[str], min_interval: float = 0.3, *,
+        self,
+        zhiku: Zhiku,
+        job_ids: Sequence[str],
+        min_interval: float = 0.3,
+        *,
         stopping: threading.Event | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.zhiku = zhiku
         self.job_ids = list(job_ids)
         self.cancelled: set[str] = set()
@@ -183,9 +189,12 @@ GroupTask = Callable[[Zhiku, Sequence[Job], GroupProgress], Outcomes]
 def _running(worker: str, now: dt.datetime) -> dict[str, Any]:
     """The column values of a job that ``worker`` claims at ``now``."""
     return {
-        "status": JobStatus.running, "worker": worker, "attempts": Job.attempts + 1, "heartbeat_at": now,
+        "status": JobStatus.running,
+        "worker": worker,
+        "attempts": Job.attempts + 1,
+        "heartbeat_at": now,
         "started_at": now,
-    }  # fmt: skip
+    }
 
 
 WAIT_RECHECK = 1.0
@@ -200,9 +209,15 @@ class JobRunner:
     """
 
     def __init__(
-        self, zhiku: Zhiku, workers: int | None = None, poll_interval: float = 0.2, *, poll: bool = True,
-        tasks: Mapping[str, Task], group_tasks: Mapping[str, GroupTask],
-    ) -> None:  # fmt: skip
+        self,
+        zhiku: Zhiku,
+        workers: int | None = None,
+        poll_interval: float = 0.2,
+        *,
+        poll: bool = True,
+        tasks: Mapping[str, Task],
+        group_tasks: Mapping[str, GroupTask],
+    ) -> None:
         self.zhiku = zhiku
         self.tasks = dict(tasks)
         self.group_tasks = dict(group_tasks)
@@ -440,8 +455,12 @@ class JobRunner:
             log.warning("job %s failed (will retry): %s", job_id, describe_failure(outcome))
             self._retry_or_fail(job_id, describe_failure(outcome))
         else:  # a traceback only for what is not one of zhiku's own errors (those say all there is to say)
-            log.error("job %s failed: %s", job_id, describe_failure(outcome),
-                      exc_info=None if isinstance(outcome, ZhikuError) else outcome)  # fmt: skip
+            log.error(
+                "job %s failed: %s",
+                job_id,
+                describe_failure(outcome),
+                exc_info=None if isinstance(outcome, ZhikuError) else outcome,
+            )
             self._finish(job_id, JobStatus.failed, describe_failure(outcome))
 
     def _finish_succeeded(self, job_ids: list[str]) -> None:
@@ -451,10 +470,16 @@ class JobRunner:
                 session.execute(
                     update(Job)
                     .where(Job.id.in_(job_ids))
-                    .values(status=JobStatus.succeeded, error=None, finished_at=utcnow(), worker=None, progress=1.0,
-                            stage="done")
+                    .values(
+                        status=JobStatus.succeeded,
+                        error=None,
+                        finished_at=utcnow(),
+                        worker=None,
+                        progress=1.0,
+                        stage="done",
+                    )
                     .execution_options(synchronize_session=False)
-                )  # fmt: skip
+                )
 
     def _finish(self, job_id: str, status: JobStatus, error: str | None) -> None:
         with self.zhiku.db.session() as session:

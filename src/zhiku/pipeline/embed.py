@@ -69,8 +69,9 @@ def embed_with_cache(
     for start in range(0, len(missing), size):
         batch = missing[start : start + size]
         counts = [tokens_of[h] for h in batch] if tokens_of is not None else None
-        result = embedder.embed([text_of[h] for h in batch], input_type="document", dimensions=kb.dimension,
-                                token_counts=counts)  # fmt: skip
+        result = embedder.embed(
+            [text_of[h] for h in batch], input_type="document", dimensions=kb.dimension, token_counts=counts
+        )
         found.update(zip(batch, result.vectors, strict=True))
         _cache_vectors(zhiku, key, batch, result.vectors)
         done += sum(uses[h] for h in batch)

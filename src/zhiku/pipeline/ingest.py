@@ -121,9 +121,13 @@ def _prepare(
 
 
 def _index_isolated(
-    zhiku: Zhiku, kb: KnowledgeBase, embedder: Embedder, prepared: list[_Prepared], progress: GroupProgress,
+    zhiku: Zhiku,
+    kb: KnowledgeBase,
+    embedder: Embedder,
+    prepared: list[_Prepared],
+    progress: GroupProgress,
     outcomes: Outcomes,
-) -> None:  # fmt: skip
+) -> None:
     """Index the group; if that fails, index each document alone so only the culprit fails."""
     if not prepared:
         return
@@ -150,9 +154,13 @@ def _index(
     spans = [span for item in saved for span in item.spans]
     total = max(1, len(spans))
     vectors = embed_with_cache(
-        zhiku, kb, embedder, [span.text for span in spans],
-        lambda done: progress.report("embedding", 0.1 + 0.8 * done / total), [span.tokens for span in spans],
-    )  # fmt: skip
+        zhiku,
+        kb,
+        embedder,
+        [span.text for span in spans],
+        lambda done: progress.report("embedding", 0.1 + 0.8 * done / total),
+        [span.tokens for span in spans],
+    )
     live = _drop_cancelled(saved, progress.report("indexing", 0.92, force=True), outcomes)
     keep = {item.job_id for item in live}
     points: list[VectorPoint] = []

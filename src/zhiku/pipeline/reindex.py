@@ -45,8 +45,12 @@ def start_reindex(
         )
         if running is not None:
             raise ConflictError(f"knowledge base {kb.name!r} is already being re-indexed (job {running})")
-        job = Job(kind=REINDEX_KIND, kb_id=kb.id, max_attempts=zhiku.settings.job_max_attempts,
-                  payload={"model": spec.name, "dimension": target, "from_collection": kb.collection})  # fmt: skip
+        job = Job(
+            kind=REINDEX_KIND,
+            kb_id=kb.id,
+            max_attempts=zhiku.settings.job_max_attempts,
+            payload={"model": spec.name, "dimension": target, "from_collection": kb.collection},
+        )
         session.add(job)
         session.flush()
     dispatch(zhiku, [job.id])
@@ -56,9 +60,12 @@ def start_reindex(
 def reindex_running(zhiku: Zhiku, kb_id: str) -> bool:
     """True while a re-index of the knowledge base is running (ingestion then waits)."""
     with zhiku.db.session() as session:
-        return session.scalar(
-            select(Job.id).where(Job.kb_id == kb_id, Job.kind == REINDEX_KIND, Job.status == JobStatus.running)
-        ) is not None  # fmt: skip
+        return (
+            session.scalar(
+                select(Job.id).where(Job.kb_id == kb_id, Job.kind == REINDEX_KIND, Job.status == JobStatus.running)
+            )
+            is not None
+        )
 
 
 def reindex_kb(zhiku: Zhiku, job: Job, context: JobContext) -> None:
@@ -67,8 +74,9 @@ def reindex_kb(zhiku: Zhiku, job: Job, context: JobContext) -> None:
         kb = session.get(KnowledgeBase, job.kb_id)
         if kb is None:
             return  # deleted meanwhile
-        busy = session.scalar(select(Job.id).where(
-            Job.kb_id == kb.id, Job.kind != REINDEX_KIND, Job.status == JobStatus.running))  # fmt: skip
+        busy = session.scalar(
+            select(Job.id).where(Job.kb_id == kb.id, Job.kind != REINDEX_KIND, Job.status == JobStatus.running)
+        )
     if busy is not None:
         raise JobDeferredError("waiting for running ingestion jobs of this knowledge base to finish")
     spec = resolve_model(str(job.payload["model"]))
@@ -90,24 +98,35 @@ def reindex_kb(zhiku: Zhiku, job: Job, context: JobContext) -> None:
 
 
 def _build(
-    zhiku: Zhiku, kb: KnowledgeBase, context: JobContext, model: str, dimension: int, index_dimension: int | None,
+    zhiku: Zhiku,
+    kb: KnowledgeBase,
+    context: JobContext,
+    model: str,
+    dimension: int,
+    index_dimension: int | None,
     collection: str,
-) -> None:  # fmt: skip
+) -> None:
     zhiku.vectors.ensure_collection(collection, dimension, index_dimension=index_dimension)
     target = KnowledgeBase(embedding_model=model, dimension=dimension)  # cache namespace only; never saved
     embedder = zhiku.embedder(model)
     with zhiku.db.session() as session:
-        documents = list(session.execute(
-            select(Document.id, Document.version)
-            .where(Document.kb_id == kb.id, Document.status == DocumentStatus.ready, Document.version > 0)
-        ))  # fmt: skip
+        documents = list(
+            session.execute(
+                select(Document.id, Document.version).where(
+                    Document.kb_id == kb.id, Document.status == DocumentStatus.ready, Document.version > 0
+                )
+            )
+        )
     total = max(1, len(documents))
     for done, (document_id, version) in enumerate(documents):
         with zhiku.db.session() as session:
-            chunks = list(session.scalars(
-                select(Chunk).where(Chunk.document_id == document_id, Chunk.version == version)
-                .order_by(Chunk.ordinal)
-            ))  # fmt: skip
+            chunks = list(
+                session.scalars(
+                    select(Chunk)
+                    .where(Chunk.document_id == document_id, Chunk.version == version)
+                    .order_by(Chunk.ordinal)
+                )
+            )
         if not chunks:
             continue
         vectors = embed_with_cache(zhiku, target, embedder, [c.text for c in chunks], lambda _: None)

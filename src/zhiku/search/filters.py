@@ -49,9 +49,14 @@ class DocumentFilter:
     def is_empty(self) -> bool:
         """True when the filter has no condition at all."""
         return not (
-            self.tags or self.any_tags or self.metadata or self.date_from or self.date_to or self.documents
+            self.tags
+            or self.any_tags
+            or self.metadata
+            or self.date_from
+            or self.date_to
+            or self.documents
             or self.types
-        )  # fmt: skip
+        )
 
 
 def parse_date(text: str, *, param: str = "filter") -> dt.datetime:

@@ -43,17 +43,30 @@ def retrieve_sources(zhiku: Zhiku, kbs: Sequence[KnowledgeBase], question: str, 
         found.extend((kb, hit) for hit in search(zhiku, kb, question, options))
     found.sort(key=lambda pair: pair[1].score, reverse=True)
     return [
-        Source(i, kb.id, hit.document_id, hit.chunk_id, hit.filename, hit.page_start, hit.page_end,
-               hit.text[:MAX_SOURCE_CHARS], hit.score)
+        Source(
+            i,
+            kb.id,
+            hit.document_id,
+            hit.chunk_id,
+            hit.filename,
+            hit.page_start,
+            hit.page_end,
+            hit.text[:MAX_SOURCE_CHARS],
+            hit.score,
+        )
         for i, (kb, hit) in enumerate(found[: options.top_k], start=1)
-    ]  # fmt: skip
+    ]
 
 
 def build_messages(messages: Sequence[dict[str, Any]], sources: Sequence[Source]) -> list[dict[str, Any]]:
     """The conversation with a system message carrying the numbered sources in front."""
-    listing = "\n\n".join(
-        f"[{s.index}] {s.filename}, page {s.page_start}" + (f"-{s.page_end}" if s.page_end != s.page_start else "")
-        + f":\n{s.text}"
-        for s in sources
-    ) or "(no passages matched the question)"  # fmt: skip
+    listing = (
+        "\n\n".join(
+            f"[{s.index}] {s.filename}, page {s.page_start}"
+            + (f"-{s.page_end}" if s.page_end != s.page_start else "")
+            + f":\n{s.text}"
+            for s in sources
+        )
+        or "(no passages matched the question)"
+    )
     return [{"role": "system", "content": SYSTEM_PROMPT.format(sources=listing)}, *messages]

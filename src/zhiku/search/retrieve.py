@@ -86,8 +86,11 @@ def _search(zhiku: Zhiku, kb: KnowledgeBase, query: str, options: SearchOptions)
     lexical: dict[str, float] = {}
     payloads: dict[str, VectorHit] = {}
     if options.mode in ("dense", "hybrid"):
-        vector = zhiku.embedder_for(kb).embed(query, input_type="query", instruction=kb.instruction,
-                                              dimensions=kb.dimension).vectors[0]  # fmt: skip
+        vector = (
+            zhiku.embedder_for(kb)
+            .embed(query, input_type="query", instruction=kb.instruction, dimensions=kb.dimension)
+            .vectors[0]
+        )
         for found in zhiku.vectors.search_dense(kb.collection, vector, top_k=wanted, filter=flt):
             dense[found.id] = found.score
             payloads[found.id] = found

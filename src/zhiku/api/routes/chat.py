@@ -106,8 +106,9 @@ async def completions(body: ChatRequest, state: State, principal: Chatter) -> JS
         )
     ids = [*([body.knowledge_base_id] if body.knowledge_base_id else []), *body.knowledge_base_ids]
     if not ids:
-        raise InvalidInputError("name at least one knowledge base: knowledge_base_id or knowledge_base_ids",
-                                param="knowledge_base_id")  # fmt: skip
+        raise InvalidInputError(
+            "name at least one knowledge base: knowledge_base_id or knowledge_base_ids", param="knowledge_base_id"
+        )
     question = next((m.content for m in reversed(body.messages) if m.role == "user" and m.content.strip()), "").strip()
     if not question:
         raise InvalidInputError("the conversation has no user message with text to answer", param="messages")
@@ -133,20 +134,29 @@ async def completions(body: ChatRequest, state: State, principal: Chatter) -> JS
         except httpx.HTTPError as exc:
             raise ChatUpstreamError(f"chat server {settings.chat_url} failed: {exc or type(exc).__name__}") from exc
         if response.status_code != 200:
-            raise ChatUpstreamError(f"chat server {settings.chat_url} answered HTTP {response.status_code}: "
-                                    f"{response.text[:300]}")  # fmt: skip
+            raise ChatUpstreamError(
+                f"chat server {settings.chat_url} answered HTTP {response.status_code}: {response.text[:300]}"
+            )
         return JSONResponse({**response.json(), "sources": cited})
-    return StreamingResponse(_relay(url, payload, headers, settings.chat_timeout, cited, settings.chat_url),
-                             media_type="text/event-stream")  # fmt: skip
+    return StreamingResponse(
+        _relay(url, payload, headers, settings.chat_timeout, cited, settings.chat_url), media_type="text/event-stream"
+    )
 
 
 async def _relay(
-    url: str, payload: dict[str, Any], headers: dict[str, str], timeout: float, cited: list[dict[str, Any]],
+    url: str,
+    payload: dict[str, Any],
+    headers: dict[str, str],
+    timeout: float,
+    cited: list[dict[str, Any]],
     server: str,
-) -> AsyncIterator[str]:  # fmt: skip
+) -> AsyncIterator[str]:
     """The sources first (a chunk with no choices), then the chat server's chunks as they come."""
-    yield "data: " + json.dumps({"object": "chat.completion.chunk", "choices": [], "sources": cited},
-                                ensure_ascii=False) + "\n\n"  # fmt: skip
+    yield (
+        "data: "
+        + json.dumps({"object": "chat.completion.chunk", "choices": [], "sources": cited}, ensure_ascii=False)
+        + "\n\n"
+    )
     try:
         async with (
             httpx.AsyncClient(timeout=timeout) as client,

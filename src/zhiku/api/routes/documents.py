@@ -126,17 +126,22 @@ UPLOAD_BODY: dict[str, Any] = {
                     "required": ["files"],
                     "properties": {
                         "files": {
-                            "type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"},
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {"type": "string", "format": "binary"},
                             "description": "The files (repeat the part). Each is checked by content: PDF, DOCX, "
                             "text, Markdown, HTML, ...; other types are a 415, damaged or empty ones a 422.",
                         },
                         "tags": {"type": "array", "items": {"type": "string"}, "description": "Tags (repeatable)."},
                         "metadata": {
-                            "type": "object", "additionalProperties": {"type": "string"},
+                            "type": "object",
+                            "additionalProperties": {"type": "string"},
                             "description": "A JSON object of string values.",
                         },
                         "document_date": {
-                            "type": "string", "format": "date-time", "description": "ISO 8601 date or date-time."
+                            "type": "string",
+                            "format": "date-time",
+                            "description": "ISO 8601 date or date-time.",
                         },
                     },
                 },
@@ -144,7 +149,7 @@ UPLOAD_BODY: dict[str, Any] = {
             }
         },
     }
-}  # fmt: skip
+}
 
 
 async def _read_form(request: Request, max_files: int) -> FormData:
@@ -180,8 +185,9 @@ async def upload(kb_id: str, request: Request, state: State, principal: Writer) 
         files = [value for key, value in form.multi_items() if key == "files" and isinstance(value, UploadFile)]
         if not files:
             raise InvalidInputError("no files: send one or more multipart parts named 'files'", param="files")
-        labels = _labels([str(t) for t in form.getlist("tags")], _text(form.get("metadata")),
-                         _text(form.get("document_date")))  # fmt: skip
+        labels = _labels(
+            [str(t) for t in form.getlist("tags")], _text(form.get("metadata")), _text(form.get("document_date"))
+        )
         with staging_folder(settings.ensure_home()) as staging:  # locked: `zhiku serve` cleans unowned ones
             staged = [await run_in_threadpool(_stage, state.zhiku, f, staging) for f in files]
             if settings.tenant_quota_bytes is not None:
@@ -196,13 +202,17 @@ async def upload(kb_id: str, request: Request, state: State, principal: Writer) 
             register = functools.partial(register_files, state.zhiku, kb, new_files, labels=labels)
             registrations = await run_in_threadpool(register)  # one transaction for the whole upload
             return [
-                UploadOutcome.model_validate({
-                    "filename": sanitize_filename(raw_name), "outcome": registration.outcome,
-                    "document_id": registration.document_id, "job_id": registration.job_id,
-                    "message": registration.message,
-                })
+                UploadOutcome.model_validate(
+                    {
+                        "filename": sanitize_filename(raw_name),
+                        "outcome": registration.outcome,
+                        "document_id": registration.document_id,
+                        "job_id": registration.job_id,
+                        "message": registration.message,
+                    }
+                )
                 for (_, raw_name, _), registration in zip(staged, registrations, strict=True)
-            ]  # fmt: skip
+            ]
     finally:
         await form.close()
 
@@ -247,10 +257,17 @@ def download(kb_id: str, document_id: str, state: State, principal: Reader) -> F
 def relabel(kb_id: str, document_id: str, body: DocumentLabels, state: State, principal: Writer) -> DocumentOut:
     """Change tags, metadata or date (search filters see it at once; no re-indexing)."""
     _, document = _document(state, principal, kb_id, document_id)
-    return DocumentOut.of(label_document(
-        state.zhiku, document, add_tags=body.add_tags, remove_tags=body.remove_tags,
-        set_metadata=body.set_metadata, unset_metadata=body.unset_metadata, document_date=body.document_date,
-    ))  # fmt: skip
+    return DocumentOut.of(
+        label_document(
+            state.zhiku,
+            document,
+            add_tags=body.add_tags,
+            remove_tags=body.remove_tags,
+            set_metadata=body.set_metadata,
+            unset_metadata=body.unset_metadata,
+            document_date=body.document_date,
+        )
+    )
 
 
 @router.post("/documents/{document_id}/reingest", status_code=202)
@@ -258,8 +275,9 @@ def reingest(kb_id: str, document_id: str, state: State, principal: Writer) -> U
     """Ingest the document's content again as a new version."""
     kb, document = _document(state, principal, kb_id, document_id)
     registration = reingest_document(state.zhiku, kb, document)
-    return UploadOutcome(filename=document.filename, outcome="queued", document_id=document.id,
-                         job_id=registration.job_id)  # fmt: skip
+    return UploadOutcome(
+        filename=document.filename, outcome="queued", document_id=document.id, job_id=registration.job_id
+    )
 
 
 @router.delete("/documents/{document_id}", status_code=204)
@@ -287,21 +305,32 @@ def page_text(kb_id: str, document_id: str, page: int, state: State, principal: 
     found = next((p for p in parsed.pages if p.number == page), None)
     if found is None:
         raise NotFoundError(f"{document.filename} has no page {page} (pages 1-{len(parsed.pages)})")
-    return PageOut(document_id=document.id, page=page, pages=len(parsed.pages),
-                   text=parsed.text[found.start : found.end])  # fmt: skip
+    return PageOut(
+        document_id=document.id, page=page, pages=len(parsed.pages), text=parsed.text[found.start : found.end]
+    )
 
 
 @router.get("/chunks/{chunk_id}")
 def chunk(
-    kb_id: str, chunk_id: str, state: State, principal: Reader,
+    kb_id: str,
+    chunk_id: str,
+    state: State,
+    principal: Reader,
     context: Annotated[int, Query(ge=0, le=10, description="Neighbouring chunks to add each side.")] = 1,
-) -> ChunkOut:  # fmt: skip
+) -> ChunkOut:
     """A chunk of an active document version with the text around it."""
     kb = get_knowledge_base(state.zhiku, kb_id, principal.tenant_id)
     found = chunk_in_context(state.zhiku, kb, chunk_id, context)
     row = found.chunk
     return ChunkOut(
-        id=row.id, document_id=row.document_id, ordinal=row.ordinal, page_start=row.page_start,
-        page_end=row.page_end, char_start=row.char_start, char_end=row.char_end, text=row.text,
-        context_before=found.context_before, context_after=found.context_after,
-    )  # fmt: skip
+        id=row.id,
+        document_id=row.document_id,
+        ordinal=row.ordinal,
+        page_start=row.page_start,
+        page_end=row.page_end,
+        char_start=row.char_start,
+        char_end=row.char_end,
+        text=row.text,
+        context_before=found.context_before,
+        context_after=found.context_after,
+    )

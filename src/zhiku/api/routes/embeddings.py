@@ -27,10 +27,17 @@ from zhiku.keys import Principal
 
 router = APIRouter(tags=["OpenAI-compatible embeddings"])
 
-InputText = Annotated[StrictStr, WithJsonSchema({
-    "type": "string", "minLength": 1, "pattern": TEXT_PATTERN,
-    "description": "Not empty, not only whitespace, no NUL character.",
-})]  # fmt: skip
+InputText = Annotated[
+    StrictStr,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "pattern": TEXT_PATTERN,
+            "description": "Not empty, not only whitespace, no NUL character.",
+        }
+    ),
+]
 """A text input as the schema states it (:func:`zhiku.embedding.base.validate_texts` checks it, with messages)."""
 TokenArray = Annotated[
     list[JsonInt], WithJsonSchema({"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1})
@@ -156,16 +163,22 @@ async def create_embeddings(
     model = service.resolve(body.model or next(iter(service.specs))).name
     texts = _texts(body, state, model)
     served = await service.embed(
-        model, texts, input_type=body.input_type, instruction=body.instruction, truncate=body.truncate,
+        model,
+        texts,
+        input_type=body.input_type,
+        instruction=body.instruction,
+        truncate=body.truncate,
         dimensions=body.dimensions,
-    )  # fmt: skip
+    )
     state.metrics.observe_embeddings(model, len(texts), served.prompt_tokens, served.cache_hits)
     vectors = served.vectors
     data: list[dict[str, Any]]
     if body.encoding_format == "base64":
         little = vectors.astype("<f4", copy=False)
-        data = [{"object": "embedding", "index": i, "embedding": base64.b64encode(little[i].tobytes()).decode()}
-                for i in range(len(texts))]  # fmt: skip
+        data = [
+            {"object": "embedding", "index": i, "embedding": base64.b64encode(little[i].tobytes()).decode()}
+            for i in range(len(texts))
+        ]
     else:
         data = [{"object": "embedding", "index": i, "embedding": vectors[i]} for i in range(len(texts))]
     usage = {"prompt_tokens": served.prompt_tokens, "total_tokens": served.prompt_tokens}
@@ -180,10 +193,16 @@ async def list_models(
     created = int(time.time())
     data = [
         {
-            "id": spec.name, "object": "model", "created": created, "owned_by": "zhiku",
-            "dimensions": spec.dimension, "min_dimensions": spec.min_dimension, "max_tokens": spec.max_tokens,
-            "matryoshka": spec.matryoshka, "instruction_aware": spec.instruction_aware,
+            "id": spec.name,
+            "object": "model",
+            "created": created,
+            "owned_by": "zhiku",
+            "dimensions": spec.dimension,
+            "min_dimensions": spec.min_dimension,
+            "max_tokens": spec.max_tokens,
+            "matryoshka": spec.matryoshka,
+            "instruction_aware": spec.instruction_aware,
         }
         for spec in state.embeddings.specs.values()
-    ]  # fmt: skip
+    ]
     return JSONBytes({"object": "list", "data": data})

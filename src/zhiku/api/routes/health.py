@@ -29,8 +29,12 @@ async def readyz(state: Annotated[AppState, Depends(app_state)]) -> JSONResponse
     service = state.embeddings
     upstreams = service.upstreams()
     ready = service.ready and (not upstreams or any(upstreams.values()))
-    body = {"status": "ready" if ready else "not ready", "models": sorted(service.specs), "upstreams": upstreams,
-            "queued_inputs": service.queued_inputs()}  # fmt: skip
+    body = {
+        "status": "ready" if ready else "not ready",
+        "models": sorted(service.specs),
+        "upstreams": upstreams,
+        "queued_inputs": service.queued_inputs(),
+    }
     return JSONResponse(body, status_code=200 if ready else 503)
 
 

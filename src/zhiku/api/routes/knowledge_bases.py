@@ -44,10 +44,18 @@ def _out(state: AppState, kb: KnowledgeBase) -> KnowledgeBaseOut:
 def create(body: KnowledgeBaseCreate, state: State, principal: Writer) -> KnowledgeBaseOut:
     """Create a knowledge base in the caller's tenant."""
     kb = create_knowledge_base(
-        state.zhiku, body.name, model=body.model, dimension=body.dimension, index_dimension=body.index_dimension,
-        instruction=body.instruction, chunk_tokens=body.chunk_tokens, chunk_overlap=body.chunk_overlap,
-        description=body.description, tenant_id=principal.tenant_id, from_api=True,
-    )  # fmt: skip
+        state.zhiku,
+        body.name,
+        model=body.model,
+        dimension=body.dimension,
+        index_dimension=body.index_dimension,
+        instruction=body.instruction,
+        chunk_tokens=body.chunk_tokens,
+        chunk_overlap=body.chunk_overlap,
+        description=body.description,
+        tenant_id=principal.tenant_id,
+        from_api=True,
+    )
     return _out(state, kb)
 
 
@@ -96,20 +104,46 @@ def search_kb(kb_id: str, body: SearchRequest, state: State, principal: Reader) 
                 param="rerank",
             )
     options = SearchOptions(
-        mode=body.mode, top_k=body.top_k, document_ids=body.document_ids, filter=parse_filters(body.filters),
-        min_score=body.min_score, neighbours=body.neighbours, rerank=reranker,
-    )  # fmt: skip
+        mode=body.mode,
+        top_k=body.top_k,
+        document_ids=body.document_ids,
+        filter=parse_filters(body.filters),
+        min_score=body.min_score,
+        neighbours=body.neighbours,
+        rerank=reranker,
+    )
     started = time.perf_counter()
     hits = search(state.zhiku, kb, body.query, options)
     took = (time.perf_counter() - started) * 1000
     return SearchResponse(
-        knowledge_base_id=kb.id, query=body.query, mode=body.mode, took_ms=round(took, 2),
-        hits=[HitOut(chunk_id=h.chunk_id, document_id=h.document_id, filename=h.filename, title=h.title,
-                     page_start=h.page_start, page_end=h.page_end, char_start=h.char_start, char_end=h.char_end,
-                     heading_path=h.heading_path, text=h.text, highlighted=h.highlighted, highlights=h.highlights,
-                     score=h.score, scores=h.scores, context_before=h.context_before,
-                     context_after=h.context_after, tags=h.tags, metadata=h.metadata) for h in hits],
-    )  # fmt: skip
+        knowledge_base_id=kb.id,
+        query=body.query,
+        mode=body.mode,
+        took_ms=round(took, 2),
+        hits=[
+            HitOut(
+                chunk_id=h.chunk_id,
+                document_id=h.document_id,
+                filename=h.filename,
+                title=h.title,
+                page_start=h.page_start,
+                page_end=h.page_end,
+                char_start=h.char_start,
+                char_end=h.char_end,
+                heading_path=h.heading_path,
+                text=h.text,
+                highlighted=h.highlighted,
+                highlights=h.highlights,
+                score=h.score,
+                scores=h.scores,
+                context_before=h.context_before,
+                context_after=h.context_after,
+                tags=h.tags,
+                metadata=h.metadata,
+            )
+            for h in hits
+        ],
+    )
 
 
 @router.post("/{kb_id}/reindex", status_code=202)

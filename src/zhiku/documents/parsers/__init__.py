@@ -17,8 +17,9 @@ from zhiku.errors import CorruptDocumentError, DocumentError
 
 Parser = Callable[..., ParsedDocument]
 
-PARSER_MODULES: dict[Kind, str] = {kind: f"zhiku.documents.parsers.{kind}" for kind in
-                                   ("pdf", "docx", "markdown", "html", "text", "code")}  # fmt: skip
+PARSER_MODULES: dict[Kind, str] = {
+    kind: f"zhiku.documents.parsers.{kind}" for kind in ("pdf", "docx", "markdown", "html", "text", "code")
+}
 """The parser module of each kind, imported when a document of that kind first comes: a package missing for one
 format (say, HTML's) fails those documents with the reason, and the others are parsed as usual."""
 

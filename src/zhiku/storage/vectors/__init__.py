@@ -21,9 +21,14 @@ def create_vector_store(settings: Settings) -> VectorStore:
         if not settings.qdrant_url:
             raise ConfigError("vector_store = 'qdrant' needs qdrant_url (ZHIKU_QDRANT_URL)")
         key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        return QdrantStore(url=settings.qdrant_url, api_key=key, shards=settings.qdrant_shards,
-                           replicas=settings.qdrant_replicas, hnsw_ef=settings.vector_search_ef or None,
-                           quantization=settings.vector_quantization == "int8")  # fmt: skip
+        return QdrantStore(
+            url=settings.qdrant_url,
+            api_key=key,
+            shards=settings.qdrant_shards,
+            replicas=settings.qdrant_replicas,
+            hnsw_ef=settings.vector_search_ef or None,
+            quantization=settings.vector_quantization == "int8",
+        )
     from zhiku.storage.vectors.qdrant_edge import QdrantEdgeStore
 
     return QdrantEdgeStore(

@@ -95,31 +95,47 @@ class QdrantStore:
                         param="dimension",
                     )
                 if stored[1] != index_dimension:
-                    raise ConflictError(f"vector collection {name!r} already exists with another index dimension",
-                                        param="index_dimension")  # fmt: skip
+                    raise ConflictError(
+                        f"vector collection {name!r} already exists with another index dimension",
+                        param="index_dimension",
+                    )
                 return
             int8 = (
-                models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
-                    type=models.ScalarType.INT8, quantile=0.99, always_ram=True))
-                if self.quantization else None
-            )  # fmt: skip
+                models.ScalarQuantization(
+                    scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99, always_ram=True)
+                )
+                if self.quantization
+                else None
+            )
             vectors: dict[str, models.VectorParams] = {
-                DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE,
-                                           hnsw_config=models.HnswConfigDiff(m=0) if index_dimension else None,
-                                           quantization_config=None if index_dimension else int8),
-            }  # fmt: skip
+                DENSE: models.VectorParams(
+                    size=dimension,
+                    distance=models.Distance.COSINE,
+                    hnsw_config=models.HnswConfigDiff(m=0) if index_dimension else None,
+                    quantization_config=None if index_dimension else int8,
+                ),
+            }
             if index_dimension is not None:
-                vectors[INDEX] = models.VectorParams(size=index_dimension, distance=models.Distance.COSINE,
-                                                     quantization_config=int8)  # fmt: skip
+                vectors[INDEX] = models.VectorParams(
+                    size=index_dimension, distance=models.Distance.COSINE, quantization_config=int8
+                )
             sparse = {SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)}
-            self._call(f"create vector collection {name!r}", self.client.create_collection, name,
-                       vectors_config=vectors, shard_number=self.shards, replication_factor=self.replicas,
-                       sparse_vectors_config=sparse)  # fmt: skip
+            self._call(
+                f"create vector collection {name!r}",
+                self.client.create_collection,
+                name,
+                vectors_config=vectors,
+                shard_number=self.shards,
+                replication_factor=self.replicas,
+                sparse_vectors_config=sparse,
+            )
             with warnings.catch_warnings():  # local mode warns that it ignores payload indexes
                 warnings.simplefilter("ignore", UserWarning)
-                for field, schema in ((KB_FIELD, models.PayloadSchemaType.KEYWORD),
-                                      (DOCUMENT_FIELD, models.PayloadSchemaType.KEYWORD),
-                                      (VERSION_FIELD, models.PayloadSchemaType.INTEGER)):  # fmt: skip
+                for field, schema in (
+                    (KB_FIELD, models.PayloadSchemaType.KEYWORD),
+                    (DOCUMENT_FIELD, models.PayloadSchemaType.KEYWORD),
+                    (VERSION_FIELD, models.PayloadSchemaType.INTEGER),
+                ):
                     self._call(f"index {field!r} in {name!r}", self.client.create_payload_index, name, field, schema)
             self._layouts[name] = (dimension, index_dimension)
 
@@ -184,8 +200,13 @@ class QdrantStore:
         with self._lock:
             found = self._call(f"count in {name!r}", self.client.count, name, count_filter=selector, exact=True).count
             if found:
-                self._call(f"delete points in {name!r}", self.client.delete, name,
-                           points_selector=models.FilterSelector(filter=selector), wait=True)  # fmt: skip
+                self._call(
+                    f"delete points in {name!r}",
+                    self.client.delete,
+                    name,
+                    points_selector=models.FilterSelector(filter=selector),
+                    wait=True,
+                )
         return int(found)
 
     # ------------------------------------------------------------------ reads
@@ -201,13 +222,24 @@ class QdrantStore:
         query = normalized_vectors([vector], dimension)[0]
         selector = _to_filter(filter)
         if index_dimension is None:
-            return self._query(name, query=query.tolist(), using=DENSE, limit=top_k, query_filter=selector,
-                               search_params=self.search_params)  # fmt: skip
-        stage_one = models.Prefetch(query=_prefix(query, index_dimension).tolist(), using=INDEX, filter=selector,
-                                    limit=max(top_k, self.rescore_factor * top_k, 100),
-                                    params=self.search_params)  # fmt: skip
-        return self._query(name, prefetch=[stage_one], query=query.tolist(), using=DENSE, limit=top_k,
-                           query_filter=selector)  # fmt: skip
+            return self._query(
+                name,
+                query=query.tolist(),
+                using=DENSE,
+                limit=top_k,
+                query_filter=selector,
+                search_params=self.search_params,
+            )
+        stage_one = models.Prefetch(
+            query=_prefix(query, index_dimension).tolist(),
+            using=INDEX,
+            filter=selector,
+            limit=max(top_k, self.rescore_factor * top_k, 100),
+            params=self.search_params,
+        )
+        return self._query(
+            name, prefetch=[stage_one], query=query.tolist(), using=DENSE, limit=top_k, query_filter=selector
+        )
 
     def search_text(
         self, name: str, query: str, *, top_k: int = 10, filter: SearchFilter | None = None
@@ -233,20 +265,36 @@ class QdrantStore:
         dense_query = normalized_vectors([vector], dimension)[0]
         candidates = max(50, 4 * top_k)
         if index_dimension is None:
-            dense = models.Prefetch(query=dense_query.tolist(), using=DENSE, filter=selector, limit=candidates,
-                                    params=self.search_params)  # fmt: skip
+            dense = models.Prefetch(
+                query=dense_query.tolist(), using=DENSE, filter=selector, limit=candidates, params=self.search_params
+            )
         else:
             dense = models.Prefetch(
-                prefetch=[models.Prefetch(query=_prefix(dense_query, index_dimension).tolist(), using=INDEX,
-                                          filter=selector, limit=self.rescore_factor * candidates,
-                                          params=self.search_params)],
-                query=dense_query.tolist(), using=DENSE, filter=selector, limit=candidates,
-            )  # fmt: skip
+                prefetch=[
+                    models.Prefetch(
+                        query=_prefix(dense_query, index_dimension).tolist(),
+                        using=INDEX,
+                        filter=selector,
+                        limit=self.rescore_factor * candidates,
+                        params=self.search_params,
+                    )
+                ],
+                query=dense_query.tolist(),
+                using=DENSE,
+                filter=selector,
+                limit=candidates,
+            )
         prefetches = [dense]
         indices, values = query_vector(query)
         if indices:
-            prefetches.append(models.Prefetch(query=models.SparseVector(indices=indices, values=values),
-                                              using=SPARSE, filter=selector, limit=candidates))  # fmt: skip
+            prefetches.append(
+                models.Prefetch(
+                    query=models.SparseVector(indices=indices, values=values),
+                    using=SPARSE,
+                    filter=selector,
+                    limit=candidates,
+                )
+            )
         fusion = models.RrfQuery(rrf=models.Rrf(k=self.rrf_k))
         return self._query(name, prefetch=prefetches, query=fusion, limit=top_k, query_filter=selector)
 
@@ -256,8 +304,9 @@ class QdrantStore:
         if filter is not None and filter.matches_nothing:
             return 0
         with self._lock:
-            result = self._call(f"count in {name!r}", self.client.count, name, count_filter=_to_filter(filter),
-                                exact=True)  # fmt: skip
+            result = self._call(
+                f"count in {name!r}", self.client.count, name, count_filter=_to_filter(filter), exact=True
+            )
         return int(result.count)
 
     def optimize(self, name: str) -> None:
