@@ -9,7 +9,7 @@ import pytest
 from zhiku.config import Settings
 from zhiku.core import Zhiku
 from zhiku.errors import InvalidInputError
-from zhiku.knowledge import create_knowledge_base
+from zhiku.knowledge.bases import create_knowledge_base
 
 
 def test_default_chunk_size_fits_the_model(tmp_path: Path) -> None:

@@ -23,7 +23,8 @@ import sqlalchemy
 from tests.conftest import POSTGRES_URL, _postgres_available, require
 from zhiku.config import Settings
 from zhiku.core import Zhiku
-from zhiku.knowledge import create_knowledge_base, list_documents, register_file
+from zhiku.knowledge.bases import create_knowledge_base
+from zhiku.knowledge.documents import list_documents, register_file
 from zhiku.storage.models import Job, JobStatus
 from zhiku.storage.vectors.base import SearchFilter
 

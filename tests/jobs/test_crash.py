@@ -13,7 +13,7 @@ from pathlib import Path
 
 from zhiku.config import Settings
 from zhiku.core import Zhiku
-from zhiku.knowledge import get_knowledge_base
+from zhiku.knowledge.bases import get_knowledge_base
 
 ZHIKU = str(Path(sys.executable).parent / "zhiku")
 TOPICS = ["rivers", "bridges", "gardens", "trains", "libraries", "markets", "harbours", "mountains", "bakeries"]

@@ -10,7 +10,8 @@ from sqlalchemy import select
 from zhiku.config import Settings
 from zhiku.core import Zhiku
 from zhiku.documents.parsers import parse_file
-from zhiku.knowledge import create_knowledge_base, register_file
+from zhiku.knowledge.bases import create_knowledge_base
+from zhiku.knowledge.documents import register_file
 from zhiku.pipeline.tasks import job_runner
 from zhiku.storage.models import Chunk, Document
 

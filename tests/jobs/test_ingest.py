@@ -13,15 +13,8 @@ from zhiku.config import Settings
 from zhiku.core import Zhiku
 from zhiku.errors import VectorStoreError
 from zhiku.jobs.runner import cancel_job, retry_job
-from zhiku.knowledge import (
-    NewFile,
-    create_knowledge_base,
-    delete_document,
-    get_knowledge_base,
-    knowledge_base_stats,
-    register_file,
-    register_files,
-)
+from zhiku.knowledge.bases import create_knowledge_base, get_knowledge_base, knowledge_base_stats
+from zhiku.knowledge.documents import NewFile, delete_document, register_file, register_files
 from zhiku.pipeline.tasks import job_runner
 from zhiku.storage.models import Chunk, Document, Job, KnowledgeBase
 from zhiku.storage.vectors.base import SearchFilter, VectorPoint

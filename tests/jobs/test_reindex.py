@@ -12,7 +12,8 @@ from zhiku.config import Settings
 from zhiku.core import Zhiku
 from zhiku.errors import ConflictError
 from zhiku.jobs.runner import FINISHED
-from zhiku.knowledge import create_knowledge_base, get_knowledge_base, list_documents, register_file
+from zhiku.knowledge.bases import create_knowledge_base, get_knowledge_base
+from zhiku.knowledge.documents import list_documents, register_file
 from zhiku.pipeline.reindex import start_reindex
 from zhiku.pipeline.tasks import job_runner
 from zhiku.search.options import SearchOptions

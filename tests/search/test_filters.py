@@ -11,7 +11,8 @@ import pytest
 from zhiku.config import Settings
 from zhiku.core import Zhiku
 from zhiku.errors import InvalidInputError
-from zhiku.knowledge import Labels, create_knowledge_base, get_document, label_document, register_file
+from zhiku.knowledge.bases import create_knowledge_base
+from zhiku.knowledge.documents import Labels, get_document, label_document, register_file
 from zhiku.pipeline.tasks import job_runner
 from zhiku.search.filters import DocumentFilter, parse_filters
 from zhiku.search.options import SearchOptions

@@ -10,7 +10,8 @@ import pytest
 from zhiku.config import Settings
 from zhiku.core import Zhiku
 from zhiku.errors import InvalidInputError
-from zhiku.knowledge import create_knowledge_base, register_file
+from zhiku.knowledge.bases import create_knowledge_base
+from zhiku.knowledge.documents import register_file
 from zhiku.pipeline.tasks import job_runner
 from zhiku.search.options import SearchOptions
 from zhiku.search.retrieve import search

@@ -381,7 +381,8 @@ def test_search_reorders_candidates_with_the_reranker(tiny_qwen3_reranker: Path,
     """`search(..., rerank=...)` scores the retrieved passages with the reranker and sorts by that score."""
     from zhiku.config import Settings
     from zhiku.core import Zhiku
-    from zhiku.knowledge import create_knowledge_base, register_file
+    from zhiku.knowledge.bases import create_knowledge_base
+    from zhiku.knowledge.documents import register_file
     from zhiku.pipeline.tasks import job_runner
     from zhiku.search.options import SearchOptions
     from zhiku.search.retrieve import reranker_for, search

@@ -10,7 +10,8 @@ import pytest
 from zhiku.config import Settings
 from zhiku.core import Zhiku
 from zhiku.errors import InvalidInputError
-from zhiku.knowledge import create_knowledge_base, register_file
+from zhiku.knowledge.bases import create_knowledge_base
+from zhiku.knowledge.documents import register_file
 from zhiku.pipeline.tasks import job_runner
 from zhiku.search.fusion import fuse, lexical_weight, term_coverage
 from zhiku.search.highlight import highlight_spans

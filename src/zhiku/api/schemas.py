@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, ValidationInfo, field_validator
 
 from zhiku.search.options import MAX_QUERY_CHARS, MAX_TOP_K, TOP_K
+from zhiku.search.retrieve import Hit
 from zhiku.storage.models import ApiKey, Document, Job, KnowledgeBase
 
 
@@ -278,6 +279,11 @@ class HitOut(BaseModel):
     context_after: str
     tags: list[str]
     metadata: dict[str, str]
+
+    @classmethod
+    def of(cls, hit: Hit) -> HitOut:
+        """Build from a search hit (its fields of the same names)."""
+        return cls.model_validate({name: getattr(hit, name) for name in cls.model_fields})
 
 
 class SearchResponse(BaseModel):

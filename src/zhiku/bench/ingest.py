@@ -19,7 +19,8 @@ from sqlalchemy import select
 
 from zhiku.config import Settings
 from zhiku.core import Zhiku
-from zhiku.knowledge import create_knowledge_base, register_in_groups
+from zhiku.knowledge.bases import create_knowledge_base
+from zhiku.knowledge.documents import register_in_groups
 from zhiku.pipeline.embed import EMBED_BATCH
 from zhiku.pipeline.tasks import job_runner
 from zhiku.storage.models import Chunk

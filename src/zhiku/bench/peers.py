@@ -92,7 +92,8 @@ def _zhiku_run(docs: Path, home: Path, settings: Settings, model: str, queries: 
     from sqlalchemy import func, select
 
     from zhiku.core import Zhiku
-    from zhiku.knowledge import create_knowledge_base, register_in_groups
+    from zhiku.knowledge.bases import create_knowledge_base
+    from zhiku.knowledge.documents import register_in_groups
     from zhiku.pipeline.tasks import job_runner
     from zhiku.search.options import SearchOptions
     from zhiku.search.retrieve import search

@@ -13,15 +13,9 @@ from zhiku.cli.common import open_zhiku, out, parse_meta
 from zhiku.cli.jobs import run_with_progress
 from zhiku.core import Zhiku
 from zhiku.ingest.sources import SourceFile, SourceProblem, iter_sources
-from zhiku.knowledge import (
-    Labels,
-    Registration,
-    documents_by_id,
-    get_knowledge_base,
-    group_size,
-    register_in_groups,
-    unfinished_jobs,
-)
+from zhiku.knowledge.bases import get_knowledge_base
+from zhiku.knowledge.documents import Labels, Registration, documents_by_id, group_size, register_in_groups
+from zhiku.knowledge.jobs import unfinished_jobs
 from zhiku.pipeline.reindex import start_reindex
 from zhiku.pipeline.tasks import job_runner
 from zhiku.search.filters import normalize_tag

@@ -20,7 +20,7 @@ from rich.table import Table
 from zhiku.cli.common import err, open_zhiku, out
 from zhiku.core import Zhiku
 from zhiku.jobs.runner import FINISHED, JobRunner, cancel_job, retry_job
-from zhiku.knowledge import get_job, job_progress, list_jobs
+from zhiku.knowledge.jobs import get_job, job_progress, list_jobs
 from zhiku.pipeline.tasks import job_runner
 
 jobs_app = typer.Typer(help="List, show, cancel and retry background jobs.", no_args_is_help=True)

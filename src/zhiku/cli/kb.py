@@ -11,17 +11,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from zhiku.cli.common import open_zhiku, out, parse_meta
-from zhiku.knowledge import (
+from zhiku.knowledge.bases import (
     create_knowledge_base,
-    delete_document,
     delete_knowledge_base,
-    get_document,
     get_knowledge_base,
     knowledge_base_stats,
-    label_document,
-    list_documents,
     list_knowledge_bases,
 )
+from zhiku.knowledge.documents import delete_document, get_document, label_document, list_documents
 from zhiku.search.filters import parse_date, parse_filters
 from zhiku.search.highlight import mark
 from zhiku.search.options import MAX_TOP_K, TOP_K, SearchOptions

@@ -16,7 +16,8 @@ import numpy as np
 from zhiku.config import Settings
 from zhiku.core import Zhiku
 from zhiku.eval.retrieval import BeirSet, load_beir, rank_metrics
-from zhiku.knowledge import NewFile, create_knowledge_base, register_in_groups
+from zhiku.knowledge.bases import create_knowledge_base
+from zhiku.knowledge.documents import NewFile, register_in_groups
 from zhiku.pipeline.tasks import job_runner
 from zhiku.search.options import Mode, SearchOptions
 from zhiku.search.retrieve import latency_percentiles, search

@@ -19,7 +19,7 @@ from zhiku.api.deps import AppState, app_state
 from zhiku.api.schemas import NOT_BLANK, ErrorResponse, JsonBody
 from zhiku.errors import ChatUpstreamError, InvalidInputError, NotConfiguredError
 from zhiku.keys import Principal
-from zhiku.knowledge import get_knowledge_base
+from zhiku.knowledge.bases import get_knowledge_base
 from zhiku.search.filters import parse_filters
 from zhiku.search.options import CHAT_MAX_TOP_K, CHAT_TOP_K, SearchOptions
 from zhiku.search.rag import build_messages, retrieve_sources

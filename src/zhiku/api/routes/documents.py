@@ -31,18 +31,17 @@ from zhiku.errors import (
     UnsupportedTypeError,
 )
 from zhiku.keys import Principal
-from zhiku.knowledge import (
+from zhiku.knowledge.bases import get_knowledge_base, tenant_usage
+from zhiku.knowledge.documents import (
     Labels,
     NewFile,
     delete_document,
     get_document,
-    get_knowledge_base,
     label_document,
     list_documents,
     register_files,
     reingest_document,
     sanitize_filename,
-    tenant_usage,
 )
 from zhiku.search.filters import check_metadata, normalize_tag, parse_date
 from zhiku.search.retrieve import chunk_in_context

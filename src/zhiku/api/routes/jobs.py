@@ -14,7 +14,7 @@ from zhiku.api.schemas import JobOut
 from zhiku.api.streams import LimitedEventStream, stream_identity
 from zhiku.jobs.runner import cancel_job, retry_job
 from zhiku.keys import Principal
-from zhiku.knowledge import get_job, list_jobs
+from zhiku.knowledge.jobs import get_job, list_jobs
 from zhiku.storage.models import Job
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])

@@ -22,7 +22,7 @@ from zhiku.api.schemas import (
 )
 from zhiku.api.streams import LimitedEventStream, stream_identity
 from zhiku.errors import InvalidInputError
-from zhiku.knowledge import (
+from zhiku.knowledge.bases import (
     create_knowledge_base,
     delete_knowledge_base,
     get_knowledge_base,
@@ -120,29 +120,7 @@ def search_kb(kb_id: str, body: SearchRequest, state: State, principal: Reader) 
         query=body.query,
         mode=body.mode,
         took_ms=round(took, 2),
-        hits=[
-            HitOut(
-                chunk_id=h.chunk_id,
-                document_id=h.document_id,
-                filename=h.filename,
-                title=h.title,
-                page_start=h.page_start,
-                page_end=h.page_end,
-                char_start=h.char_start,
-                char_end=h.char_end,
-                heading_path=h.heading_path,
-                text=h.text,
-                highlighted=h.highlighted,
-                highlights=h.highlights,
-                score=h.score,
-                scores=h.scores,
-                context_before=h.context_before,
-                context_after=h.context_after,
-                tags=h.tags,
-                metadata=h.metadata,
-            )
-            for h in hits
-        ],
+        hits=[HitOut.of(h) for h in hits],
     )
 
 

@@ -1,4 +1,5 @@
-"""Knowledge bases and their documents: create, list, delete, register files for ingestion, dedup, versions."""
+"""Documents: register files for ingestion (blob store, dedup by content, versions, labels), re-ingest, list, find,
+delete; display names of uploads."""
 
 from __future__ import annotations
 
@@ -8,15 +9,12 @@ import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from zhiku.core import Zhiku
-from zhiku.embedding.instructions import resolve_instruction
-from zhiku.embedding.models import resolve_api_model, resolve_model
-from zhiku.errors import ConflictError, InvalidInputError, NotFoundError, ZhikuError
+from zhiku.errors import ConflictError, ZhikuError
 from zhiku.jobs.dispatch import dispatch
 from zhiku.jobs.kinds import INGEST_KIND
 from zhiku.search.filters import check_metadata, normalize_tag
@@ -32,16 +30,6 @@ from zhiku.storage.models import (
     new_id,
 )
 
-NAME_PATTERN = re.compile(r"^[\w][\w.\- ]{0,99}$", re.UNICODE)
-
-
-@dataclass(frozen=True)
-class KnowledgeBaseStats:
-    """Counts of a knowledge base's documents by status, and of its active chunks."""
-
-    documents: dict[str, int]
-    chunks: int
-
 
 @dataclass(frozen=True)
 class Registration:
@@ -55,184 +43,7 @@ class Registration:
     message: str = ""
 
 
-def create_knowledge_base(
-    zhiku: Zhiku,
-    name: str,
-    *,
-    model: str | None = None,
-    dimension: int | None = None,
-    index_dimension: int | None = None,
-    instruction: str | None = None,
-    chunk_tokens: int | None = None,
-    chunk_overlap: int | None = None,
-    description: str = "",
-    tenant_id: str = "default",
-    from_api: bool = False,
-) -> KnowledgeBase:
-    """Create a knowledge base; its model, dimension and instruction are fixed for its lifetime.
-
-    ``index_dimension`` (Matryoshka models only) indexes a shorter prefix of each vector and rescores the best
-    candidates at the full ``dimension``: less index memory for a small loss of recall. ``from_api``: the model
-    name comes from an API caller, who may only name the models :func:`resolve_api_model` allows (the operator's
-    commands may name any local model folder).
-    """
-    if not isinstance(name, str) or not NAME_PATTERN.match(name) or name != name.strip():
-        raise InvalidInputError(
-            "knowledge base names are 1-100 characters: letters (any script), digits, '_', '-', '.', spaces; "
-            f"got {name!r}",
-            param="name",
-        )
-    settings = zhiku.settings
-    if model is not None and from_api:
-        spec = resolve_api_model(model, settings)
-    else:
-        spec = resolve_model(model or settings.embedding_model)
-    dim = spec.check_dimension(dimension)
-    if index_dimension is not None:
-        if not spec.matryoshka or not isinstance(index_dimension, int):
-            raise InvalidInputError(
-                f"model {spec.name} is not a Matryoshka model: it cannot use a reduced index dimension",
-                param="index_dimension",
-            )
-        if not (spec.min_dimension or 32) <= index_dimension < dim:
-            raise InvalidInputError(
-                f"index dimension must be {spec.min_dimension} to {dim - 1} (below the dimension {dim}), "
-                f"got {index_dimension}",
-                param="index_dimension",
-            )
-    task = None
-    if instruction is not None:
-        if not spec.instruction_aware:
-            raise InvalidInputError(f"model {spec.name} does not take instructions", param="instruction")
-        task = resolve_instruction(instruction)
-    usable = spec.max_tokens - 2  # room for the model's special tokens
-    size = chunk_tokens or min(settings.default_chunk_tokens, usable)  # the default fits short-context models
-    overlap = settings.default_chunk_overlap if chunk_overlap is None else chunk_overlap
-    if not 16 <= size <= usable:
-        raise InvalidInputError(
-            f"chunk size must be 16 to {usable} tokens for {spec.name}, got {size}", param="chunk_tokens"
-        )
-    if not 0 <= overlap < size // 2 + 1:
-        raise InvalidInputError(
-            f"chunk overlap must be 0 to {size // 2} tokens (half the chunk size), got {overlap}", param="chunk_overlap"
-        )
-    with zhiku.db.session() as session:
-        taken = session.scalar(
-            select(KnowledgeBase.id).where(KnowledgeBase.tenant_id == tenant_id, KnowledgeBase.name == name)
-        )
-        if taken:
-            raise ConflictError(f"a knowledge base named {name!r} already exists")
-        kb_id = new_id()
-        kb = KnowledgeBase(
-            id=kb_id,
-            tenant_id=tenant_id,
-            name=name,
-            description=description,
-            embedding_model=spec.name,
-            dimension=dim,
-            index_dimension=index_dimension,
-            instruction=task,
-            chunk_tokens=size,
-            chunk_overlap=overlap,
-            collection=f"kb_{kb_id}",
-        )
-        session.add(kb)
-    zhiku.vectors.ensure_collection(kb.collection, dim, index_dimension=index_dimension)
-    return kb
-
-
-def list_knowledge_bases(zhiku: Zhiku, tenant_id: str = "default") -> list[KnowledgeBase]:
-    """All knowledge bases of a tenant, by name."""
-    with zhiku.db.session() as session:
-        rows = session.scalars(
-            select(KnowledgeBase).where(KnowledgeBase.tenant_id == tenant_id).order_by(KnowledgeBase.name)
-        )
-        return list(rows)
-
-
-def get_knowledge_base(zhiku: Zhiku, name_or_id: str, tenant_id: str = "default") -> KnowledgeBase:
-    """A knowledge base by name or id, or ``NotFoundError``."""
-    with zhiku.db.session() as session:
-        kb = session.scalar(
-            select(KnowledgeBase).where(
-                KnowledgeBase.tenant_id == tenant_id,
-                (KnowledgeBase.name == name_or_id) | (KnowledgeBase.id == name_or_id),
-            )
-        )
-    if kb is None:
-        raise NotFoundError(f"no knowledge base named {name_or_id!r}")
-    return kb
-
-
-def knowledge_base_stats(zhiku: Zhiku, kb: KnowledgeBase) -> KnowledgeBaseStats:
-    """Documents by status and the number of active chunks."""
-    with zhiku.db.session() as session:
-        by_status = dict(
-            session.execute(
-                select(Document.status, func.count()).where(Document.kb_id == kb.id).group_by(Document.status)
-            ).all()
-        )
-        chunks = session.scalar(
-            select(func.count())
-            .select_from(Chunk)
-            .join(Document, Chunk.document_id == Document.id)
-            .where(Document.kb_id == kb.id, Chunk.version == Document.version)
-        )
-    return KnowledgeBaseStats({str(k): int(v) for k, v in by_status.items()}, int(chunks or 0))
-
-
-def tenant_usage(zhiku: Zhiku, tenant_id: str) -> int:
-    """Bytes of documents a tenant stores (its quota's measure)."""
-    with zhiku.db.session() as session:
-        used = session.scalar(
-            select(func.coalesce(func.sum(Document.size_bytes), 0))
-            .join(KnowledgeBase, Document.kb_id == KnowledgeBase.id)
-            .where(KnowledgeBase.tenant_id == tenant_id)
-        )
-    return int(used or 0)
-
-
-def update_knowledge_base(
-    zhiku: Zhiku, kb: KnowledgeBase, *, name: str | None = None, description: str | None = None
-) -> KnowledgeBase:
-    """Rename a knowledge base (same name rules as at creation; unique within its tenant) or change its
-    description; ``None`` leaves a field as it is."""
-    if name is not None and (not isinstance(name, str) or not NAME_PATTERN.match(name) or name != name.strip()):
-        raise InvalidInputError(f"invalid knowledge base name {name!r}", param="name")
-    with zhiku.db.session() as session:
-        row = session.get_one(KnowledgeBase, kb.id)
-        if name is not None and name != row.name:
-            taken = session.scalar(
-                select(KnowledgeBase.id).where(KnowledgeBase.tenant_id == row.tenant_id, KnowledgeBase.name == name)
-            )
-            if taken:
-                raise ConflictError(f"a knowledge base named {name!r} already exists")
-            row.name = name
-        if description is not None:
-            row.description = description
-        session.flush()
-        return row
-
-
-def delete_knowledge_base(zhiku: Zhiku, kb: KnowledgeBase) -> None:
-    """Delete a knowledge base with its documents, chunks, jobs, vectors and unreferenced files."""
-    with zhiku.db.session() as session:
-        hashes = set(session.scalars(select(Document.content_hash).where(Document.kb_id == kb.id)))
-        for job in session.scalars(select(Job).where(Job.kb_id == kb.id)):
-            session.delete(job)
-        session.execute(delete(Chunk).where(Chunk.document_id.in_(_doc_ids(session, kb.id))))
-        for document in session.scalars(select(Document).where(Document.kb_id == kb.id)):
-            session.delete(document)
-        session.delete(session.get_one(KnowledgeBase, kb.id))
-    zhiku.vectors.delete_collection(kb.collection)
-    _drop_unreferenced_blobs(zhiku, hashes)
-
-
-def _doc_ids(session: Session, kb_id: str) -> Any:
-    return select(Document.id).where(Document.kb_id == kb_id)
-
-
-def _drop_unreferenced_blobs(zhiku: Zhiku, hashes: set[str]) -> None:
+def drop_unreferenced_blobs(zhiku: Zhiku, hashes: set[str]) -> None:
     with zhiku.db.session() as session:
         for sha in hashes:
             used = session.scalar(
@@ -592,27 +403,7 @@ def delete_document(zhiku: Zhiku, kb: KnowledgeBase, document: Document) -> None
             session.delete(job)
         session.execute(delete(Chunk).where(Chunk.document_id == document.id))
         session.delete(session.get_one(Document, document.id))
-    _drop_unreferenced_blobs(zhiku, {h for h in (document.content_hash, document.pending_hash) if h})
-
-
-def unfinished_jobs(zhiku: Zhiku, kb_id: str, exclude: Collection[str] = ()) -> list[str]:
-    """Ids of a knowledge base's queued and running jobs (e.g. interrupted by a crash), but those in ``exclude``."""
-    with zhiku.db.session() as session:
-        rows = session.scalars(
-            select(Job.id).where(Job.kb_id == kb_id, Job.status.in_([JobStatus.queued, JobStatus.running]))
-        )
-        return [job_id for job_id in rows if job_id not in exclude]
-
-
-def job_progress(zhiku: Zhiku, job_ids: Sequence[str], finished: Collection[str]) -> tuple[int, int]:
-    """How many of ``job_ids`` are in a ``finished`` status, and how many chunks they have embedded so far."""
-    with zhiku.db.session() as session:
-        done = session.scalar(
-            select(func.count()).select_from(Job).where(Job.id.in_(job_ids), Job.status.in_(finished))
-        )
-        payloads = session.scalars(select(Job.payload).where(Job.id.in_(job_ids)))
-        chunks = sum(int(p.get("embedded", 0)) for p in payloads)
-    return done or 0, chunks
+    drop_unreferenced_blobs(zhiku, {h for h in (document.content_hash, document.pending_hash) if h})
 
 
 def documents_by_id(zhiku: Zhiku, document_ids: Collection[str]) -> dict[str, Document]:
@@ -624,38 +415,3 @@ def documents_by_id(zhiku: Zhiku, document_ids: Collection[str]) -> dict[str, Do
             if document is not None:
                 found[document_id] = document
     return found
-
-
-def _jobs_of(tenant_id: str | None) -> Any:
-    """Jobs, of one tenant's knowledge bases when ``tenant_id`` is given (another tenant's jobs are not found)."""
-    query = select(Job)
-    if tenant_id is not None:
-        query = query.join(KnowledgeBase, Job.kb_id == KnowledgeBase.id).where(KnowledgeBase.tenant_id == tenant_id)
-    return query
-
-
-def list_jobs(
-    zhiku: Zhiku,
-    status: str | None = None,
-    limit: int = 50,
-    *,
-    tenant_id: str | None = None,
-    kb_id: str | None = None,
-) -> list[tuple[Job, str | None]]:
-    """The newest ``limit`` jobs (only those in ``status``, of ``tenant_id``, of knowledge base ``kb_id``, when
-    given), each with its document's file name."""
-    with zhiku.db.session() as session:
-        query = _jobs_of(tenant_id).add_columns(Document.filename).outerjoin(Document, Job.document_id == Document.id)
-        if status:
-            query = query.where(Job.status == status)
-        if kb_id:
-            query = query.where(Job.kb_id == kb_id)
-        rows = session.execute(query.order_by(Job.created_at.desc()).limit(limit)).all()
-    return [(job, filename) for job, filename in rows]
-
-
-def get_job(zhiku: Zhiku, job_id: str, *, tenant_id: str | None = None) -> Job:
-    """The job of ``job_id`` or a unique prefix of it (among ``tenant_id``'s jobs when given)."""
-    with zhiku.db.session() as session:
-        job: Job = find_by_id(session, _jobs_of(tenant_id), Job.id, job_id, what="job")
-    return job
