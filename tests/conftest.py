@@ -132,3 +132,49 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     with admin.begin() as connection:
         connection.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pgvector_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL with pgvector for the session: ``ZHIKU_TEST_PGVECTOR_URL``, or one started by the
+    ``pgserver`` wheel (PostgreSQL 16, pgvector 0.6.2). Yields an admin URL of its ``postgres`` database."""
+    given = os.environ.get("ZHIKU_TEST_PGVECTOR_URL")
+    if given:
+        yield given
+        return
+    try:
+        import pgserver
+    except ImportError:
+        require(False, "no pgvector server: install the dev extra (pgserver) or set ZHIKU_TEST_PGVECTOR_URL")
+    # a short folder: the server's Unix socket path must stay under ~100 bytes
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="zpg-"))
+    server = pgserver.get_server(folder, cleanup_mode="delete")
+    yield server.get_uri()
+    server.cleanup()
+
+
+@pytest.fixture
+def pgvector_url(pgvector_server: str) -> Iterator[str]:
+    """A fresh, empty database with the ``vector`` extension on the session's pgvector server (a SQLAlchemy URL
+    that the pgvector store and the metadata database both accept)."""
+    import uuid
+
+    import psycopg
+
+    name = f"zhiku_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pgvector_server, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    url = _database_url(pgvector_server, name).replace("postgresql://", "postgresql+psycopg://", 1)
+    yield url
+    with psycopg.connect(pgvector_server, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _database_url(url: str, database: str) -> str:
+    """``url`` with its database name replaced (the query string, e.g. a socket ``host``, is kept)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))

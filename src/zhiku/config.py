@@ -125,10 +125,12 @@ class Settings(BaseSettings):
         description="Encoding asked of the remote servers: base64 is ~4x smaller on the wire; use float for "
         "servers that do not support it.",
     )
-    vector_store: Literal["edge", "qdrant"] = Field(
+    vector_store: Literal["edge", "qdrant", "pgvector"] = Field(
         default="edge",
         description="`edge`: embedded Qdrant Edge under `$ZHIKU_HOME/vectors` (one process owns it); `qdrant`: a "
-        "Qdrant server or cluster at `qdrant_url` (several API and worker processes).",
+        "Qdrant server or cluster at `qdrant_url`; `pgvector`: PostgreSQL with pgvector at `pgvector_url` (by "
+        "default the metadata database). `qdrant` and `pgvector` are shared by several API and worker processes "
+        "(`zhiku serve --workers N`).",
     )
     vector_quantization: Literal["int8", "none"] = Field(
         default="int8",
@@ -146,6 +148,12 @@ class Settings(BaseSettings):
         "Qdrant's default. Collections small enough to be searched exactly are unaffected.",
     )
     qdrant_url: str | None = Field(default=None, description="Qdrant server URL, e.g. `http://qdrant:6333`.")
+    pgvector_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL of the pgvector store (PostgreSQL >= 13 with pgvector >= 0.5); empty = "
+        "`database_url`, so vectors live beside the metadata. The tables are created on first use (the `vector` "
+        "extension too, which needs a role allowed to create it).",
+    )
     qdrant_api_key: SecretStr | None = Field(default=None, description="Qdrant API key.")
     qdrant_shards: int = Field(default=1, ge=1, le=1024, description="Shards of each new Qdrant collection.")
     qdrant_replicas: int = Field(default=1, ge=1, le=16, description="Replication factor of new Qdrant collections.")

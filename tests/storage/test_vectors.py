@@ -1,6 +1,7 @@
-"""The vector-store protocol suite, run against both adapters: the embedded Qdrant Edge store (a real shard in
-tmp_path) and the Qdrant server adapter through qdrant-client's local mode (no Qdrant server binary can be
-installed on these machines; local mode runs the same client code paths against an embedded engine).
+"""The vector-store protocol suite, run against the three adapters: the embedded Qdrant Edge store (a real shard in
+tmp_path), the Qdrant server adapter through qdrant-client's local mode (no Qdrant server binary can be
+installed on these machines; local mode runs the same client code paths against an embedded engine) and the
+pgvector store on a real PostgreSQL 16 with pgvector (a fresh database per test).
 Tests that exercise Qdrant Edge internals (reopening shards, the WAL, one owner per shard) use it directly."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from zhiku.config import Settings
 from zhiku.errors import ConflictError, InvalidInputError, NotFoundError
 from zhiku.eval.retrieval import load_beir, rank_metrics
 from zhiku.storage.vectors import SearchFilter, VectorPoint, VectorStore, create_vector_store
+from zhiku.storage.vectors.pgvector import PgVectorStore
 from zhiku.storage.vectors.qdrant import QdrantStore
 from zhiku.storage.vectors.qdrant_edge import QdrantEdgeStore
 
@@ -56,15 +58,28 @@ def make_point(
     return VectorPoint(id=str(uuid.uuid4()), vector=vector, text=text, payload=payload)
 
 
-def open_store(kind: str, folder: Path) -> VectorStore:
+STORES = ["edge", "qdrant-client", "pgvector"]
+
+
+def open_store(kind: str, folder: Path, request: pytest.FixtureRequest) -> VectorStore:
+    """A store of ``kind``: Qdrant Edge or qdrant-client local mode in ``folder``, or pgvector in a fresh database
+    (the same database again when asked twice in one test)."""
     if kind == "edge":
         return QdrantEdgeStore(folder)
+    if kind == "pgvector":
+        return PgVectorStore(request.getfixturevalue("pgvector_url"))
     return QdrantStore(path=folder)
 
 
-@pytest.fixture(params=["edge", "qdrant-client"])
+def kind_of(store: VectorStore) -> str:
+    if isinstance(store, QdrantEdgeStore):
+        return "edge"
+    return "pgvector" if isinstance(store, PgVectorStore) else "qdrant-client"
+
+
+@pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStore]:
-    store = open_store(request.param, tmp_path / "vectors")
+    store = open_store(request.param, tmp_path / "vectors", request)
     store.ensure_collection(COLLECTION, DIM)
     yield store
     store.close()
@@ -169,12 +184,11 @@ def test_collections_lifecycle(store: VectorStore) -> None:
         store.ensure_collection("../escape", DIM)
 
 
-def test_other_dimension_conflicts(store: VectorStore, tmp_path: Path) -> None:
+def test_other_dimension_conflicts(store: VectorStore, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     with pytest.raises(ConflictError, match="dimension 16, not 32"):
         store.ensure_collection(COLLECTION, 32)
     store.close()
-    kind = "edge" if isinstance(store, QdrantEdgeStore) else "qdrant-client"
-    reopened = open_store(kind, tmp_path / "vectors")  # not open yet: read from disk
+    reopened = open_store(kind_of(store), tmp_path / "vectors", request)  # not open yet: read from disk
     try:
         with pytest.raises(ConflictError, match="dimension 16"):
             reopened.ensure_collection(COLLECTION, 32)
@@ -416,11 +430,13 @@ def test_concurrent_reads_and_writes(store: VectorStore) -> None:
     assert store.count(COLLECTION) == 3 * 10 * 20
 
 
-@pytest.mark.parametrize("kind", ["edge", "qdrant-client"])
-def test_text_search_quality_on_xquad_zh(evaldata: Path, tmp_path: Path, kind: str) -> None:
+@pytest.mark.parametrize("kind", STORES)
+def test_text_search_quality_on_xquad_zh(
+    evaldata: Path, tmp_path: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
     """BM25 through each store's multilingual text index: nDCG@10 >= 0.9 on Chinese XQuAD (edge: 0.96)."""
     data = load_beir(evaldata / "retrieval" / "xquad-zh")
-    store = open_store(kind, tmp_path / "vectors")
+    store = open_store(kind, tmp_path / "vectors", request)
     try:
         store.ensure_collection("xquad", 8)
         rng = np.random.default_rng(3)

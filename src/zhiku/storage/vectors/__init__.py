@@ -13,7 +13,19 @@ __all__ = ["SearchFilter", "VectorHit", "VectorPoint", "VectorStore", "create_ve
 
 
 def create_vector_store(settings: Settings) -> VectorStore:
-    """The store the settings name: embedded Qdrant Edge under ``<home>/vectors`` (default), or a Qdrant server."""
+    """The store the settings name: embedded Qdrant Edge under ``<home>/vectors`` (default), a Qdrant server, or
+    PostgreSQL with pgvector."""
+    if settings.vector_store == "pgvector":
+        from zhiku.errors import ConfigError
+        from zhiku.storage.vectors.pgvector import PgVectorStore
+
+        url = settings.pgvector_url or settings.database_url
+        if not url or not url.startswith("postgres"):
+            raise ConfigError(
+                "vector_store = 'pgvector' needs a PostgreSQL database: set ZHIKU_PGVECTOR_URL, or ZHIKU_DATABASE_URL "
+                "to keep the vectors beside the metadata (e.g. postgresql+psycopg://user:pass@host:5432/zhiku)"
+            )
+        return PgVectorStore(url, hnsw_ef=settings.vector_search_ef or None)
     if settings.vector_store == "qdrant":
         from zhiku.errors import ConfigError
         from zhiku.storage.vectors.qdrant import QdrantStore

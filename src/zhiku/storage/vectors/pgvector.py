@@ -1,0 +1,642 @@
+"""The PostgreSQL + pgvector store: the :class:`VectorStore` contract in tables that many processes share.
+
+Tables (created and upgraded by Alembic, :mod:`zhiku.storage.vectors.pg_migrations`, with their own version table
+``zhiku_vectors_alembic_version`` so that they can live in the metadata database or in another one):
+
+- ``zhiku_vector_collections``: one row per collection (name, dimension, Matryoshka index dimension).
+- ``zhiku_vector_points``: one row per point: id, ``kb_id``, ``document_id``, ``version``, the text, the rest of
+  the payload as JSONB (GIN-indexed for equality filters), the normalised vector (``embedding``) and, in a
+  Matryoshka collection, its re-normalised prefix (``index_embedding``).
+- ``zhiku_vector_terms``: BM25 postings, one row per (collection, term, point) with the term's BM25 weight.
+
+Dense search: each collection gets its own partial HNSW index (``vector_ip_ops`` on the vectors cast to the
+collection's dimension, ``WHERE collection_id = <id>``), created by :meth:`PgVectorStore.ensure_collection`; a
+query orders by the same expression so PostgreSQL walks that index. In a Matryoshka collection the index is on
+the prefix column and the candidates are rescored by the full vector in the same statement (pgvector 0.6 has no
+``subvector``, so the prefix is a stored column). pgvector before 0.8 filters *after* walking the graph, so a
+selective filter can leave fewer than ``top_k`` hits: then the query is answered again exactly (a scan of the
+filtered rows), so a filter never loses results.
+
+Lexical search is BM25 with zhiku's own terms (:func:`zhiku.text.terms.index_terms`: jieba words, English stems),
+the same weights as the Qdrant server adapter (:mod:`zhiku.storage.vectors.bm25`) and Qdrant's IDF
+``ln(1 + (N - df + 0.5) / (df + 0.5))`` over the collection, computed in SQL from the postings. PostgreSQL's own
+full-text ranking (``ts_rank``) is not BM25 and has no Chinese words, so it is not used.
+
+Hybrid search fuses the dense and BM25 candidates by reciprocal rank fusion, as the Qdrant stores do.
+``vector_quantization`` does not apply: pgvector 0.6 has neither ``halfvec`` nor binary quantization.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from psycopg import sql
+
+from zhiku.errors import ConfigError, ConflictError, InvalidInputError, NotFoundError, VectorStoreError
+from zhiku.storage.vectors.base import (
+    DOCUMENT_FIELD,
+    KB_FIELD,
+    TEXT_FIELD,
+    VERSION_FIELD,
+    PayloadValue,
+    SearchFilter,
+    VectorHit,
+    VectorPoint,
+    check_top_k,
+    normalized_vectors,
+    point_uuid,
+    stored_payload,
+)
+from zhiku.storage.vectors.bm25 import document_vector, query_vector
+
+MIN_INDEX_DIMENSION = 32
+MAX_INDEX_DIMENSION = 2000
+"""pgvector's HNSW index takes vectors of up to 2,000 dimensions."""
+MAX_EF_SEARCH = 1000
+"""pgvector's largest ``hnsw.ef_search``."""
+STATS_SECONDS = 5.0
+"""How long a process reuses a collection's point count (the N of BM25's IDF) before counting again."""
+PAYLOAD_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+
+
+def _sql_url(url: str) -> str:
+    """A libpq connection string from a SQLAlchemy-style URL (``postgresql+psycopg://`` -> ``postgresql://``)."""
+    return re.sub(r"^postgres(?:ql)?(?:\+\w+)?://", "postgresql://", url)
+
+
+def _sqlalchemy_url(url: str) -> str:
+    return re.sub(r"^postgres(?:ql)?(?:\+\w+)?://", "postgresql+psycopg://", url)
+
+
+class PgVectorStore:
+    """A :class:`~zhiku.storage.vectors.base.VectorStore` in PostgreSQL with pgvector, shared by processes."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        batch_size: int = 256,
+        rrf_k: int = 60,
+        prefetch_factor: int = 4,
+        rescore_factor: int = 10,
+        min_rescore_candidates: int = 100,
+        hnsw_ef: int | None = None,
+        hnsw_m: int = 16,
+        hnsw_ef_construction: int = 64,
+        pool_size: int = 8,
+        migrate: bool = True,
+    ) -> None:
+        """Connect to ``url`` (a PostgreSQL URL; ``postgresql+psycopg://`` is accepted) and bring the tables up to
+        date. Hybrid search fuses ``max(50, prefetch_factor * top_k)`` candidates of each side by RRF (constant
+        ``rrf_k``); a Matryoshka collection rescores ``max(min_rescore_candidates, rescore_factor * top_k)``
+        prefix candidates. ``hnsw_ef`` is the HNSW search beam (``hnsw.ef_search``, at least the candidates
+        asked for, at most 1,000); ``hnsw_m`` and ``hnsw_ef_construction`` shape new collections' indexes.
+        """
+        from pgvector.psycopg import register_vector
+        from psycopg_pool import ConnectionPool
+
+        if not re.match(r"^postgres(?:ql)?(?:\+\w+)?://", url or ""):
+            raise ConfigError(f"the pgvector store needs a PostgreSQL URL (postgresql://...), got {url!r}")
+        self.url = url
+        self.batch_size, self.rrf_k, self.prefetch_factor = batch_size, rrf_k, prefetch_factor
+        self.rescore_factor, self.min_rescore_candidates = rescore_factor, min_rescore_candidates
+        self.hnsw_ef, self.hnsw_m, self.hnsw_ef_construction = hnsw_ef, hnsw_m, hnsw_ef_construction
+        if migrate:
+            migrate_vector_tables(url)
+        self._pool = ConnectionPool(
+            _sql_url(url),
+            min_size=1,
+            max_size=pool_size,
+            configure=register_vector,
+            open=False,
+            name="zhiku-pgvector",
+        )
+        try:
+            self._pool.open(wait=True, timeout=30)
+        except Exception as exc:
+            raise VectorStoreError(f"cannot connect to the pgvector database: {exc}") from exc
+        self._lock = threading.Lock()
+        self._layouts: dict[str, tuple[int, int, int | None]] = {}
+        self._counts: dict[int, tuple[float, int]] = {}
+
+    # ------------------------------------------------------------------ collections
+
+    def ensure_collection(self, name: str, dimension: int, *, index_dimension: int | None = None) -> None:
+        """Create the collection and its HNSW index if missing; ``ConflictError`` if it exists with another layout.
+
+        Several processes may ensure the same collection at once: a transaction-scoped advisory lock makes one of
+        them create it and the others find it.
+        """
+        _check_name(name)
+        if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
+            raise InvalidInputError(f"dimension must be a positive integer, got {dimension!r}", param="dimension")
+        if index_dimension is not None and (
+            isinstance(index_dimension, bool)
+            or not isinstance(index_dimension, int)
+            or not MIN_INDEX_DIMENSION <= index_dimension < dimension
+        ):
+            raise InvalidInputError(
+                f"index_dimension must be an integer from {MIN_INDEX_DIMENSION} to {dimension - 1} "
+                f"(below the dimension {dimension}), got {index_dimension!r}",
+                param="index_dimension",
+            )
+        indexed = index_dimension or dimension
+        if indexed > MAX_INDEX_DIMENSION:
+            raise InvalidInputError(
+                f"pgvector indexes vectors of up to {MAX_INDEX_DIMENSION} dimensions, not {indexed}: "
+                "use a Matryoshka index dimension (--index-dim) or a smaller --dim",
+                param="dimension",
+            )
+        with self._transaction(f"create vector collection {name!r}") as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"zhiku-vectors:{name}",))
+            cursor.execute(
+                "SELECT id, dimension, index_dimension FROM zhiku_vector_collections WHERE name = %s", (name,)
+            )
+            row = cursor.fetchone()
+            if row is not None:
+                _check_layout(name, (row[1], row[2]), (dimension, index_dimension))
+                return
+            cursor.execute(
+                "INSERT INTO zhiku_vector_collections (name, dimension, index_dimension) VALUES (%s, %s, %s) "
+                "RETURNING id",
+                (name, dimension, index_dimension),
+            )
+            collection_id = int(cursor.fetchone()[0])
+            # DDL takes no parameters: the values are composed in as literals
+            cursor.execute(
+                sql.SQL(
+                    "CREATE INDEX {index} ON zhiku_vector_points USING hnsw (({column}::vector({dimension})) "
+                    "vector_ip_ops) WITH (m = {m}, ef_construction = {ef}) WHERE collection_id = {collection}"
+                ).format(
+                    index=_index_name(collection_id),
+                    column=sql.Identifier("index_embedding" if index_dimension else "embedding"),
+                    dimension=sql.Literal(indexed),
+                    m=sql.Literal(int(self.hnsw_m)),
+                    ef=sql.Literal(int(self.hnsw_ef_construction)),
+                    collection=sql.Literal(collection_id),
+                )
+            )
+        with self._lock:
+            self._layouts[name] = (collection_id, dimension, index_dimension)
+
+    def has_collection(self, name: str) -> bool:
+        """Whether the collection exists."""
+        return self._layout(name, missing_ok=True) is not None
+
+    def delete_collection(self, name: str) -> None:
+        """Drop the collection, its points, postings and index; a missing collection is not an error."""
+        _check_name(name)
+        with self._lock:
+            self._layouts.pop(name, None)
+        with self._transaction(f"delete vector collection {name!r}") as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"zhiku-vectors:{name}",))
+            cursor.execute("DELETE FROM zhiku_vector_collections WHERE name = %s RETURNING id", (name,))
+            row = cursor.fetchone()
+            if row is not None:
+                collection_id = int(row[0])
+                cursor.execute("DELETE FROM zhiku_vector_terms WHERE collection_id = %s", (collection_id,))
+                cursor.execute("DELETE FROM zhiku_vector_points WHERE collection_id = %s", (collection_id,))
+                cursor.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(_index_name(collection_id)))
+
+    def collections(self) -> Iterator[str]:
+        """Names of the collections."""
+        with self._transaction("list collections") as cursor:
+            cursor.execute("SELECT name FROM zhiku_vector_collections ORDER BY name")
+            return iter([str(row[0]) for row in cursor.fetchall()])
+
+    def dimension(self, name: str) -> int:
+        """The collection's vector dimension (``NotFoundError`` if it does not exist)."""
+        return self._layout(name)[1]  # type: ignore[index]
+
+    def index_dimension(self, name: str) -> int | None:
+        """The indexed prefix dimension of a Matryoshka collection; ``None`` for a plain one."""
+        return self._layout(name)[2]  # type: ignore[index]
+
+    # ------------------------------------------------------------------ writes
+
+    def upsert(self, name: str, points: Sequence[VectorPoint]) -> None:
+        """Insert or replace points by id, ``batch_size`` per transaction, with their BM25 postings."""
+        if not points:
+            return
+        collection_id, dimension, index_dimension = self._layout(name)  # type: ignore[misc]
+        by_id = {point_uuid(p.id): p for p in points}  # the last of several points with one id wins
+        ordered = sorted(by_id.items())  # one lock order for concurrent writers of the same points
+        for start in range(0, len(ordered), self.batch_size):
+            batch = ordered[start : start + self.batch_size]
+            vectors = normalized_vectors([p.vector for _, p in batch], dimension)
+            rows = []
+            postings: list[tuple[int, int, str, float]] = []
+            for (point_id, point), vector in zip(batch, vectors, strict=True):
+                payload = stored_payload(point)
+                extra = {
+                    k: v for k, v in payload.items() if k not in (TEXT_FIELD, KB_FIELD, DOCUMENT_FIELD, VERSION_FIELD)
+                }
+                prefix = _prefix(vector, index_dimension) if index_dimension else None
+                rows.append(
+                    (
+                        collection_id,
+                        point_id,
+                        payload.get(KB_FIELD),
+                        payload[DOCUMENT_FIELD],
+                        int(payload[VERSION_FIELD]),
+                        _clean_text(point.text),
+                        json.dumps(extra, ensure_ascii=False),
+                        vector,
+                        prefix,
+                    )
+                )
+                terms, weights = document_vector(point.text)
+                postings.extend(
+                    (collection_id, _signed(term), point_id, weight)
+                    for term, weight in zip(terms, weights, strict=True)
+                )
+            with self._transaction(f"upsert into {name!r}") as cursor:
+                # the row locks taken here serialise concurrent writers of the same points until commit
+                cursor.executemany(
+                    "INSERT INTO zhiku_vector_points (collection_id, id, kb_id, document_id, version, text, payload, "
+                    "embedding, index_embedding) VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s) "
+                    "ON CONFLICT (collection_id, id) DO UPDATE SET kb_id = excluded.kb_id, "
+                    "document_id = excluded.document_id, version = excluded.version, text = excluded.text, "
+                    "payload = excluded.payload, embedding = excluded.embedding, "
+                    "index_embedding = excluded.index_embedding",
+                    rows,
+                )
+                cursor.execute(
+                    "DELETE FROM zhiku_vector_terms WHERE collection_id = %s AND point_id = ANY(%s::uuid[])",
+                    (collection_id, [point_id for point_id, _ in batch]),
+                )
+                with cursor.copy("COPY zhiku_vector_terms (collection_id, term, point_id, weight) FROM STDIN") as copy:
+                    for posting in postings:
+                        copy.write_row(posting)
+            self._counts.pop(collection_id, None)
+
+    def delete(self, name: str, *, document_id: str, version: int | None = None) -> int:
+        """Delete a document's points (only of ``version`` if given) and their postings; return how many."""
+        layout = self._layout(name, missing_ok=True)
+        if layout is None:
+            return 0
+        collection_id = layout[0]
+        statement = "DELETE FROM zhiku_vector_points WHERE collection_id = %s AND document_id = %s"
+        params: tuple[Any, ...] = (collection_id, str(document_id))
+        if version is not None:
+            statement += " AND version = %s"
+            params += (int(version),)
+        with self._transaction(f"delete points in {name!r}") as cursor:
+            cursor.execute(statement + " RETURNING id", params)
+            deleted = [row[0] for row in cursor.fetchall()]
+            if deleted:
+                cursor.execute(
+                    "DELETE FROM zhiku_vector_terms WHERE collection_id = %s AND point_id = ANY(%s::uuid[])",
+                    (collection_id, deleted),
+                )
+        self._counts.pop(collection_id, None)
+        return len(deleted)
+
+    # ------------------------------------------------------------------ reads
+
+    def search_dense(
+        self, name: str, vector: np.ndarray, *, top_k: int = 10, filter: SearchFilter | None = None
+    ) -> list[VectorHit]:
+        """Nearest points by cosine similarity (Matryoshka: prefix candidates rescored by the full vector)."""
+        collection_id, dimension, index_dimension = self._layout(name)  # type: ignore[misc]
+        check_top_k(top_k)
+        if filter is not None and filter.matches_nothing:
+            return []
+        query = normalized_vectors([vector], dimension)[0]
+        where, params = _where(collection_id, filter)
+        with self._transaction(f"search {name!r}") as cursor:
+            hits = self._dense(cursor, collection_id, dimension, index_dimension, query, top_k, where, params)
+            if len(hits) < top_k and filter is not None:  # the graph walk may have missed filtered points
+                hits = self._dense(cursor, collection_id, dimension, None, query, top_k, where, params, exact=True)
+        return hits
+
+    def search_text(
+        self, name: str, query: str, *, top_k: int = 10, filter: SearchFilter | None = None
+    ) -> list[VectorHit]:
+        """BM25 over the chunk text (zhiku's terms, Qdrant's IDF); a query without terms returns no hits."""
+        collection_id = self._layout(name)[0]  # type: ignore[index]
+        check_top_k(top_k)
+        terms, _ = query_vector(query)
+        if not terms or (filter is not None and filter.matches_nothing):
+            return []
+        where, params = _where(collection_id, filter, alias="p")
+        with self._transaction(f"search {name!r}") as cursor:
+            return self._text(cursor, collection_id, [_signed(t) for t in terms], top_k, where, params)
+
+    def search_hybrid(
+        self, name: str, vector: np.ndarray, query: str, *, top_k: int = 10, filter: SearchFilter | None = None
+    ) -> list[VectorHit]:
+        """Dense and BM25 candidates fused by reciprocal rank fusion; scores are fusion scores."""
+        check_top_k(top_k)
+        candidates = max(50, self.prefetch_factor * top_k)
+        dense = self.search_dense(name, vector, top_k=candidates, filter=filter)
+        text = self.search_text(name, query, top_k=candidates, filter=filter)
+        scores: dict[str, float] = {}
+        payloads: dict[str, dict[str, Any]] = {}
+        for hits in (dense, text):
+            for rank, hit in enumerate(hits):
+                scores[hit.id] = scores.get(hit.id, 0.0) + 1.0 / (self.rrf_k + rank + 1)
+                payloads[hit.id] = hit.payload
+        best = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:top_k]
+        return [VectorHit(id=point_id, score=score, payload=payloads[point_id]) for point_id, score in best]
+
+    def count(self, name: str, filter: SearchFilter | None = None) -> int:
+        """Exact number of points matching ``filter``."""
+        collection_id = self._layout(name)[0]  # type: ignore[index]
+        if filter is not None and filter.matches_nothing:
+            return 0
+        where, params = _where(collection_id, filter)
+        with self._transaction(f"count in {name!r}") as cursor:
+            cursor.execute(sql.SQL("SELECT count(*) FROM zhiku_vector_points WHERE {}").format(where), params)
+            return int(cursor.fetchone()[0])
+
+    def optimize(self, name: str) -> None:
+        """Refresh the planner's statistics of the tables (the HNSW index is maintained on every write)."""
+        self._layout(name)
+        with self._pool.connection() as connection:
+            connection.autocommit = True
+            try:
+                for table in ("zhiku_vector_points", "zhiku_vector_terms"):
+                    connection.execute(f"ANALYZE {table}")
+            except Exception as exc:
+                raise VectorStoreError(f"cannot analyse the vector tables: {exc}") from exc
+            finally:
+                connection.autocommit = False
+
+    def close(self) -> None:
+        """Close the connection pool (the store reopens it on the next use)."""
+        self._pool.close()
+
+    # ------------------------------------------------------------------ internals
+
+    def _dense(
+        self,
+        cursor: Any,
+        collection_id: int,
+        dimension: int,
+        index_dimension: int | None,
+        query: np.ndarray,
+        top_k: int,
+        where: sql.Composable,
+        params: tuple[Any, ...],
+        *,
+        exact: bool = False,
+    ) -> list[VectorHit]:
+        from pgvector import Vector
+
+        if exact:  # no cast: the expression matches no index, so PostgreSQL scans the filtered rows
+            cursor.execute(
+                sql.SQL(
+                    "SELECT id, kb_id, document_id, version, text, payload, -(embedding <#> %s) "
+                    "FROM zhiku_vector_points WHERE {where} ORDER BY embedding <#> %s LIMIT %s"
+                ).format(where=where),
+                (Vector(query), *params, Vector(query), top_k),
+            )
+            return _hits(cursor.fetchall())
+        if index_dimension is None:
+            self._set_ef(cursor, top_k)
+            cursor.execute(
+                sql.SQL(
+                    "SELECT id, kb_id, document_id, version, text, payload, -(embedding::vector({dim}) <#> %s) "
+                    "FROM zhiku_vector_points WHERE {where} ORDER BY embedding::vector({dim}) <#> %s LIMIT %s"
+                ).format(dim=sql.Literal(dimension), where=where),
+                (Vector(query), *params, Vector(query), top_k),
+            )
+            return _hits(cursor.fetchall())
+        candidates = max(self.min_rescore_candidates, self.rescore_factor * top_k)
+        self._set_ef(cursor, candidates)
+        cursor.execute(
+            sql.SQL(
+                "SELECT id, kb_id, document_id, version, text, payload, -(embedding <#> %s) AS score FROM ("
+                "SELECT * FROM zhiku_vector_points WHERE {where} "
+                "ORDER BY index_embedding::vector({dim}) <#> %s LIMIT %s) AS stage_one ORDER BY score DESC LIMIT %s"
+            ).format(where=where, dim=sql.Literal(index_dimension)),
+            (Vector(query), *params, Vector(_prefix(query, index_dimension)), candidates, top_k),
+        )
+        return _hits(cursor.fetchall())
+
+    def _text(
+        self,
+        cursor: Any,
+        collection_id: int,
+        terms: list[int],
+        top_k: int,
+        where: sql.Composable,
+        params: tuple[Any, ...],
+    ) -> list[VectorHit]:
+        total = self._point_count(cursor, collection_id)
+        cursor.execute(
+            sql.SQL(
+                "WITH df AS (SELECT term, count(*)::float8 AS df FROM zhiku_vector_terms "
+                "WHERE collection_id = %s AND term = ANY(%s) GROUP BY term), "
+                "scored AS (SELECT t.point_id, sum(t.weight * ln(1 + (%s - df.df + 0.5) / (df.df + 0.5))) AS score "
+                "FROM zhiku_vector_terms t JOIN df ON t.term = df.term WHERE t.collection_id = %s "
+                "GROUP BY t.point_id) "
+                "SELECT p.id, p.kb_id, p.document_id, p.version, p.text, p.payload, scored.score FROM scored "
+                "JOIN zhiku_vector_points p ON p.collection_id = %s AND p.id = scored.point_id WHERE {where} "
+                "ORDER BY scored.score DESC, p.id LIMIT %s"
+            ).format(where=where),
+            (collection_id, terms, float(total), collection_id, collection_id, *params, top_k),
+        )
+        return _hits(cursor.fetchall())
+
+    def _point_count(self, cursor: Any, collection_id: int) -> int:
+        cached = self._counts.get(collection_id)
+        if cached is not None and time.monotonic() - cached[0] < STATS_SECONDS:
+            return cached[1]
+        cursor.execute("SELECT count(*) FROM zhiku_vector_points WHERE collection_id = %s", (collection_id,))
+        total = int(cursor.fetchone()[0])
+        self._counts[collection_id] = (time.monotonic(), total)
+        return total
+
+    def _set_ef(self, cursor: Any, candidates: int) -> None:
+        ef = min(MAX_EF_SEARCH, max(candidates, self.hnsw_ef or 40))
+        cursor.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(int(ef))))
+
+    def _layout(self, name: str, *, missing_ok: bool = False) -> tuple[int, int, int | None] | None:
+        """``(id, dimension, index_dimension)`` of a collection, read once and remembered."""
+        _check_name(name)
+        with self._lock:
+            if name in self._layouts:
+                return self._layouts[name]
+        with self._transaction(f"look up {name!r}") as cursor:
+            cursor.execute(
+                "SELECT id, dimension, index_dimension FROM zhiku_vector_collections WHERE name = %s", (name,)
+            )
+            row = cursor.fetchone()
+        if row is None:
+            if missing_ok:
+                return None
+            raise NotFoundError(f"vector collection {name!r} does not exist", param="name")
+        layout = (int(row[0]), int(row[1]), None if row[2] is None else int(row[2]))
+        with self._lock:
+            self._layouts[name] = layout
+        return layout
+
+    def _transaction(self, what: str) -> _Transaction:
+        return _Transaction(self._pool, what)
+
+
+class _Transaction:
+    """A pooled connection's cursor inside one transaction; database errors become ``VectorStoreError``."""
+
+    def __init__(self, pool: Any, what: str) -> None:
+        self.pool, self.what = pool, what
+
+    def __enter__(self) -> Any:
+        if self.pool.closed:
+            self.pool.open(wait=True, timeout=30)
+        self._connection_context = self.pool.connection()
+        try:
+            connection = self._connection_context.__enter__()
+        except Exception as exc:
+            raise VectorStoreError(f"cannot {self.what}: {exc}") from exc
+        self._transaction = connection.transaction()
+        self._transaction.__enter__()
+        self._cursor = connection.cursor()
+        return self._cursor
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        try:
+            self._cursor.close()
+            self._transaction.__exit__(exc_type, exc, tb)
+        finally:
+            self._connection_context.__exit__(exc_type, exc, tb)
+        if exc is not None and not isinstance(exc, InvalidInputError | NotFoundError | ConflictError):
+            raise VectorStoreError(f"cannot {self.what}: {exc}") from exc
+
+
+def migrate_vector_tables(url: str) -> None:
+    """Create or upgrade the pgvector tables with Alembic (idempotent; safe when several processes start)."""
+    from pathlib import Path
+
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, pool, text
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "pg_migrations"))
+    engine = create_engine(_sqlalchemy_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("SELECT pg_advisory_xact_lock(7262532)"))
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except Exception as exc:
+        raise VectorStoreError(f"cannot prepare the pgvector tables at {_redacted(url)}: {exc}") from exc
+    finally:
+        engine.dispose()
+
+
+def _redacted(url: str) -> str:
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", name) or ".." in name:
+        raise InvalidInputError(
+            f"invalid vector collection name {name!r}: use 1-128 letters, digits, '_', '-' or '.'", param="name"
+        )
+
+
+def _check_layout(name: str, stored: tuple[int, int | None], wanted: tuple[int, int | None]) -> None:
+    if stored[0] != wanted[0]:
+        raise ConflictError(
+            f"vector collection {name!r} already exists with dimension {stored[0]}, not {wanted[0]}: "
+            "drop it and re-index (zhiku reindex) to change the embedding model or dimension",
+            param="dimension",
+        )
+    if stored[1] != wanted[1]:
+        raise ConflictError(
+            f"vector collection {name!r} already exists with another index dimension", param="index_dimension"
+        )
+
+
+def _index_name(collection_id: int) -> sql.Identifier:
+    """The name of a collection's partial HNSW index."""
+    return sql.Identifier(f"zhiku_vectors_hnsw_{int(collection_id)}")
+
+
+def _signed(term: int) -> int:
+    """A CRC-32 term id as PostgreSQL's signed ``integer``."""
+    return term - (1 << 32) if term >= 1 << 31 else term
+
+
+def _prefix(vector: np.ndarray, dimension: int) -> np.ndarray:
+    head = np.asarray(vector[:dimension], dtype=np.float32)
+    norm = float(np.linalg.norm(head))
+    return head / norm if norm else head
+
+
+def _clean_text(text: str) -> str:
+    """PostgreSQL text cannot hold NUL characters."""
+    return text.replace("\x00", "\ufffd")
+
+
+def _where(
+    collection_id: int, search_filter: SearchFilter | None, *, alias: str = ""
+) -> tuple[sql.Composable, tuple[Any, ...]]:
+    """The SQL condition (with parameters) of a collection and a filter on the points table."""
+
+    def column(name: str) -> sql.Composable:
+        return sql.Identifier(alias, name) if alias else sql.Identifier(name)
+
+    # the collection is a literal, not a parameter, so that the planner can use the collection's partial index
+    clauses: list[sql.Composable] = [sql.SQL("{} = {}").format(column("collection_id"), sql.Literal(collection_id))]
+    params: list[Any] = []
+    if search_filter is not None:
+        if search_filter.kb_id is not None:
+            clauses.append(sql.SQL("{} = %s").format(column(KB_FIELD)))
+            params.append(str(search_filter.kb_id))
+        if search_filter.document_ids is not None:
+            clauses.append(sql.SQL("{} = ANY(%s)").format(column(DOCUMENT_FIELD)))
+            params.append([str(d) for d in search_filter.document_ids])
+        for key, value in (search_filter.payload or {}).items():
+            clause, values = _payload_condition(column, key, value)
+            clauses.append(clause)
+            params.extend(values)
+    return sql.SQL(" AND ").join(clauses), tuple(params)
+
+
+def _payload_condition(
+    column: Callable[[str], sql.Composable], key: str, value: PayloadValue | Sequence[PayloadValue]
+) -> tuple[sql.Composable, list[Any]]:
+    """Equality with one value or any of several, on a reserved column or in the JSONB payload."""
+    if not isinstance(key, str) or not PAYLOAD_KEY.match(key):
+        raise InvalidInputError(f"invalid payload filter field {key!r}", param="filter")
+    values: list[PayloadValue] = [value] if isinstance(value, str | int | bool) else list(value)
+    if not values or not (
+        all(isinstance(v, str) for v in values)
+        or all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+        or all(isinstance(v, bool) for v in values)
+    ):
+        raise InvalidInputError(f"filter values must be all strings or all integers, got {values!r}", param="filter")
+    if key in (KB_FIELD, DOCUMENT_FIELD, VERSION_FIELD):
+        return sql.SQL("{} = ANY(%s)").format(column(key)), [values]
+    # containment (@>) of {"key": value} for each value: answered from the GIN index on the payload
+    alternatives = sql.SQL(" OR ").join([sql.SQL("{} @> %s::jsonb").format(column("payload"))] * len(values))
+    return sql.SQL("({})").format(alternatives), [json.dumps({key: v}, ensure_ascii=False) for v in values]
+
+
+def _hits(rows: Sequence[tuple[Any, ...]]) -> list[VectorHit]:
+    hits = []
+    for point_id, kb_id, document_id, version, text, payload, score in rows:
+        merged = dict(payload or {})
+        if kb_id is not None:
+            merged[KB_FIELD] = kb_id
+        merged[DOCUMENT_FIELD] = document_id
+        merged[VERSION_FIELD] = int(version)
+        merged[TEXT_FIELD] = text
+        value = float(score)
+        hits.append(
+            VectorHit(id=str(uuid.UUID(str(point_id))), score=value if math.isfinite(value) else 0.0, payload=merged)
+        )
+    return hits
