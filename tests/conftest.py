@@ -113,11 +113,16 @@ def _postgres_available() -> bool:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty metadata database: SQLite in tmp_path, or a throw-away schema in PostgreSQL."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'zhiku.db'}"
-        return
+        return f"sqlite:///{tmp_path / 'zhiku.db'}"
+    return str(request.getfixturevalue("database_url_postgresql"))
+
+
+@pytest.fixture
+def database_url_postgresql() -> Iterator[str]:
+    """A throw-away schema in the machine's PostgreSQL (skips, or fails in CI, when it is not reachable)."""
     require(_postgres_available(), f"PostgreSQL not reachable at {POSTGRES_URL}")
     import uuid
 
@@ -148,9 +153,12 @@ def pgvector_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         require(False, "no pgvector server: install the dev extra (pgserver) or set ZHIKU_TEST_PGVECTOR_URL")
     # a short folder: the server's Unix socket path must stay under ~100 bytes
     import tempfile
+    import warnings
 
     folder = Path(tempfile.mkdtemp(prefix="zpg-"))
-    server = pgserver.get_server(folder, cleanup_mode="delete")
+    with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set" (it falls back to /tmp)
+        warnings.simplefilter("ignore")
+        server = pgserver.get_server(folder, cleanup_mode="delete")
     yield server.get_uri()
     server.cleanup()
 
@@ -178,3 +186,14 @@ def _database_url(url: str, database: str) -> str:
 
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "pgvector"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """Settings of the three storage set-ups: SQLite + Qdrant Edge (embedded), PostgreSQL + Qdrant Edge, and
+    PostgreSQL + pgvector in one database (scale-out)."""
+    if request.param == "pgvector":
+        return {"database_url": request.getfixturevalue("pgvector_url"), "vector_store": "pgvector"}
+    if request.param == "postgresql":
+        return {"database_url": request.getfixturevalue("database_url_postgresql")}
+    return {"database_url": f"sqlite:///{tmp_path / 'zhiku.db'}"}

@@ -77,14 +77,19 @@ def infinity_server(workdir: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def zhiku_server(workdir: Path, ready_path: str = "/readyz", **settings: str) -> Iterator[tuple[str, int]]:
-    """`zhiku serve` in a subprocess with ``ZHIKU_<NAME>`` settings; yields its base URL and process id once
-    ``ready_path`` answers 200. Authentication is off (loopback development mode) unless ``auth="on"``."""
+def zhiku_server(
+    workdir: Path, ready_path: str = "/readyz", workers: int = 1, **settings: str
+) -> Iterator[tuple[str, int]]:
+    """`zhiku serve` (``--workers`` processes) in a subprocess with ``ZHIKU_<NAME>`` settings; yields its base URL
+    and process id once ``ready_path`` answers 200. Authentication is off (loopback development mode) unless
+    ``auth="on"``. Its log is ``workdir/zhiku-serve.log``; the home is ``workdir/home`` unless ``home`` is given."""
     settings.setdefault("auth", "off")
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ZHIKU_HOME": str(workdir / "home")}
     env.update({f"ZHIKU_{name.upper()}": value for name, value in settings.items()})
     args = [str(Path(sys.executable).parent / "zhiku"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    args += ["--workers", str(workers)]
+    workdir.mkdir(parents=True, exist_ok=True)
     url = f"http://127.0.0.1:{port}"
     with _process(args, env, f"{url}{ready_path}", workdir / "zhiku-serve.log", timeout=180) as pid:
         yield url, pid

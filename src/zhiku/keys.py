@@ -8,7 +8,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from zhiku.core import Zhiku
 from zhiku.errors import InvalidInputError
@@ -98,6 +98,34 @@ def verify_api_key(zhiku: Zhiku, secret: str) -> Principal | None:
         if last is None or now - (last if last.tzinfo else last.replace(tzinfo=dt.UTC)) > LAST_USED_RESOLUTION:
             row.last_used_at = now  # at most one write per key per minute
         return Principal(row.tenant_id, str(row.scopes[0]), row.id)
+
+
+def create_bootstrap_key(zhiku: Zhiku) -> str | None:
+    """Create the first admin key of the ``default`` tenant if no unrevoked key exists, and return its secret;
+    ``None`` when keys exist. Processes starting together (``zhiku serve --workers N``, API replicas) create one key
+    between them: a file lock in the home serialises the processes of one machine, a PostgreSQL advisory lock
+    those of several."""
+    import fcntl
+
+    lock_path = zhiku.settings.ensure_home() / ".bootstrap.lock"
+    with lock_path.open("a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        with zhiku.db.session() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(text("SELECT pg_advisory_xact_lock(7262533)"))
+            if session.scalar(select(ApiKey.id).where(ApiKey.revoked_at.is_(None)).limit(1)) is not None:
+                return None
+            secret = KEY_PREFIX + secrets.token_urlsafe(32)
+            session.add(
+                ApiKey(
+                    tenant_id="default",
+                    name="bootstrap admin key",
+                    prefix=secret[:10],
+                    key_hash=hash_key(secret),
+                    scopes=["admin"],
+                )
+            )
+        return secret
 
 
 def has_keys(zhiku: Zhiku) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -28,8 +29,8 @@ CHINESE = "退货政策\n\n顾客可以在收货后三十天内退回任何商�
 
 
 @pytest.fixture
-def zhiku(tmp_path: Path, database_url: str) -> Iterator[Zhiku]:
-    app = Zhiku(Settings(home=tmp_path / "home", database_url=database_url, job_retry_backoff=0.05))
+def zhiku(tmp_path: Path, storage: dict[str, Any]) -> Iterator[Zhiku]:
+    app = Zhiku(Settings(home=tmp_path / "home", job_retry_backoff=0.05, **storage))
     yield app
     app.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,8 +42,8 @@ DOCS: dict[str, tuple[str, Labels]] = {
 
 
 @pytest.fixture
-def labelled(tmp_path: Path, database_url: str) -> Iterator[tuple[Zhiku, KnowledgeBase, dict[str, str]]]:
-    zhiku = Zhiku(Settings(home=tmp_path / "home", database_url=database_url))
+def labelled(tmp_path: Path, storage: dict[str, Any]) -> Iterator[tuple[Zhiku, KnowledgeBase, dict[str, str]]]:
+    zhiku = Zhiku(Settings(home=tmp_path / "home", **storage))
     kb = create_knowledge_base(zhiku, "kb", chunk_tokens=64, chunk_overlap=0)
     ids: dict[str, str] = {}
     with job_runner(zhiku) as runner:

@@ -25,7 +25,7 @@ from zhiku.api.security import SecurityHeaders
 from zhiku.config import Settings, get_settings
 from zhiku.core import Zhiku
 from zhiku.embedding.service import EmbeddingService
-from zhiku.keys import create_api_key, has_keys
+from zhiku.keys import create_bootstrap_key
 from zhiku.pipeline.tasks import job_runner
 from zhiku.storage.staging import clean_stale_staging
 from zhiku.web import STATIC_DIR
@@ -46,9 +46,11 @@ async def _watch_upstreams(service: EmbeddingService, interval: float) -> None:
 def _bootstrap_admin_key(zhiku: Zhiku) -> None:
     """With auth on, no admin key in the settings and no key in the database: create one and print it once."""
     settings = zhiku.settings
-    if settings.auth == "off" or settings.admin_api_key is not None or has_keys(zhiku):
+    if settings.auth == "off" or settings.admin_api_key is not None:
         return
-    _, secret = create_api_key(zhiku, "default", "admin", "bootstrap admin key")
+    secret = create_bootstrap_key(zhiku)
+    if secret is None:  # keys exist (or another process of this server made the first one)
+        return
     banner = "=" * 72
     print(
         f"{banner}\nzhiku: no API keys existed, so an admin key was created. It is shown only now:\n\n"

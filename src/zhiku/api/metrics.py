@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from zhiku.embedding.batching import BatchStats
@@ -20,6 +20,8 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        # the standard process_* metrics (memory, CPU, open files) that every Prometheus client exports by default
+        ProcessCollector(registry=r)
         self.requests = Counter(
             "zhiku_http_requests",
             "HTTP requests by route, method and status.",

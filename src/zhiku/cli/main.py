@@ -212,7 +212,12 @@ def demo(model: Annotated[str | None, typer.Option("--model", "-m")] = None) -> 
 def serve(
     host: Annotated[str | None, typer.Option("--host", help="Address to listen on (default: serve_host).")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Port (default: serve_port, 8000).")] = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Server processes (each loads the model).")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers", min=1, help="Server processes (each loads the model; needs a shared store: pgvector, qdrant)."
+        ),
+    ] = 1,
 ) -> None:
     """Run the HTTP server: OpenAI-compatible /v1/embeddings, /v1/models, /healthz, /readyz, /metrics."""
     # imported here, not at the top: only this command runs a server
@@ -231,11 +236,13 @@ def serve(
             "machines: anyone there can read, change and delete every knowledge base. "
             "Set ZHIKU_AUTH=on."
         )
-    if workers > 1 and settings.database_url is None:
+    if workers > 1 and settings.vector_store == "edge":
         err.print(
-            "[yellow]warning:[/] --workers > 1 with the embedded stores: each process opens the same vector "
-            "store, which only one process may own; use the scale-out settings for several workers"
+            f"[bold red]error:[/] --workers {workers} needs a vector store that several processes share, and the "
+            "embedded Qdrant Edge store in ZHIKU_HOME has one owner: set ZHIKU_VECTOR_STORE=pgvector with "
+            "ZHIKU_DATABASE_URL=postgresql+psycopg://... (or ZHIKU_VECTOR_STORE=qdrant), or serve with one process"
         )
+        raise typer.Exit(2)
     err.print(f"zhiku serving on http://{host}:{port} (models load first; /readyz says when ready)")
     uvicorn.run(
         "zhiku.api.app:create_app",

@@ -473,8 +473,7 @@ class JobRunner:
                     .values(
                         status=JobStatus.succeeded,
                         error=None,
-                        finished_at=utcnow(),
-                        worker=None,
+                        finished_at=utcnow(),  # `worker` stays: the runner that finished the job
                         progress=1.0,
                         stage="done",
                     )
@@ -484,7 +483,7 @@ class JobRunner:
     def _finish(self, job_id: str, status: JobStatus, error: str | None) -> None:
         with self.zhiku.db.session() as session:
             job = session.get_one(Job, job_id)
-            job.status, job.error, job.finished_at, job.worker = status, error, utcnow(), None
+            job.status, job.error, job.finished_at = status, error, utcnow()  # `worker` stays: who finished it
             if status == JobStatus.succeeded:
                 job.progress, job.stage = 1.0, "done"
             elif job.document_id:
@@ -503,7 +502,7 @@ class JobRunner:
         with self.zhiku.db.session() as session:
             job = session.get_one(Job, job_id)
             if job.attempts >= job.max_attempts:
-                job.status, job.error, job.finished_at, job.worker = JobStatus.failed, error, utcnow(), None
+                job.status, job.error, job.finished_at = JobStatus.failed, error, utcnow()
                 if job.document_id:
                     _mark_document_after_failure(
                         session, job.document_id, f"{error} (gave up after {job.attempts} attempts)"

@@ -206,6 +206,7 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    """The runner ("host:pid") running the job, or the one that finished it."""
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     run_after: Mapped[dt.datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
