@@ -9,6 +9,7 @@ import ipaddress
 import json
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Iterator
 from enum import StrEnum
@@ -249,6 +250,9 @@ def serve(
             "store, which only one process may own; use the scale-out settings for several workers"
         )
     err.print(f"zhiku serving on http://{host}:{port} (models load first; /readyz says when ready)")
+    # uvicorn ends by raising the signal that stopped it again, with the handler it found: make SIGTERM end this
+    # process through the ``finally`` below (as Ctrl-C does), which revokes the CLI key and deletes server.json
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     record = _record_server(settings, host, port)
     try:
         uvicorn.run(
@@ -269,6 +273,10 @@ def serve(
     finally:
         if record is not None:
             _forget_server(settings, record)
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _local_url(host: str, port: int) -> str:
