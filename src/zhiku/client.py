@@ -131,10 +131,15 @@ def _error_for(response: httpx.Response, url: str) -> ZhikuError:
     message = str(detail.get("message") or response.reason_phrase or f"HTTP {status}")
     code = str(detail.get("code") or "")
     param = detail.get("param") if isinstance(detail.get("param"), str) else None
-    if status == 401:
+    if status == 401 and message.startswith("missing API key"):
         message = (
-            f"the zhiku server at {url} refused the API key ({message}): set ZHIKU_API_KEY to a valid key "
-            "(`zhiku keys create --scope admin`), or restart `zhiku serve` to renew the local CLI key"
+            f"the zhiku server at {url} needs an API key: set ZHIKU_API_KEY (make one with "
+            "`zhiku keys create --scope admin`)"
+        )
+    elif status == 401:
+        message = (
+            f"the zhiku server at {url} refused the API key ({message}): set ZHIKU_API_KEY to a valid one, or "
+            "restart `zhiku serve` to renew the local CLI key"
         )
     elif status == 403:
         message = f"{message} (the API key in use at {url}; set ZHIKU_API_KEY to a key with more scope)"

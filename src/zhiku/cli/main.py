@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -461,7 +462,7 @@ def main() -> None:
     try:
         app()
     except ZhikuError as exc:
-        err.print(f"[bold red]error:[/] {exc.message}")
+        err.print(f"[bold red]error:[/] {escape(exc.message)}", soft_wrap=True)  # one line, however long
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
