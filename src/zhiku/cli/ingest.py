@@ -157,9 +157,12 @@ def _ingest_on_server(
                     kb["id"], item.path, str(item.path.absolute()), tags=tags, metadata=labels.metadata
                 )
             except ZhikuError as exc:
-                if not isinstance(exc, DocumentError) and exc.param != "files":
-                    raise  # not about this file: the server, the key, the knowledge base
+                if not _about_the_file(exc):
+                    raise  # the server, the key, the knowledge base, the quota: the command stops
                 registrations.append(Registration(str(item.path), "failed", message=exc.message))
+                continue
+            except OSError as exc:
+                registrations.append(Registration(str(item.path), "failed", message=f"cannot read: {exc.strerror}"))
                 continue
             got = outcomes[0]
             registrations.append(
@@ -173,6 +176,14 @@ def _ingest_on_server(
         for d in server.list_documents(kb["id"])
     }
     print_outcomes(registrations, states, waited=wait)
+
+
+def _about_the_file(exc: ZhikuError) -> bool:
+    """True for an upload refused because of the file itself (its type, content or size): that file fails, the
+    others go on."""
+    if exc.code == "quota_exceeded":
+        return False
+    return isinstance(exc, DocumentError) or exc.param == "files" or exc.status_code == 413
 
 
 def reindex(
