@@ -150,6 +150,16 @@ def test_cli_beside_server_goes_through_its_api(server: tuple[str, Path], tmp_pa
     assert labelled.returncode == 0, labelled.stderr
     assert "guide.md: tags [handbook], metadata {team=hr}" in labelled.stdout
 
+    later = tmp_path / "later"
+    later.mkdir()
+    (later / "faq.txt").write_text("FAQ: refunds take five working days.\n", "utf-8")
+    queued = run(home, "ingest", str(later), "--kb", "团队手册", "--no-wait")
+    assert queued.returncode == 0, queued.stderr
+    assert _outcomes(queued.stdout) == {"faq.txt": "queued"}
+    explicit = run(home, "jobs", "list", "--status", "failed", ZHIKU_URL=url, ZHIKU_API_KEY=key)
+    assert explicit.returncode == 0, explicit.stderr
+    assert "succeeded" not in explicit.stdout
+
     # failures: one line each, the same codes as embedded
     assert "no knowledge base named 'nope'" in one_line_error(run(home, "ingest", str(docs), "--kb", "nope"))
     assert "no knowledge base named 'nope'" in one_line_error(run(home, "search", "x", "--kb", "nope"))
