@@ -257,3 +257,13 @@ def test_server_stopping_mid_ingest_is_one_line_and_cleans_up(tmp_path: Path) ->
     gone = run(home, "kb", "list")  # embedded now: the same home, no server
     assert gone.returncode == 0, gone.stderr
     assert "big" in gone.stdout
+
+
+def test_the_recorded_url_is_the_local_one() -> None:
+    from zhiku.cli.main import _local_url
+
+    assert _local_url("0.0.0.0", 8000) == "http://127.0.0.1:8000"
+    assert _local_url("::", 8000) == "http://[::1]:8000"
+    assert _local_url("127.0.0.1", 9000) == "http://127.0.0.1:9000"
+    assert _local_url("fe80::1", 80) == "http://[fe80::1]:80"
+    assert _local_url("localhost", 8000) == "http://localhost:8000"
