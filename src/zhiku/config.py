@@ -237,6 +237,18 @@ class Settings(BaseSettings):
     )
     serve_host: str = Field(default="127.0.0.1", description="Address `zhiku serve` listens on.")
     serve_port: int = Field(default=8000, ge=1, le=65535, description="Port `zhiku serve` listens on.")
+    url: str | None = Field(
+        default=None,
+        description="A zhiku server's base URL (e.g. `http://127.0.0.1:8000`) for the CLI: the commands that read "
+        "or write knowledge bases (`ingest`, `search`, `kb`, `docs`, `jobs`, `reindex`) go through its API. "
+        "Unset: the server that `zhiku serve` recorded in `$ZHIKU_HOME/server.json`, if it runs, else none "
+        "(the CLI opens the stores itself).",
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="The API key the CLI sends to the server of `url` (the local server's own CLI key, from "
+        "`$ZHIKU_HOME/server.json`, is used when that file names the server).",
+    )
     serve_models: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Models `/v1/embeddings` serves (registry names, ids or folders); empty = `embedding_model`. "

@@ -43,7 +43,7 @@ async def _watch_upstreams(service: EmbeddingService, interval: float) -> None:
             log.exception("upstream health check failed")
 
 
-def _bootstrap_admin_key(zhiku: Zhiku) -> None:
+def bootstrap_admin_key(zhiku: Zhiku) -> None:
     """With auth on, no admin key in the settings and no key in the database: create one and print it once."""
     settings = zhiku.settings
     if settings.auth == "off" or settings.admin_api_key is not None:
@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(clean_stale_staging, settings.home)  # uploads a crash interrupted
-        await asyncio.to_thread(_bootstrap_admin_key, zhiku)
+        await asyncio.to_thread(bootstrap_admin_key, zhiku)
         await service.start()
         if run_jobs and settings.job_backend == "embedded":
             state.runner = job_runner(zhiku)

@@ -1,4 +1,5 @@
-"""What the command modules share: the consoles, quiet third-party libraries, opening zhiku, ``--meta`` pairs."""
+"""What the command modules share: the consoles, quiet third-party libraries, opening zhiku or finding a running
+server, ``--meta`` pairs."""
 
 from __future__ import annotations
 
@@ -7,6 +8,15 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
+from zhiku.client import (
+    Client,
+    ServerUnreachableError,
+    looks_like_zhiku,
+    process_alive,
+    read_server_record,
+    server_file,
+    wait_until_answering,
+)
 from zhiku.config import get_settings
 from zhiku.core import Zhiku
 from zhiku.errors import InvalidInputError
@@ -34,6 +44,44 @@ def open_zhiku() -> Zhiku:
     """The application context of the current settings (use it as ``with open_zhiku() as zhiku:``)."""
     quiet_libraries()
     return Zhiku(get_settings())
+
+
+STARTING_SERVER_SECONDS = 180.0
+"""How long a command waits for a local server that is starting (it loads its models before it listens)."""
+
+
+def find_server() -> Client | None:
+    """The zhiku server the command should go through, or ``None`` to open the stores itself (embedded).
+
+    ``ZHIKU_URL`` names one (it must answer); otherwise the server that ``zhiku serve`` recorded in
+    ``$ZHIKU_HOME/server.json``, when its process is alive (a record left by a killed server is ignored). A local
+    server that is still starting is waited for."""
+    settings = get_settings()
+    key = settings.api_key.get_secret_value() if settings.api_key is not None else None
+    if settings.url:
+        client = Client(settings.url, key, how="ZHIKU_URL")
+        try:
+            client.check()
+        except BaseException:
+            client.close()
+            raise
+        return client
+    record = read_server_record(settings.home)
+    if record is None or not process_alive(record.pid) or not looks_like_zhiku(record.pid):
+        return None
+    client = Client(record.url, record.key or key, how=str(server_file(settings.home)))
+    if client.healthy():
+        return client
+    err.print(f"waiting for the zhiku server at {record.url} (pid {record.pid}) to finish starting ...")
+    if wait_until_answering(client, record.pid, STARTING_SERVER_SECONDS):
+        return client
+    client.close()
+    if not process_alive(record.pid):
+        return None
+    raise ServerUnreachableError(
+        f"the zhiku server (pid {record.pid}) that owns {settings.home} does not answer at {record.url}; "
+        "wait until it is ready, or stop it to work without it"
+    )
 
 
 def parse_meta(pairs: Sequence[str]) -> dict[str, str]:

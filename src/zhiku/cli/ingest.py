@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from zhiku.cli.common import open_zhiku, out, parse_meta
-from zhiku.cli.jobs import run_with_progress
+from zhiku.cli.common import find_server, open_zhiku, out, parse_meta
+from zhiku.cli.jobs import follow_on_server, progress_bar, run_with_progress
+from zhiku.client import Client
 from zhiku.core import Zhiku
+from zhiku.errors import DocumentError, ZhikuError
 from zhiku.ingest.sources import SourceFile, SourceProblem, iter_sources
 from zhiku.knowledge.bases import get_knowledge_base
 from zhiku.knowledge.documents import Labels, Registration, documents_by_id, group_size, register_in_groups
@@ -35,6 +38,11 @@ def ingest(
 ) -> None:
     """Ingest files into a knowledge base with a progress bar, then print what happened to each file."""
     labels = Labels(tags=[normalize_tag(t) for t in tag] if tag else None, metadata=parse_meta(meta) if meta else None)
+    server = find_server()
+    if server is not None:
+        with server:
+            _ingest_on_server(server, kb_name, paths, include or (), exclude or (), labels, wait=wait)
+        return
     with open_zhiku() as zhiku:
         runner = job_runner(zhiku)
         try:
@@ -77,12 +85,34 @@ def _register(
     return [registration for _, registration in sorted(outcomes, key=lambda outcome: outcome[0])]
 
 
+@dataclass(frozen=True)
+class DocumentState:
+    """What the outcome table shows of a registered document."""
+
+    status: str
+    chunk_count: int
+    pages: int | None
+    error: str | None
+    warnings: Sequence[Any] = field(default_factory=list)
+
+
 def _print_outcomes(zhiku: Zhiku, registrations: Sequence[Registration], *, waited: bool) -> None:
+    documents = documents_by_id(zhiku, [item.document_id for item in registrations if item.document_id])
+    states = {
+        document_id: DocumentState(d.status, d.chunk_count, d.pages, d.error, list(d.warnings or []))
+        for document_id, d in documents.items()
+    }
+    print_outcomes(registrations, states, waited=waited)
+
+
+def print_outcomes(
+    registrations: Sequence[Registration], documents: Mapping[str, DocumentState], *, waited: bool
+) -> None:
+    """The table of what happened to each file, and the counts by outcome."""
     table = Table(title="ingestion")
     for column in ("file", "status", "chunks", "pages", "detail"):
         table.add_column(column, overflow="fold")
     counts: dict[str, int] = {}
-    documents = documents_by_id(zhiku, [item.document_id for item in registrations if item.document_id])
     for item in registrations:
         status, chunks, pages, detail = item.outcome, "", "", item.message
         if item.document_id:
@@ -90,12 +120,70 @@ def _print_outcomes(zhiku: Zhiku, registrations: Sequence[Registration], *, wait
             if document is not None and (waited or item.outcome != "queued"):
                 status = document.status if item.outcome == "queued" else item.outcome
                 chunks, pages = str(document.chunk_count or ""), str(document.pages or "")
-                detail = document.error or item.message or "; ".join(document.warnings[:2])
+                detail = document.error or item.message or "; ".join(str(w) for w in document.warnings[:2])
         counts[status] = counts.get(status, 0) + 1
         style = {"ready": "green", "failed": "red", "duplicate": "yellow"}.get(status, "")
         table.add_row(Path(item.source).name, f"[{style}]{status}[/]" if style else status, chunks, pages, detail)
     out.print(table)
     out.print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+
+
+def _ingest_on_server(
+    server: Client,
+    kb_name: str,
+    paths: Sequence[Path],
+    include: Sequence[str],
+    exclude: Sequence[str],
+    labels: Labels,
+    *,
+    wait: bool,
+) -> None:
+    """``zhiku ingest`` through a running server: the files are found here as embedded (the same includes,
+    excludes and .gitignore), uploaded one by one (under their absolute path, which is their identity on the
+    server, as their path is embedded), followed through the server's job events, and listed as embedded."""
+    kb = server.get_knowledge_base(kb_name)
+    sources = list(iter_sources(paths, include, exclude))
+    registrations: list[Registration] = []
+    tags = list(labels.tags) if labels.tags else None
+    with progress_bar() as progress:
+        task = progress.add_task("uploading", total=len(sources), detail="")
+        for item in sources:
+            progress.advance(task)
+            if isinstance(item, SourceProblem):
+                registrations.append(Registration(str(item.path), "failed", message=item.message))
+                continue
+            try:
+                outcomes = server.upload(
+                    kb["id"], item.path, str(item.path.absolute()), tags=tags, metadata=labels.metadata
+                )
+            except ZhikuError as exc:
+                if not _about_the_file(exc):
+                    raise  # the server, the key, the knowledge base, the quota: the command stops
+                registrations.append(Registration(str(item.path), "failed", message=exc.message))
+                continue
+            except OSError as exc:
+                registrations.append(Registration(str(item.path), "failed", message=f"cannot read: {exc.strerror}"))
+                continue
+            got = outcomes[0]
+            registrations.append(
+                Registration(str(item.path), got["outcome"], got["document_id"], got["job_id"], got["message"])
+            )
+    job_ids = [r.job_id for r in registrations if r.job_id]
+    if wait:
+        follow_on_server(server, kb["id"], job_ids)
+    states = {
+        d["id"]: DocumentState(d["status"], d["chunk_count"], d["pages"], d["error"], d["warnings"])
+        for d in server.list_documents(kb["id"])
+    }
+    print_outcomes(registrations, states, waited=wait)
+
+
+def _about_the_file(exc: ZhikuError) -> bool:
+    """True for an upload refused because of the file itself (its type, content or size): that file fails, the
+    others go on."""
+    if exc.code == "quota_exceeded":
+        return False
+    return isinstance(exc, DocumentError) or exc.param == "files" or exc.status_code == 413
 
 
 def reindex(
@@ -106,6 +194,18 @@ def reindex(
 ) -> None:
     """Re-embed a knowledge base (e.g. with another model) into a new index and switch when done; searches keep
     answering from the old index meanwhile."""
+    server = find_server()
+    if server is not None:
+        with server:
+            kb_out = server.get_knowledge_base(kb_name)
+            queued = server.reindex(kb_out["id"], model, dim)
+            if wait:
+                follow_on_server(server, kb_out["id"], [queued["id"]])
+                kb_out = server.get_knowledge_base(kb_out["id"])
+                out.print(f"{kb_out['name']}: now {kb_out['model']}, {kb_out['dimension']} dims")
+            else:
+                out.print(f"queued re-index job {queued['id']}")
+        return
     with open_zhiku() as zhiku:
         runner = job_runner(zhiku)
         try:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
-from typing import Annotated
+from collections.abc import Iterable
+from typing import Annotated, Any
 
 import typer
 from rich.progress import (
@@ -17,7 +19,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from zhiku.cli.common import err, open_zhiku, out
+from zhiku.cli.common import err, find_server, open_zhiku, out
+from zhiku.client import Client
 from zhiku.core import Zhiku
 from zhiku.jobs.runner import FINISHED, JobRunner, cancel_job, retry_job
 from zhiku.knowledge.jobs import get_job, job_progress, list_jobs
@@ -26,9 +29,8 @@ from zhiku.pipeline.tasks import job_runner
 jobs_app = typer.Typer(help="List, show, cancel and retry background jobs.", no_args_is_help=True)
 
 
-def run_with_progress(zhiku: Zhiku, runner: JobRunner, job_ids: list[str]) -> None:
-    """Show a progress bar until ``job_ids`` finish; ``runner`` must be started."""
-    started = time.monotonic()
+def progress_bar() -> Progress:
+    """The progress bar of commands that wait for jobs (on stderr); tasks take a ``detail`` field."""
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -37,16 +39,59 @@ def run_with_progress(zhiku: Zhiku, runner: JobRunner, job_ids: list[str]) -> No
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err) as progress:
+    return Progress(*columns, console=err)
+
+
+def _show(progress: Progress, task: TaskID, started: float, done: int, chunks: int) -> None:
+    rate = chunks / max(1e-6, time.monotonic() - started)
+    progress.update(task, completed=done, detail=f"{chunks} chunks, {rate:.1f} chunks/s")
+
+
+def run_with_progress(zhiku: Zhiku, runner: JobRunner, job_ids: list[str]) -> None:
+    """Show a progress bar until ``job_ids`` finish; ``runner`` must be started."""
+    started = time.monotonic()
+    with progress_bar() as progress:
         task: TaskID = progress.add_task("documents", total=len(job_ids), detail="")
 
         def poll() -> None:
             done, chunks = job_progress(zhiku, job_ids, FINISHED)
-            rate = chunks / max(1e-6, time.monotonic() - started)
-            progress.update(task, completed=done, detail=f"{chunks} chunks, {rate:.1f} chunks/s")
+            _show(progress, task, started, done, chunks)
 
         runner.wait_for(job_ids, on_poll=poll)
         poll()
+
+
+def follow_on_server(server: Client, kb_id: str, job_ids: list[str]) -> None:
+    """Show the same progress bar as :func:`run_with_progress` until ``job_ids`` (of knowledge base ``kb_id``) have
+    finished on ``server``, from its live job events."""
+    if not job_ids:
+        return
+    started = time.monotonic()
+    wanted = set(job_ids)
+    jobs: dict[str, dict[str, Any]] = {}
+
+    def update(progress: Progress, task: TaskID) -> bool:
+        done = sum(1 for job in jobs.values() if job["status"] in FINISHED)
+        chunks = sum(int((job.get("details") or {}).get("embedded", 0)) for job in jobs.values())
+        _show(progress, task, started, done, chunks)
+        return done == len(wanted)
+
+    with progress_bar() as progress:
+        task: TaskID = progress.add_task("documents", total=len(job_ids), detail="")
+        # a stream sends the jobs that are unfinished or finished in the last 30 s, the list all the others: a job
+        # that finishes between the two is in the stream
+        jobs.update((job["id"], job) for job in server.list_jobs(kb_id=kb_id, limit=1000) if job["id"] in wanted)
+        if update(progress, task):
+            return
+        events = server.job_events(kb_id)
+        try:
+            for job in events:
+                if job["id"] in wanted:
+                    jobs[job["id"]] = job
+                    if update(progress, task):
+                        return
+        finally:
+            events.close()
 
 
 @jobs_app.command("list")
@@ -55,54 +100,110 @@ def jobs_list(
     limit: Annotated[int, typer.Option("--limit")] = 50,
 ) -> None:
     """List recent jobs."""
+    server = find_server()
+    if server is not None:
+        with server:
+            listed = server.list_jobs(status, limit)
+            names: dict[str, str] = {}
+            for kb_id in {job["knowledge_base_id"] for job in listed if job["document_id"]}:
+                names.update((d["id"], d["filename"]) for d in server.list_documents(kb_id))
+        _print_jobs(
+            (
+                job["id"],
+                job["kind"],
+                names.get(job["document_id"] or "", ""),
+                job["status"],
+                job["stage"],
+                job["progress"],
+                job["attempts"],
+                job["max_attempts"],
+                job["error"],
+            )
+            for job in listed
+        )
+        return
     with open_zhiku() as zhiku:
         rows = list_jobs(zhiku, status, limit)
-        table = Table(title="jobs")
-        for column in ("id", "kind", "file", "status", "stage", "progress", "attempts", "error"):
-            table.add_column(column, overflow="fold")
-        for job, filename in rows:
-            table.add_row(
-                job.id[:12],
-                job.kind,
-                filename or "",
-                job.status,
-                job.stage,
-                f"{job.progress:.0%}",
-                f"{job.attempts}/{job.max_attempts}",
-                job.error or "",
-            )
-        out.print(table)
+    _print_jobs(
+        (
+            job.id,
+            job.kind,
+            filename or "",
+            job.status,
+            job.stage,
+            job.progress,
+            job.attempts,
+            job.max_attempts,
+            job.error,
+        )
+        for job, filename in rows
+    )
+
+
+def _print_jobs(rows: Iterable[tuple[str, str, str, str, str, float, int, int, str | None]]) -> None:
+    table = Table(title="jobs")
+    for column in ("id", "kind", "file", "status", "stage", "progress", "attempts", "error"):
+        table.add_column(column, overflow="fold")
+    for job_id, kind, filename, status, stage, progress, attempts, max_attempts, error in rows:
+        table.add_row(
+            job_id[:12], kind, filename, status, stage, f"{progress:.0%}", f"{attempts}/{max_attempts}", error or ""
+        )
+    out.print(table)
+
+
+SHOWN = (
+    "kind",
+    "status",
+    "stage",
+    "progress",
+    "attempts",
+    "max_attempts",
+    "error",
+    "document_id",
+    "kb_id",
+    "payload",
+    "created_at",
+    "started_at",
+    "heartbeat_at",
+    "finished_at",
+)
 
 
 @jobs_app.command("show")
 def jobs_show(job_id: Annotated[str, typer.Argument(help="Job id or unique prefix.")]) -> None:
     """Show one job in full."""
+    server = find_server()
+    if server is not None:
+        with server:
+            found = server.get_job(job_id)
+        fields = found | {"kb_id": found["knowledge_base_id"], "payload": found["details"], "heartbeat_at": None}
+        for name in ("created_at", "started_at", "finished_at"):
+            fields[name] = dt.datetime.fromisoformat(fields[name]) if fields[name] else None
+        _print_job(found["id"], [(name, fields[name]) for name in SHOWN])
+        return
     with open_zhiku() as zhiku:
         job = get_job(zhiku, job_id)
-        table = Table(show_header=False, title=f"job {job.id}")
-        for column in (
-            "kind",
-            "status",
-            "stage",
-            "progress",
-            "attempts",
-            "max_attempts",
-            "error",
-            "document_id",
-            "kb_id",
-            "payload",
-            "created_at",
-            "started_at",
-            "heartbeat_at",
-            "finished_at",
-        ):
-            table.add_row(column, str(getattr(job, column)))
-        out.print(table)
+    _print_job(job.id, [(name, getattr(job, name)) for name in SHOWN])
+
+
+def _print_job(job_id: str, rows: Iterable[tuple[str, object]]) -> None:
+    table = Table(show_header=False, title=f"job {job_id}")
+    for name, value in rows:
+        table.add_row(name, str(value))
+    out.print(table)
 
 
 @jobs_app.command("cancel")
 def jobs_cancel(job_id: Annotated[str, typer.Argument(help="Job id or unique prefix.")]) -> None:
     """Cancel a queued job, or ask a running one to stop."""
+    server = find_server()
+    if server is not None:
+        with server:
+            cancelled = server.cancel_job(job_id)
+        # the API has no cancel_requested: a running job it asked to stop is still running
+        requested = cancelled["status"] == "running"
+        out.print(f"job {cancelled['id']}: {cancelled['status']}{' (cancel requested)' if requested else ''}")
+        return
     with open_zhiku() as zhiku:
         job = cancel_job(zhiku, job_id)
     out.print(f"job {job.id}: {job.status}{' (cancel requested)' if job.cancel_requested else ''}")
@@ -114,10 +215,19 @@ def jobs_retry(
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Run it now and show progress.")] = True,
 ) -> None:
     """Queue a failed or cancelled job again."""
+    server = find_server()
+    if server is not None:
+        with server:
+            queued = server.retry_job(job_id)
+            if wait and queued["knowledge_base_id"]:
+                follow_on_server(server, queued["knowledge_base_id"], [queued["id"]])
+            final = server.get_job(queued["id"])
+        out.print(f"job {final['id']}: {final['status']}{' — ' + final['error'] if final['error'] else ''}")
+        return
     with open_zhiku() as zhiku:
         job = retry_job(zhiku, job_id)
         if wait:
             with job_runner(zhiku) as runner:
                 run_with_progress(zhiku, runner, [job.id])
-        final = get_job(zhiku, job.id)
-        out.print(f"job {final.id}: {final.status}{' — ' + final.error if final.error else ''}")
+        final_job = get_job(zhiku, job.id)
+        out.print(f"job {final_job.id}: {final_job.status}{' — ' + final_job.error if final_job.error else ''}")

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from dataclasses import asdict
-from typing import Annotated
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from zhiku.cli.common import open_zhiku, out, parse_meta
+from zhiku.cli.common import find_server, open_zhiku, out, parse_meta
 from zhiku.knowledge.bases import (
     create_knowledge_base,
     delete_knowledge_base,
@@ -22,7 +24,7 @@ from zhiku.knowledge.documents import delete_document, get_document, label_docum
 from zhiku.search.filters import parse_date, parse_filters
 from zhiku.search.highlight import mark
 from zhiku.search.options import MAX_TOP_K, TOP_K, SearchOptions
-from zhiku.search.retrieve import search
+from zhiku.search.retrieve import Hit, check_search, search
 
 kb_app = typer.Typer(help="Create, list, show and delete knowledge bases.", no_args_is_help=True)
 docs_app = typer.Typer(help="List, label and delete documents of a knowledge base.", no_args_is_help=True)
@@ -42,6 +44,24 @@ def kb_create(
     description: Annotated[str, typer.Option("--description", "-d")] = "",
 ) -> None:
     """Create a knowledge base (its model, dimension and instruction are fixed for its lifetime)."""
+    server = find_server()
+    if server is not None:
+        with server:
+            body = {
+                "name": name,
+                "model": model,
+                "dimension": dim,
+                "index_dimension": index_dim,
+                "instruction": instruction,
+                "chunk_tokens": chunk_tokens,
+                "chunk_overlap": overlap,
+                "description": description,
+            }
+            made = server.create_knowledge_base({k: v for k, v in body.items() if v is not None})
+        _print_created(
+            made["name"], made["id"], made["model"], made["dimension"], made["chunk_tokens"], made["chunk_overlap"]
+        )
+        return
     with open_zhiku() as zhiku:
         kb = create_knowledge_base(
             zhiku,
@@ -54,55 +74,115 @@ def kb_create(
             chunk_overlap=overlap,
             description=description,
         )
+    _print_created(kb.name, kb.id, kb.embedding_model, kb.dimension, kb.chunk_tokens, kb.chunk_overlap)
+
+
+def _print_created(name: str, kb_id: str, model: str, dimension: int, chunk_tokens: int, overlap: int) -> None:
     out.print(
-        f"created knowledge base [bold]{kb.name}[/] ({kb.id}): {kb.embedding_model}, {kb.dimension} dims, "
-        f"chunks of {kb.chunk_tokens} tokens (overlap {kb.chunk_overlap})"
+        f"created knowledge base [bold]{escape(name)}[/] ({kb_id}): {model}, {dimension} dims, "
+        f"chunks of {chunk_tokens} tokens (overlap {overlap})"
     )
 
 
 @kb_app.command("list")
 def kb_list() -> None:
     """List knowledge bases with their document and chunk counts."""
+    server = find_server()
+    if server is not None:
+        with server:
+            listed = server.list_knowledge_bases()
+        _print_kb_table(
+            (kb["name"], kb["model"], kb["dimension"], kb["documents"], kb["chunks"], _time(kb["created_at"]))
+            for kb in listed
+        )
+        return
     with open_zhiku() as zhiku:
-        table = Table(title="knowledge bases")
-        for column in ("name", "model", "dims", "documents", "ready", "chunks", "created"):
-            table.add_column(column)
+        rows = []
         for kb in list_knowledge_bases(zhiku):
             stats = knowledge_base_stats(zhiku, kb)
-            table.add_row(
-                kb.name,
-                kb.embedding_model,
-                str(kb.dimension),
-                str(sum(stats.documents.values())),
-                str(stats.documents.get("ready", 0)),
-                str(stats.chunks),
-                kb.created_at.strftime("%Y-%m-%d %H:%M"),
-            )
-        out.print(table)
+            rows.append((kb.name, kb.embedding_model, kb.dimension, stats.documents, stats.chunks, kb.created_at))
+    _print_kb_table(rows)
+
+
+def _print_kb_table(rows: Iterable[tuple[str, str, int, Mapping[str, int], int, dt.datetime]]) -> None:
+    table = Table(title="knowledge bases")
+    for column in ("name", "model", "dims", "documents", "ready", "chunks", "created"):
+        table.add_column(column)
+    for name, model, dimension, documents, chunks, created in rows:
+        table.add_row(
+            name,
+            model,
+            str(dimension),
+            str(sum(documents.values())),
+            str(documents.get("ready", 0)),
+            str(chunks),
+            created.strftime("%Y-%m-%d %H:%M"),
+        )
+    out.print(table)
+
+
+def _time(value: Any) -> dt.datetime:
+    """A date-time of the API's JSON (ISO 8601) as the embedded rows have it."""
+    return dt.datetime.fromisoformat(str(value))
+
+
+def _optional_time(value: Any) -> dt.datetime | None:
+    return _time(value) if value else None
 
 
 @kb_app.command("show")
 def kb_show(name: Annotated[str, typer.Argument(help="Knowledge base name or id.")]) -> None:
     """Show a knowledge base's settings and counts."""
+    server = find_server()
+    if server is not None:
+        with server:
+            kb_out = server.get_knowledge_base(name)
+        _print_kb_show(
+            kb_out["name"],
+            [
+                ("id", kb_out["id"]),
+                ("model", kb_out["model"]),
+                ("dimension", kb_out["dimension"]),
+                ("index dimension", kb_out["index_dimension"] or "(full)"),
+                ("instruction", kb_out["instruction"] or "(model default)"),
+                ("chunk tokens", kb_out["chunk_tokens"]),
+                ("chunk overlap", kb_out["chunk_overlap"]),
+                ("documents", _documents_text(kb_out["documents"])),
+                ("chunks", kb_out["chunks"]),
+                ("vectors", "(counted by the server's vector store; not in its API)"),
+                ("created", _time(kb_out["created_at"]).isoformat(timespec="seconds")),
+            ],
+        )
+        return
     with open_zhiku() as zhiku:
         kb = get_knowledge_base(zhiku, name)
         stats = knowledge_base_stats(zhiku, kb)
         vectors = zhiku.vectors.count(kb.collection)
-    documents = ", ".join(f"{k}: {v}" for k, v in stats.documents.items()) or "0"
-    table = Table(show_header=False, title=f"knowledge base {kb.name}")
-    for key, value in [
-        ("id", kb.id),
-        ("model", kb.embedding_model),
-        ("dimension", kb.dimension),
-        ("index dimension", kb.index_dimension or "(full)"),
-        ("instruction", kb.instruction or "(model default)"),
-        ("chunk tokens", kb.chunk_tokens),
-        ("chunk overlap", kb.chunk_overlap),
-        ("documents", documents),
-        ("chunks", stats.chunks),
-        ("vectors", vectors),
-        ("created", kb.created_at.isoformat(timespec="seconds")),
-    ]:
+    _print_kb_show(
+        kb.name,
+        [
+            ("id", kb.id),
+            ("model", kb.embedding_model),
+            ("dimension", kb.dimension),
+            ("index dimension", kb.index_dimension or "(full)"),
+            ("instruction", kb.instruction or "(model default)"),
+            ("chunk tokens", kb.chunk_tokens),
+            ("chunk overlap", kb.chunk_overlap),
+            ("documents", _documents_text(stats.documents)),
+            ("chunks", stats.chunks),
+            ("vectors", vectors),
+            ("created", kb.created_at.isoformat(timespec="seconds")),
+        ],
+    )
+
+
+def _documents_text(documents: Mapping[str, int]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in documents.items()) or "0"
+
+
+def _print_kb_show(name: str, rows: Sequence[tuple[str, object]]) -> None:
+    table = Table(show_header=False, title=f"knowledge base {name}")
+    for key, value in rows:
         table.add_row(key, str(value))
     out.print(table)
 
@@ -113,6 +193,15 @@ def kb_delete(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete a knowledge base with all its documents, chunks and vectors."""
+    server = find_server()
+    if server is not None:
+        with server:
+            found = server.get_knowledge_base(name)
+            if not yes and not typer.confirm(f"Delete knowledge base {found['name']!r} and everything in it?"):
+                raise typer.Exit(1)
+            server.delete_knowledge_base(found["id"])
+        out.print(f"deleted knowledge base {found['name']}")
+        return
     with open_zhiku() as zhiku:
         kb = get_knowledge_base(zhiku, name)
         if not yes and not typer.confirm(f"Delete knowledge base {kb.name!r} and everything in it?"):
@@ -124,26 +213,76 @@ def kb_delete(
 @docs_app.command("list")
 def docs_list(kb_name: Annotated[str, typer.Option("--kb", help="Knowledge base name or id.")]) -> None:
     """List a knowledge base's documents."""
+    server = find_server()
+    if server is not None:
+        with server:
+            kb_out = server.get_knowledge_base(kb_name)
+            listed = server.list_documents(kb_out["id"])
+        _print_documents(
+            kb_out["name"],
+            (
+                DocumentRow(
+                    d["id"],
+                    d["filename"],
+                    d["status"],
+                    d["version"],
+                    d["pages"],
+                    d["chunk_count"],
+                    d["mime_type"],
+                    d["tags"],
+                    d["metadata"],
+                    d["error"],
+                )
+                for d in listed
+            ),
+        )
+        return
     with open_zhiku() as zhiku:
         kb = get_knowledge_base(zhiku, kb_name)
-        table = Table(title=f"documents of {kb.name}")
-        for column in ("id", "file", "status", "version", "pages", "chunks", "type", "tags", "metadata", "error"):
-            table.add_column(column, overflow="fold")
-        for d in list_documents(zhiku, kb):
-            meta = ", ".join(f"{k}={v}" for k, v in sorted(d.meta.items()))
-            table.add_row(
-                d.id[:12],
-                d.filename,
-                d.status,
-                str(d.version),
-                str(d.pages or ""),
-                str(d.chunk_count),
-                d.mime_type or "",
-                ", ".join(d.tags),
-                meta,
-                d.error or "",
+        rows = [
+            DocumentRow(
+                d.id, d.filename, d.status, d.version, d.pages, d.chunk_count, d.mime_type, d.tags, d.meta, d.error
             )
-        out.print(table)
+            for d in list_documents(zhiku, kb)
+        ]
+    _print_documents(kb.name, rows)
+
+
+@dataclass(frozen=True)
+class DocumentRow:
+    """What ``zhiku docs list`` shows of a document."""
+
+    id: str
+    filename: str
+    status: str
+    version: int
+    pages: int | None
+    chunk_count: int
+    mime_type: str | None
+    tags: Sequence[str]
+    meta: Mapping[str, Any]
+    error: str | None
+
+
+def _print_documents(kb_name: str, rows: Iterable[DocumentRow]) -> None:
+    table = Table(title=f"documents of {kb_name}")
+    for column in ("id", "file", "status", "version", "pages", "chunks", "type", "tags", "metadata", "error"):
+        table.add_column(column, overflow="fold")
+    for d in rows:
+        meta = ", ".join(f"{k}={v}" for k, v in sorted(d.meta.items()))
+        table.add_row(
+            d.id[:12],
+            d.filename,
+            d.status,
+            str(d.version),
+            str(d.pages or ""),
+            str(d.chunk_count),
+            d.mime_type or "",
+            ", ".join(d.tags),
+            meta,
+            d.error or "",
+        )
+    out.print(table)
 
 
 @docs_app.command("label")
@@ -159,6 +298,20 @@ def docs_label(
     """Change a document's tags, metadata or date (used by search filters; no re-indexing needed)."""
     metadata = parse_meta(meta or [])
     when = parse_date(date, param="date") if date else None
+    server = find_server()
+    if server is not None:
+        body = {
+            "add_tags": tag or [],
+            "remove_tags": untag or [],
+            "set_metadata": metadata,
+            "unset_metadata": unset or [],
+            "document_date": when.isoformat() if when else None,
+        }
+        with server:
+            kb_out = server.get_knowledge_base(kb_name)
+            labelled = server.label_document(kb_out["id"], document_id, body)
+        _print_labels(labelled["filename"], labelled["tags"], labelled["metadata"])
+        return
     with open_zhiku() as zhiku:
         kb = get_knowledge_base(zhiku, kb_name)
         document = label_document(
@@ -170,8 +323,12 @@ def docs_label(
             unset_metadata=unset or (),
             document_date=when,
         )
-    meta_text = ", ".join(f"{k}={v}" for k, v in sorted(document.meta.items()))
-    out.print(f"{document.filename}: tags [{', '.join(document.tags)}], metadata {{{meta_text}}}", markup=False)
+    _print_labels(document.filename, document.tags, document.meta)
+
+
+def _print_labels(filename: str, tags: Sequence[str], meta: Mapping[str, Any]) -> None:
+    meta_text = ", ".join(f"{k}={v}" for k, v in sorted(meta.items()))
+    out.print(f"{filename}: tags [{', '.join(tags)}], metadata {{{meta_text}}}", markup=False)
 
 
 @docs_app.command("delete")
@@ -180,6 +337,14 @@ def docs_delete(
     kb_name: Annotated[str, typer.Option("--kb", help="Knowledge base name or id.")],
 ) -> None:
     """Delete a document, its chunks and vectors."""
+    server = find_server()
+    if server is not None:
+        with server:
+            kb_out = server.get_knowledge_base(kb_name)
+            found = server.get_document(kb_out["id"], document_id)
+            server.delete_document(kb_out["id"], found["id"])
+        out.print(f"deleted {found['filename']} ({found['id']})")
+        return
     with open_zhiku() as zhiku:
         kb = get_knowledge_base(zhiku, kb_name)
         document = get_document(zhiku, kb, document_id)
@@ -213,22 +378,54 @@ def search_command(
 ) -> None:
     """Search a knowledge base; hits carry document, page span, offsets, highlighted passage and scores."""
     document_filter = parse_filters(filters or [])
+    options = SearchOptions(
+        mode=mode,  # type: ignore[arg-type]
+        top_k=top_k,
+        document_ids=document,
+        filter=document_filter,
+        min_score=min_score,
+        neighbours=neighbours,
+        rerank=rerank,
+    )
+    server = find_server()
+    if server is not None:
+        check_search(query, options)  # the same messages as embedded, before any request
+        body = {
+            "query": query,
+            "mode": mode,
+            "top_k": top_k,
+            "filters": filters or [],
+            "document_ids": document,
+            "min_score": min_score,
+            "neighbours": neighbours,
+            "rerank": rerank is not None,  # the server's own reranker
+        }
+        with server:
+            kb_out = server.get_knowledge_base(kb_name)
+            found = server.search(kb_out["id"], body)
+        if as_json:
+            typer.echo(json.dumps(found["hits"], ensure_ascii=False))
+            return
+        _print_hits(kb_out["name"], query, mode, [_hit(h) for h in found["hits"]])
+        return
     with open_zhiku() as zhiku:
         kb = get_knowledge_base(zhiku, kb_name)
-        options = SearchOptions(
-            mode=mode,  # type: ignore[arg-type]
-            top_k=top_k,
-            document_ids=document,
-            filter=document_filter,
-            min_score=min_score,
-            neighbours=neighbours,
-            rerank=rerank,
-        )
         hits = search(zhiku, kb, query, options)
     if as_json:
         typer.echo(json.dumps([asdict(h) | {"highlighted": h.highlighted} for h in hits], ensure_ascii=False))
         return
-    table = Table(title=f"{mode} search in {kb.name}: {query}", show_lines=True)
+    _print_hits(kb.name, query, mode, hits)
+
+
+def _hit(row: Mapping[str, Any]) -> Hit:
+    """A hit of the API (``HitOut``) as the search returns it (the API leaves out ``source`` and ``ordinal``)."""
+    fields = {name: row[name] for name in Hit.__dataclass_fields__ if name in row}
+    fields["highlights"] = [tuple(span) for span in fields.get("highlights", [])]
+    return Hit(**{"source": row.get("filename", ""), "ordinal": -1, **fields})
+
+
+def _print_hits(kb_name: str, query: str, mode: str, hits: Sequence[Hit]) -> None:
+    table = Table(title=f"{mode} search in {kb_name}: {query}", show_lines=True)
     for column in ("#", "score", "document", "pages", "passage"):
         table.add_column(column, overflow="fold")
     for rank, hit in enumerate(hits, start=1):

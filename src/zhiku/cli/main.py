@@ -3,11 +3,13 @@ command modules' commands and groups registered on it, and the console-script en
 
 from __future__ import annotations
 
+import contextlib
 import io
 import ipaddress
 import json
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Iterator
 from enum import StrEnum
@@ -17,6 +19,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -28,12 +31,23 @@ from zhiku.cli.ingest import ingest, reindex
 from zhiku.cli.jobs import jobs_app
 from zhiku.cli.kb import docs_app, kb_app, search_command
 from zhiku.cli.keys import keys_app
+from zhiku.client import (
+    ServerRecord,
+    looks_like_zhiku,
+    process_alive,
+    read_server_record,
+    remove_server_record,
+    server_file,
+    write_server_record,
+)
 from zhiku.config import Settings, get_settings, settings_reference_markdown
+from zhiku.core import Zhiku
 from zhiku.embedding import get_embedder
 from zhiku.embedding.models import DEFAULT_MODEL, REGISTRY
 from zhiku.errors import InvalidInputError, ZhikuError
 from zhiku.eval.harness import evaluate_set
 from zhiku.eval.retrieval import evaluate_dense, load_beir
+from zhiku.keys import create_api_key, revoke_api_key
 from zhiku.search.options import MODES
 
 app = typer.Typer(
@@ -244,21 +258,83 @@ def serve(
         )
         raise typer.Exit(2)
     err.print(f"zhiku serving on http://{host}:{port} (models load first; /readyz says when ready)")
-    uvicorn.run(
-        "zhiku.api.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        # keep idle client connections longer than uvicorn's 5 s: fewer races where a client reuses a
-        # connection the server is just closing (and what load balancers in front expect)
-        timeout_keep_alive=75,
-        # on SIGTERM, open connections (live event streams never end by themselves) get 3 s, then the jobs
-        # stop at their next safe point: the server is gone within 10 s
-        timeout_graceful_shutdown=3,
-    )
+    # uvicorn ends by raising the signal that stopped it again, with the handler it found: make SIGTERM end this
+    # process through the ``finally`` below (as Ctrl-C does), which revokes the CLI key and deletes server.json
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    record = _record_server(settings, host, port)
+    try:
+        uvicorn.run(
+            "zhiku.api.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+            # keep idle client connections longer than uvicorn's 5 s: fewer races where a client reuses a
+            # connection the server is just closing (and what load balancers in front expect)
+            timeout_keep_alive=75,
+            # on SIGTERM, open connections (live event streams never end by themselves) get 3 s, then the jobs
+            # stop at their next safe point: the server is gone within 10 s
+            timeout_graceful_shutdown=3,
+        )
+    finally:
+        if record is not None:
+            _forget_server(settings, record)
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _local_url(host: str, port: int) -> str:
+    """The URL at which a CLI on this machine reaches a server listening on ``host``."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return f"http://{host}:{port}"
+    if address.is_unspecified:
+        address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
+    return f"http://[{address}]:{port}" if address.version == 6 else f"http://{address}:{port}"
+
+
+def _record_server(settings: Settings, host: str, port: int) -> ServerRecord | None:
+    """Write ``$ZHIKU_HOME/server.json`` so the CLI of this home goes through this server (with auth on, with an
+    admin key of the ``default`` tenant made for it now); ``None`` when another live server has recorded itself."""
+    # imported here, not at the top: only this command runs a server
+    from zhiku.api.app import bootstrap_admin_key
+
+    home = settings.ensure_home()
+    previous = read_server_record(home)
+    if previous is not None and process_alive(previous.pid) and looks_like_zhiku(previous.pid):
+        err.print(
+            f"[yellow]warning:[/] another zhiku server (pid {previous.pid}, {previous.url}) has recorded itself in "
+            f"{server_file(home)}; the CLI of this home goes through that one"
+        )
+        return None
+    record = ServerRecord(url=_local_url(host, port), pid=os.getpid())
+    with Zhiku(settings) as zhiku:
+        if previous is not None and previous.key_id:  # left by a server that was killed
+            with contextlib.suppress(ZhikuError):
+                revoke_api_key(zhiku, previous.key_id)
+        if settings.auth == "on":
+            bootstrap_admin_key(zhiku)  # first, so that the first start still prints the admin key
+            row, secret = create_api_key(zhiku, "default", "admin", f"local CLI key (zhiku serve pid {os.getpid()})")
+            record = ServerRecord(url=record.url, pid=record.pid, key=secret, key_id=row.id)
+    write_server_record(home, record)
+    return record
+
+
+def _forget_server(settings: Settings, record: ServerRecord) -> None:
+    """Undo :func:`_record_server` when the server stops: revoke the CLI key, delete the file."""
+    remove_server_record(settings.home, record.pid)
+    if record.key_id is None:
+        return
+    try:
+        with Zhiku(settings) as zhiku:
+            revoke_api_key(zhiku, record.key_id)
+    except Exception as exc:  # noqa: BLE001 - the server has stopped; say what is left and end
+        err.print(f"[yellow]warning:[/] could not revoke the local CLI key {record.key_id}: {exc}")
 
 
 @app.command()
@@ -393,7 +469,7 @@ def main() -> None:
     try:
         app()
     except ZhikuError as exc:
-        err.print(f"[bold red]error:[/] {exc.message}")
+        err.print(f"[bold red]error:[/] {escape(exc.message)}", soft_wrap=True)  # one line, however long
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None

@@ -163,6 +163,12 @@ def _validate(query: str, options: SearchOptions) -> None:
         raise InvalidInputError(f"neighbours must be 0 to 10, got {options.neighbours}", param="neighbours")
 
 
+def check_search(query: str, options: SearchOptions) -> None:
+    """Raise :class:`InvalidInputError` for a query or options no search accepts (what :func:`search` checks
+    first; the CLI checks it before it sends a search to a server, for the same messages)."""
+    _validate(query, options)
+
+
 def _materialise(
     zhiku: Zhiku,
     ranked: list[str],
