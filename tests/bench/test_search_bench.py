@@ -58,9 +58,9 @@ def test_build_and_bench_word_soup(tmp_path: Path) -> None:
         assert threaded[0].p50_ms > 0
 
         table = render_table(results + threaded)
-        assert table.startswith("| mode | points |")
+        assert table.startswith("| store | mode | points |")
         assert table.count("\n") == 2 + len(results)
-        assert "| dense | 2,000 | 4 | 30 | 10 | kb |" in table
+        assert "| edge | dense | 2,000 | 4 | 30 | 10 | kb |" in table
 
 
 def test_queries_have_near_neighbours(tmp_path: Path) -> None:
@@ -153,3 +153,33 @@ def test_dense_recall_of_an_indexed_quantized_collection(tmp_path: Path) -> None
         # the wrong ground truth and collapses, so the figure above is not vacuous
         wrong = dense_recall(store, "bench", points=POINTS, dimension=DIMENSION, seed=6, queries=50)
         assert wrong < 0.5
+
+
+def test_edge_and_pgvector_side_by_side(tmp_path: Path, pgvector_url: str, evaldata: Path) -> None:
+    """`zhiku bench search --stores edge --stores pgvector`: both built, both timed, rows of both in one table."""
+    from zhiku.bench.search import run_search_bench
+    from zhiku.config import Settings
+
+    said: list[str] = []
+    table, notes = run_search_bench(
+        [evaldata / "retrieval" / "xquad-zh"],
+        Settings(),
+        points=POINTS,
+        dimension=DIMENSION,
+        vectors="random",
+        model=None,
+        queries=20,
+        rounds=1,
+        concurrency=[1, 2],
+        store=tmp_path / "store",
+        say=said.append,
+        stores=["edge", "pgvector"],
+        pgvector_url=pgvector_url,
+    )
+    rows = list(table.splitlines()[2:])
+    assert len(rows) == 2 * 2 * 3  # clients x stores x modes
+    assert {row.split("|")[1].strip() for row in rows} == {"edge", "pgvector"}
+    assert all("| kb |" in row for row in rows)  # the filter every zhiku search sends
+    assert "edge dense recall@10" in notes
+    assert "pgvector dense recall@10" in notes
+    assert said.index("timing edge with 1 client(s)...") < said.index("timing pgvector with 1 client(s)...")

@@ -183,6 +183,8 @@ class SearchBenchResult:
     qps: float
     """Completed queries per second of wall time, all clients together."""
     rounds: int = 1
+    store: str = "edge"
+    """The vector store measured: ``edge`` (Qdrant Edge) or ``pgvector``."""
 
 
 # ---------------------------------------------------------------------------------------------- synthetic data
@@ -501,12 +503,13 @@ def bench_search(
 def render_table(results: Sequence[SearchBenchResult]) -> str:
     """The results as a Markdown table (one row per mode and concurrency)."""
     lines = [
-        "| mode | points | clients | queries | top_k | filter | p50 ms | p95 ms | p99 ms | mean ms | QPS |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| store | mode | points | clients | queries | top_k | filter | p50 ms | p95 ms | p99 ms | mean ms | QPS |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
-            f"| {r.mode} | {r.points:,} | {r.concurrency} | {r.queries} | {r.top_k} | {'kb' if r.filtered else '-'} "
+            f"| {r.store} | {r.mode} | {r.points:,} | {r.concurrency} | {r.queries} | {r.top_k} "
+            f"| {'kb' if r.filtered else '-'} "
             f"| {r.p50_ms:.2f} | {r.p95_ms:.2f} | {r.p99_ms:.2f} | {r.mean_ms:.2f} | {r.qps:.0f} |"
         )
     return "\n".join(lines)
@@ -519,6 +522,25 @@ def describe_build(build: BuildResult) -> str:
         f"collection of {build.points:,} synthetic points, dimension {build.dimension}: upsert "
         f"{build.upsert_seconds:.1f} s, optimize {build.optimize_seconds:.1f} s{disk}"
     )
+
+
+STORES = ("edge", "pgvector")
+"""Vector stores :func:`run_search_bench` can measure."""
+
+
+def open_bench_store(kind: str, folder: Path, settings: Settings, pgvector_url: str | None) -> VectorStore:
+    """The store ``kind``: Qdrant Edge in ``folder``, or pgvector at ``pgvector_url`` (default: the settings')."""
+    search_ef = settings.vector_search_ef or None
+    if kind == "edge":
+        return QdrantEdgeStore(folder, hnsw_ef=search_ef)
+    if kind == "pgvector":
+        from zhiku.storage.vectors.pgvector import PgVectorStore
+
+        url = pgvector_url or settings.pgvector_url or settings.database_url
+        if not url or not url.startswith("postgres"):
+            raise InvalidInputError("--stores pgvector needs --pgvector-url (or ZHIKU_PGVECTOR_URL)", param="stores")
+        return PgVectorStore(url, hnsw_ef=search_ef)
+    raise InvalidInputError(f"unknown store {kind!r}: use {' or '.join(STORES)}", param="stores")
 
 
 def run_search_bench(
@@ -534,10 +556,15 @@ def run_search_bench(
     concurrency: Sequence[int] | None,
     store: Path | None,
     say: Callable[[str], None],
+    stores: Sequence[str] = ("edge",),
+    pgvector_url: str | None = None,
+    with_filter: bool = True,
 ) -> tuple[str, str]:
-    """``zhiku bench search``: build (or reuse, from ``store``) the synthetic collection, with vectors ``fitted``
-    to ``model``'s embeddings of the corpora or ``random``, then time the searches; returns the results table and
-    the notes on how it was measured. ``say`` reports long steps as they begin."""
+    """``zhiku bench search``: build (or reuse, from ``store`` or the pgvector database) the synthetic collection
+    in each of ``stores``, with vectors ``fitted`` to ``model``'s embeddings of the corpora or ``random``, then
+    time the searches, the stores taking turns at each concurrency; returns the results table and the notes on
+    how it was measured. ``with_filter`` sends the ``kb_id`` filter every zhiku search sends. ``say`` reports
+    long steps as they begin."""
     if vectors not in ("fitted", "random"):
         raise InvalidInputError(f"--vectors must be fitted or random, got {vectors!r}", param="vectors")
     distribution: EmbeddingDistribution | None = None
@@ -550,55 +577,62 @@ def run_search_bench(
     else:
         notes += ", vectors uniform on the sphere"
     notes += f"; texts from {', '.join(c.name for c in corpora)}"
+    search_ef = settings.vector_search_ef or None
     with tempfile.TemporaryDirectory(prefix="zhiku-bench-search-") as scratch:
         folder = store or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
-        search_ef = settings.vector_search_ef or None
-        vector_store = QdrantEdgeStore(folder, hnsw_ef=search_ef)
+        opened = {kind: open_bench_store(kind, folder, settings, pgvector_url) for kind in stores}
         try:
             record = folder / f"{name}.build.json"
             saved_distribution = folder / f"{name}.distribution.npz"
-            reuse = vector_store.has_collection(name) and vector_store.count(name) == points
+            reused = {kind: s.has_collection(name) and s.count(name) == points for kind, s in opened.items()}
             if vectors == "fitted":
-                if reuse and saved_distribution.is_file():
+                if saved_distribution.is_file() and any(reused.values()):
                     distribution = EmbeddingDistribution.load(saved_distribution)
                 else:
-                    reuse = False
+                    reused = dict.fromkeys(opened, False)
                     say(f"fitting the vector distribution to {spec.name}'s embeddings of the passages...")
                     distribution = fit_distribution(get_embedder(spec.name), load_passages(corpora), dimension)
                     distribution.save(saved_distribution)
                 notes += f" (effective dimension {distribution.effective_dimension():.0f})"
-            if reuse:
-                notes += "; collection reused from --store"
-                if record.is_file():
-                    notes += " (" + describe_build(BuildResult(**json.loads(record.read_text()))) + ")"
-            else:
-                build = build_synthetic_collection(
-                    vector_store,
-                    name,
-                    points=points,
-                    dimension=dimension,
-                    texts_from=corpora,
-                    distribution=distribution,
-                )
-                notes += "; " + describe_build(build)
-                record.write_text(json.dumps(dataclasses.asdict(build)))
-            recall = dense_recall(vector_store, name, points=points, dimension=dimension, distribution=distribution)
-            notes += f"; dense recall@10 against exact search {recall:.3f}"
-            notes += f" (HNSW search beam {search_ef})" if search_ef is not None else " (Qdrant's default beam)"
+            for kind, vector_store in opened.items():
+                if reused[kind]:
+                    notes += f"; {kind}: collection reused"
+                    kind_record = record.with_suffix(f".{kind}.json")
+                    if kind_record.is_file():
+                        notes += " (" + describe_build(BuildResult(**json.loads(kind_record.read_text()))) + ")"
+                else:
+                    say(f"building the {kind} collection of {points:,} points...")
+                    build = build_synthetic_collection(
+                        vector_store,
+                        name,
+                        points=points,
+                        dimension=dimension,
+                        texts_from=corpora,
+                        distribution=distribution,
+                    )
+                    notes += f"; {kind}: " + describe_build(build)
+                    record.with_suffix(f".{kind}.json").write_text(json.dumps(dataclasses.asdict(build)))
+                recall = dense_recall(vector_store, name, points=points, dimension=dimension, distribution=distribution)
+                notes += f"; {kind} dense recall@10 against exact search {recall:.3f}"
+            notes += f" (HNSW search beam {search_ef})" if search_ef is not None else " (the stores' default beams)"
             results = []
             for clients in concurrency or [1, 8]:
-                results += bench_search(
-                    vector_store,
-                    name,
-                    queries=queries,
-                    concurrency=clients,
-                    with_filter=False,
-                    query_texts=load_queries(corpora),
-                    dimension=dimension,
-                    rounds=rounds,
-                    distribution=distribution,
-                )
+                for kind, vector_store in opened.items():  # the stores take turns, so machine noise hits both
+                    say(f"timing {kind} with {clients} client(s)...")
+                    measured = bench_search(
+                        vector_store,
+                        name,
+                        queries=queries,
+                        concurrency=clients,
+                        with_filter=with_filter,
+                        query_texts=load_queries(corpora),
+                        dimension=dimension,
+                        rounds=rounds,
+                        distribution=distribution,
+                    )
+                    results += [dataclasses.replace(r, store=kind) for r in measured]
         finally:
-            vector_store.close()
+            for vector_store in opened.values():
+                vector_store.close()
     return render_table(results), notes

@@ -235,9 +235,16 @@ def bench_search_command(
     store: Annotated[
         Path | None, typer.Option(help="Keep the collection here and reuse it when it already has --points.")
     ] = None,
+    stores: Annotated[
+        list[str] | None, typer.Option("--stores", help="edge and/or pgvector (repeatable; default edge).")
+    ] = None,
+    pgvector_url: Annotated[
+        str | None, typer.Option("--pgvector-url", help="PostgreSQL URL for --stores pgvector (default: settings).")
+    ] = None,
     output: Annotated[Path, typer.Option(help="Markdown file the results are appended to.")] = Path("BENCHMARKS.md"),
 ) -> None:
-    """Search latency (p50/p95/p99, QPS) at N synthetic chunks, dense / hybrid / text, excluding query embedding."""
+    """Search latency (p50/p95/p99, QPS) at N synthetic chunks, dense / hybrid / text, excluding query embedding;
+    with the kb_id filter every zhiku search sends. Several --stores are measured side by side, taking turns."""
     from zhiku.bench.search import run_search_bench  # (see bench embed)
 
     table, notes = run_search_bench(
@@ -252,6 +259,8 @@ def bench_search_command(
         concurrency=concurrency,
         store=store,
         say=err.print,
+        stores=stores or ["edge"],
+        pgvector_url=pgvector_url,
     )
     Console().print(table)
     append_report(output, "search latency", table, notes + "; store calls only (query embedding excluded)")
