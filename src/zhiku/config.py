@@ -142,7 +142,8 @@ class Settings(BaseSettings):
         default=512,
         ge=0,
         le=4096,
-        description="HNSW search beam of dense searches (Qdrant Edge or server; at least the candidates asked for). "
+        description="HNSW search beam of dense searches (Qdrant Edge or server; pgvector's `hnsw.ef_search`, at most "
+        "1000; at least the candidates asked for). "
         "Larger finds more of the true nearest neighbours in large collections, at some latency: at 1M chunks, "
         "recall@10 0.58 with Qdrant's default, 0.81 at 512 for 1.1 -> 3.0 ms (one core, BENCHMARKS.md). 0 = "
         "Qdrant's default. Collections small enough to be searched exactly are unaffected.",

@@ -183,3 +183,22 @@ def test_edge_and_pgvector_side_by_side(tmp_path: Path, pgvector_url: str, evald
     assert "edge dense recall@10" in notes
     assert "pgvector dense recall@10" in notes
     assert said.index("timing edge with 1 client(s)...") < said.index("timing pgvector with 1 client(s)...")
+
+
+def test_bench_lexical_judges_both_stores(tmp_path: Path, pgvector_url: str) -> None:
+    import json
+
+    from zhiku.bench.search import bench_lexical, render_lexical_table
+    from zhiku.config import Settings
+
+    corpus = tmp_path / "tiny"
+    corpus.mkdir()
+    passages = {"p0": "北京是中国的首都。", "p1": "The volcano erupted with ash and lava.", "p2": "Bees make honey."}
+    questions = {"q0": "中国的首都", "q1": "volcano lava"}
+    (corpus / "corpus.jsonl").write_text("\n".join(json.dumps({"_id": k, "text": v}) for k, v in passages.items()))
+    (corpus / "queries.jsonl").write_text("\n".join(json.dumps({"_id": k, "text": v}) for k, v in questions.items()))
+    (corpus / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\nq0\tp0\t1\nq1\tp1\t1\n")
+    results = bench_lexical([corpus], Settings(), ["edge", "pgvector"], pgvector_url=pgvector_url)
+    assert [(r.store, r.queries) for r in results] == [("edge", 2), ("pgvector", 2)]
+    assert all(r.ndcg_at_10 == 1.0 for r in results)  # each question finds its passage first
+    assert "| tiny | pgvector | 2 | 1.0000 |" in render_lexical_table(results)

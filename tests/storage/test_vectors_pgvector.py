@@ -204,3 +204,46 @@ def test_two_processes_write_one_collection(pgvector_url: str, tmp_path: Path) -
         assert len({h.id for h in hits}) == len(hits)
     finally:
         store.close()
+
+
+def test_closed_store_reopens_and_bad_settings_say_what_to_do(pgvector_url: str, tmp_path: Path) -> None:
+    from zhiku.config import Settings
+    from zhiku.errors import ConfigError, VectorStoreError
+    from zhiku.storage.vectors import create_vector_store
+
+    store = PgVectorStore(pgvector_url)
+    store.ensure_collection(COLLECTION, 8)
+    store.close()
+    assert store.count(COLLECTION) == 0  # a new pool after close(), as the other stores reopen
+    store.close()
+    with pytest.raises(ConfigError, match="ZHIKU_PGVECTOR_URL"):
+        create_vector_store(Settings(home=tmp_path, vector_store="pgvector"))  # SQLite metadata, no URL
+    with pytest.raises(ConfigError, match="PostgreSQL URL"):
+        PgVectorStore("mysql://user:pw@host/db")
+    with pytest.raises(VectorStoreError) as refused:
+        PgVectorStore("postgresql://zhiku:s3cret@127.0.0.1:9/zhiku?connect_timeout=2")
+    assert "s3cret" not in str(refused.value)
+    assert "zhiku:***@" in str(refused.value)
+
+
+def test_a_collection_the_store_refuses_leaves_no_knowledge_base(pgvector_url: str, tmp_path: Path) -> None:
+    """The store fails for real (its table is renamed away): no knowledge base row, and the name stays free."""
+    from zhiku.config import Settings
+    from zhiku.core import Zhiku
+    from zhiku.errors import VectorStoreError
+    from zhiku.knowledge.bases import create_knowledge_base, list_knowledge_bases
+
+    with Zhiku(Settings(home=tmp_path, database_url=pgvector_url, vector_store="pgvector")) as zhiku:
+        create_knowledge_base(zhiku, "first")
+        raw = pgvector_url.replace("+psycopg", "")
+        with psycopg.connect(raw, autocommit=True) as connection:
+            connection.execute("ALTER TABLE zhiku_vector_collections RENAME TO zhiku_vector_collections_away")
+        try:
+            with pytest.raises(VectorStoreError):
+                create_knowledge_base(zhiku, "second")
+        finally:
+            with psycopg.connect(raw, autocommit=True) as connection:
+                connection.execute("ALTER TABLE zhiku_vector_collections_away RENAME TO zhiku_vector_collections")
+        assert [kb.name for kb in list_knowledge_bases(zhiku)] == ["first"]
+        second = create_knowledge_base(zhiku, "second")
+        assert zhiku.vectors.has_collection(second.collection)

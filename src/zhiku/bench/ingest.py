@@ -47,15 +47,18 @@ class IngestBenchResult:
 
 @dataclass(frozen=True)
 class IngestSetup:
-    """One configuration to measure: a local runtime (``None`` = the default) and the documents per group."""
+    """One configuration to measure: a local runtime (``None`` = the default), the documents per group and the
+    vector store (``edge``, or ``pgvector`` at ``pgvector_url``)."""
 
     backend: str | None
     batch_documents: int
+    store: str = "edge"
+    pgvector_url: str | None = None
 
     @property
     def label(self) -> str:
         """How the setup is shown in the report."""
-        return f"{self.backend or 'default'}, groups of {self.batch_documents}"
+        return f"{self.backend or 'default'}, groups of {self.batch_documents}, {self.store}"
 
 
 def write_documents(corpora: list[Path], folder: Path, documents: int, passages_per_document: int) -> int:
@@ -98,6 +101,7 @@ def _one_round(docs: Path, home: Path, settings: Settings, model: str | None) ->
         for start in range(0, len(texts), EMBED_BATCH):
             embedder.encode_bare(texts[start : start + EMBED_BATCH])
         encode_seconds = time.perf_counter() - started
+        zhiku.vectors.delete_collection(kb.collection)  # a shared store (pgvector) outlives the round's home
         return ingest_seconds, encode_seconds, [tokens for _, tokens in rows], embedder.spec.name
     finally:
         zhiku.close()
@@ -132,6 +136,8 @@ def bench_ingest(
                 update: dict[str, object] = {"ingest_batch_documents": setup.batch_documents}
                 if setup.backend is not None:
                     update["embedding_backend"] = setup.backend
+                if setup.store != "edge":
+                    update |= {"vector_store": setup.store, "pgvector_url": setup.pgvector_url}
                 ingest_seconds, encode_seconds, tokens, name = _one_round(
                     root / "docs", root / f"home-{index}-{number}", settings.model_copy(update=update), model
                 )

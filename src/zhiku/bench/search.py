@@ -636,3 +636,70 @@ def run_search_bench(
             for vector_store in opened.values():
                 vector_store.close()
     return render_table(results), notes
+
+
+# ---------------------------------------------------------------------------------------------- lexical quality
+
+
+@dataclass(frozen=True)
+class LexicalQuality:
+    """BM25 ranking quality of one store on one BEIR set, with its latency."""
+
+    store: str
+    dataset: str
+    queries: int
+    ndcg_at_10: float
+    p50_ms: float
+
+
+def bench_lexical(
+    corpora: Sequence[Path], settings: Settings, stores: Sequence[str], *, pgvector_url: str | None = None
+) -> list[LexicalQuality]:
+    """nDCG@10 of each store's ``search_text`` (BM25 on zhiku's terms) over each BEIR set: the passages go into a
+    fresh collection of each store (random vectors: only the text is judged), every query is asked with the
+    ``kb_id`` filter every search sends."""
+    from zhiku.eval.retrieval import load_beir, rank_metrics
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="zhiku-bench-lexical-") as scratch:
+        for corpus in corpora:
+            data = load_beir(corpus)
+            rng = np.random.default_rng(0)
+            points = [
+                VectorPoint(
+                    id=str(uuid.uuid4()),
+                    vector=rng.standard_normal(8).astype(np.float32),
+                    text=text,
+                    payload={KB_FIELD: BENCH_KB, DOCUMENT_FIELD: doc_id, VERSION_FIELD: 1},
+                )
+                for doc_id, text in zip(data.doc_ids, data.doc_texts, strict=True)
+            ]
+            name = f"lexical_{uuid.uuid4().hex[:12]}"
+            for kind in stores:
+                store = open_bench_store(kind, Path(scratch) / kind, settings, pgvector_url)
+                try:
+                    store.ensure_collection(name, 8)
+                    store.upsert(name, points)
+                    store.optimize(name)
+                    ndcgs, timings = [], []
+                    for query_id, query in zip(data.query_ids, data.query_texts, strict=True):
+                        began = time.perf_counter()
+                        hits = store.search_text(name, query, top_k=10, filter=SearchFilter(kb_id=BENCH_KB))
+                        timings.append(time.perf_counter() - began)
+                        ndcgs.append(rank_metrics([h.payload[DOCUMENT_FIELD] for h in hits], data.qrels[query_id])[0])
+                    results.append(
+                        LexicalQuality(
+                            kind, data.name, len(ndcgs), float(np.mean(ndcgs)), statistics.median(timings) * 1000
+                        )
+                    )
+                finally:
+                    store.delete_collection(name)
+                    store.close()
+    return results
+
+
+def render_lexical_table(results: Sequence[LexicalQuality]) -> str:
+    """The lexical results as a Markdown table."""
+    lines = ["| set | store | queries | nDCG@10 | p50 ms |", "|---|---|---|---|---|"]
+    lines += [f"| {r.dataset} | {r.store} | {r.queries} | {r.ndcg_at_10:.4f} | {r.p50_ms:.2f} |" for r in results]
+    return "\n".join(lines)

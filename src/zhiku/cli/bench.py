@@ -118,6 +118,12 @@ def bench_ingest_command(
         list[int] | None,
         typer.Option("--batch-documents", help="ingest_batch_documents values to compare (repeatable)."),
     ] = None,
+    stores: Annotated[
+        list[str] | None, typer.Option("--stores", help="edge and/or pgvector (repeatable; default edge).")
+    ] = None,
+    pgvector_url: Annotated[
+        str | None, typer.Option("--pgvector-url", help="PostgreSQL URL for --stores pgvector (default: settings).")
+    ] = None,
     output: Annotated[Path, typer.Option(help="Markdown file the results are appended to.")] = Path("BENCHMARKS.md"),
 ) -> None:
     """Ingestion end to end (documents/s, chunks/s, tokens/s, peak RSS) vs the bare model on the same chunks."""
@@ -126,10 +132,17 @@ def bench_ingest_command(
     quiet_libraries()
     settings = get_settings()
     backends: list[str | None] = list(backend) if backend else [None]
+    for store in stores or []:
+        if store not in ("edge", "pgvector"):
+            raise InvalidInputError(f"unknown store {store!r}: use edge or pgvector", param="stores")
+    url = pgvector_url or settings.pgvector_url or settings.database_url
+    if "pgvector" in (stores or []) and not (url and url.startswith("postgres")):
+        raise InvalidInputError("--stores pgvector needs --pgvector-url (or ZHIKU_PGVECTOR_URL)", param="stores")
     setups = [
-        IngestSetup(one_backend, one_group)
+        IngestSetup(one_backend, one_group, store, url if store == "pgvector" else None)
         for one_backend in backends
         for one_group in (batch_documents or [settings.ingest_batch_documents])
+        for store in (stores or ["edge"])
     ]
     results, peak_rss = bench_ingest(
         corpora,
@@ -264,4 +277,60 @@ def bench_search_command(
     )
     Console().print(table)
     append_report(output, "search latency", table, notes + "; store calls only (query embedding excluded)")
+    err.print(f"appended to {output}")
+
+
+@bench_app.command("serve-search")
+def bench_serve_search_command(
+    corpus: Annotated[Path, typer.Argument(help="BEIR folder: its passages are ingested, its queries searched.")],
+    pgvector_url: Annotated[
+        str | None,
+        typer.Option("--pgvector-url", help="An empty PostgreSQL database with pgvector for the scaled-out server."),
+    ] = None,
+    workers: Annotated[int, typer.Option(help="--workers of the pgvector server.")] = 2,
+    clients: Annotated[list[int] | None, typer.Option("--clients", help="Concurrent clients (repeatable).")] = None,
+    queries: Annotated[int, typer.Option(help="Searches per client count and round.")] = 300,
+    rounds: Annotated[int, typer.Option(help="Rounds; medians are reported.")] = 3,
+    output: Annotated[Path, typer.Option(help="Markdown file the results are appended to.")] = Path("BENCHMARKS.md"),
+) -> None:
+    """Searches/s over HTTP: one embedded `zhiku serve` (SQLite + Qdrant Edge) next to `zhiku serve --workers N`
+    on PostgreSQL + pgvector (taking turns), same corpus, same queries, query embedding included."""
+    from zhiku.bench.serve_search import ServerSetup, bench_search_serving, render_serving_table  # (see bench embed)
+
+    setups = [ServerSetup("zhiku serve (embedded: SQLite + Qdrant Edge)", 1, {})]
+    if pgvector_url:
+        pg = {"database_url": pgvector_url, "vector_store": "pgvector"}
+        setups.append(ServerSetup(f"zhiku serve --workers {workers} (PostgreSQL + pgvector)", workers, pg))
+    err.print(f"ingesting {corpus.name} into {len(setups)} server(s), then timing searches ...")
+    rows = bench_search_serving(corpus, setups, client_counts=clients or [1, 4, 16], queries=queries, rounds=rounds)
+    table = render_serving_table(rows)
+    Console().print(table)
+    notes = (
+        f"{corpus.name} ingested through each server's API (one document per passage), {queries} of its queries "
+        f"per client count and round (hybrid search, top_k 10, query embedding included, embedding cache off), "
+        f"closed-loop clients over loopback HTTP, servers taking turns, median of {rounds} rounds"
+    )
+    append_report(output, "search serving", table, notes)
+    err.print(f"appended to {output}")
+
+
+@bench_app.command("lexical")
+def bench_lexical_command(
+    corpora: Annotated[list[Path], typer.Argument(help="BEIR folders (corpus.jsonl, queries.jsonl, qrels.tsv).")],
+    stores: Annotated[
+        list[str] | None, typer.Option("--stores", help="edge and/or pgvector (repeatable; default both).")
+    ] = None,
+    pgvector_url: Annotated[
+        str | None, typer.Option("--pgvector-url", help="PostgreSQL URL for --stores pgvector (default: settings).")
+    ] = None,
+    output: Annotated[Path, typer.Option(help="Markdown file the results are appended to.")] = Path("BENCHMARKS.md"),
+) -> None:
+    """BM25 quality (nDCG@10) of each vector store's lexical search on the same passages and queries."""
+    from zhiku.bench.search import bench_lexical, render_lexical_table  # (see bench embed)
+
+    results = bench_lexical(corpora, get_settings(), stores or ["edge", "pgvector"], pgvector_url=pgvector_url)
+    table = render_lexical_table(results)
+    Console().print(table)
+    notes = "each store's search_text (BM25 on zhiku's terms), top 10, with the kb_id filter; vectors random"
+    append_report(output, "lexical quality by store", table, notes)
     err.print(f"appended to {output}")

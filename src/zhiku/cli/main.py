@@ -261,7 +261,9 @@ def serve(
     # uvicorn ends by raising the signal that stopped it again, with the handler it found: make SIGTERM end this
     # process through the ``finally`` below (as Ctrl-C does), which revokes the CLI key and deletes server.json
     signal.signal(signal.SIGTERM, _exit_on_signal)
-    record = _record_server(settings, host, port)
+    # the CLI of this home must go through this server only when the server owns the vector store (Qdrant Edge);
+    # with a shared store (pgvector, Qdrant server) the CLI opens it beside the server, as any other process does
+    record = _record_server(settings, host, port) if settings.vector_store == "edge" else None
     try:
         uvicorn.run(
             "zhiku.api.app:create_app",
@@ -306,7 +308,9 @@ def _record_server(settings: Settings, host: str, port: int) -> ServerRecord | N
 
     home = settings.ensure_home()
     previous = read_server_record(home)
-    if previous is not None and process_alive(previous.pid) and looks_like_zhiku(previous.pid):
+    # a record with this very process id was left by an earlier server in this container (both were PID 1)
+    alive = previous is not None and previous.pid != os.getpid() and process_alive(previous.pid)
+    if previous is not None and alive and looks_like_zhiku(previous.pid):
         err.print(
             f"[yellow]warning:[/] another zhiku server (pid {previous.pid}, {previous.url}) has recorded itself in "
             f"{server_file(home)}; the CLI of this home goes through that one"

@@ -96,28 +96,42 @@ def create_knowledge_base(
             f"chunk overlap must be 0 to {size // 2} tokens (half the chunk size), got {overlap}", param="chunk_overlap"
         )
     with zhiku.db.session() as session:
-        taken = session.scalar(
-            select(KnowledgeBase.id).where(KnowledgeBase.tenant_id == tenant_id, KnowledgeBase.name == name)
-        )
-        if taken:
-            raise ConflictError(f"a knowledge base named {name!r} already exists")
-        kb_id = new_id()
-        kb = KnowledgeBase(
-            id=kb_id,
-            tenant_id=tenant_id,
-            name=name,
-            description=description,
-            embedding_model=spec.name,
-            dimension=dim,
-            index_dimension=index_dimension,
-            instruction=task,
-            chunk_tokens=size,
-            chunk_overlap=overlap,
-            collection=f"kb_{kb_id}",
-        )
-        session.add(kb)
-    zhiku.vectors.ensure_collection(kb.collection, dim, index_dimension=index_dimension)
+        _check_name_free(session, tenant_id, name)
+    kb_id = new_id()
+    # the collection first, outside any metadata transaction: a collection the store refuses (e.g. too many
+    # dimensions for pgvector's index) leaves no knowledge base behind, and no transaction waits on the store
+    collection = f"kb_{kb_id}"
+    zhiku.vectors.ensure_collection(collection, dim, index_dimension=index_dimension)
+    try:
+        with zhiku.db.session() as session:
+            _check_name_free(session, tenant_id, name)  # again: another request may have taken it meanwhile
+            kb = KnowledgeBase(
+                id=kb_id,
+                tenant_id=tenant_id,
+                name=name,
+                description=description,
+                embedding_model=spec.name,
+                dimension=dim,
+                index_dimension=index_dimension,
+                instruction=task,
+                chunk_tokens=size,
+                chunk_overlap=overlap,
+                collection=collection,
+            )
+            session.add(kb)
+    except BaseException:
+        zhiku.vectors.delete_collection(collection)
+        raise
     return kb
+
+
+def _check_name_free(session: Session, tenant_id: str, name: str) -> None:
+    """``ConflictError`` when the tenant has a knowledge base of that name."""
+    taken = session.scalar(
+        select(KnowledgeBase.id).where(KnowledgeBase.tenant_id == tenant_id, KnowledgeBase.name == name)
+    )
+    if taken:
+        raise ConflictError(f"a knowledge base named {name!r} already exists")
 
 
 def list_knowledge_bases(zhiku: Zhiku, tenant_id: str = "default") -> list[KnowledgeBase]:

@@ -1,0 +1,40 @@
+"""`zhiku bench serve-search`: an embedded server and `--workers 2` on pgvector, both real, on a tiny BEIR set;
+checks the report's shape (no timing asserts)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from zhiku.cli import app
+
+
+def test_bench_serve_search_runs_both_servers(tmp_path: Path, pgvector_url: str) -> None:
+    corpus = tmp_path / "tiny"
+    corpus.mkdir()
+    passages = ["The lighthouse keeper lit the lamp.", "长江是中国最长的河流。", "Bees make honey from nectar."]
+    (corpus / "corpus.jsonl").write_text(
+        "\n".join(json.dumps({"_id": f"p{i}", "text": t}) for i, t in enumerate(passages)), encoding="utf-8"
+    )
+    (corpus / "queries.jsonl").write_text(
+        "\n".join(json.dumps({"_id": f"q{i}", "text": t}) for i, t in enumerate(["lamp", "最长的河流"])),
+        encoding="utf-8",
+    )
+    output = tmp_path / "BENCHMARKS.md"
+    args = ["bench", "serve-search", str(corpus), "--pgvector-url", pgvector_url, "--clients", "1", "--clients", "2"]
+    args += ["--queries", "6", "--rounds", "1", "--output", str(output)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    text = output.read_text(encoding="utf-8")
+    assert "## search serving" in text
+    rows = re.findall(r"^\| zhiku serve (.+?) \| (\d+) \| 6 \| ([\d.]+) \|", text, re.M)
+    assert [(setup[:12], clients) for setup, clients, _ in rows] == [
+        ("(embedded: S", "1"),
+        ("--workers 2 ", "1"),
+        ("(embedded: S", "2"),
+        ("--workers 2 ", "2"),
+    ]
+    assert all(float(qps) > 0 for _, _, qps in rows)
