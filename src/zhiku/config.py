@@ -80,7 +80,10 @@ class Settings(BaseSettings):
         "padding: 1.3x faster than 32 on mixed passages, see BENCHMARKS.md), 32 on GPUs.",
     )
     embedding_threads: int | None = Field(
-        default=None, ge=1, description="CPU threads for local inference; empty = all cores."
+        default=None,
+        ge=1,
+        description="CPU threads for local inference; empty = all cores (`zhiku serve --workers N`: the cores "
+        "divided among the N processes).",
     )
     default_truncate: TruncateMode = Field(
         default="end",
