@@ -218,8 +218,9 @@ def test_closed_store_reopens_and_bad_settings_say_what_to_do(pgvector_url: str,
     store.close()
     with pytest.raises(ConfigError, match="ZHIKU_PGVECTOR_URL"):
         create_vector_store(Settings(home=tmp_path, vector_store="pgvector"))  # SQLite metadata, no URL
-    with pytest.raises(ConfigError, match="PostgreSQL URL"):
+    with pytest.raises(ConfigError, match="PostgreSQL URL") as wrong:
         PgVectorStore("mysql://user:pw@host/db")
+    assert "pw" not in str(wrong.value)
     with pytest.raises(VectorStoreError) as refused:
         PgVectorStore("postgresql://zhiku:s3cret@127.0.0.1:9/zhiku?connect_timeout=2")
     assert "s3cret" not in str(refused.value)

@@ -112,7 +112,7 @@ class PgVectorStore:
         asked for, at most 1,000); ``hnsw_m`` and ``hnsw_ef_construction`` shape new collections' indexes.
         """
         if not re.match(r"^postgres(?:ql)?(?:\+\w+)?://", url or ""):
-            raise ConfigError(f"the pgvector store needs a PostgreSQL URL (postgresql://...), got {url!r}")
+            raise ConfigError(f"the pgvector store needs a PostgreSQL URL (postgresql://...), got {_redacted(url)!r}")
         self.url = url
         self.batch_size, self.rrf_k, self.prefetch_factor = batch_size, rrf_k, prefetch_factor
         self.rescore_factor, self.min_rescore_candidates = rescore_factor, min_rescore_candidates
