@@ -15,6 +15,13 @@ from zhiku.cli.common import err, quiet_libraries
 from zhiku.config import get_settings
 from zhiku.errors import InvalidInputError
 
+StoresOption = Annotated[
+    list[str] | None, typer.Option("--stores", help="Vector stores to measure: edge and/or pgvector (repeatable).")
+]
+PgvectorUrlOption = Annotated[
+    str | None, typer.Option("--pgvector-url", help="PostgreSQL URL for --stores pgvector (default: settings).")
+]
+
 bench_app = typer.Typer(help="Benchmarks: print a table and append it to BENCHMARKS.md.", no_args_is_help=True)
 
 
@@ -118,15 +125,12 @@ def bench_ingest_command(
         list[int] | None,
         typer.Option("--batch-documents", help="ingest_batch_documents values to compare (repeatable)."),
     ] = None,
-    stores: Annotated[
-        list[str] | None, typer.Option("--stores", help="edge and/or pgvector (repeatable; default edge).")
-    ] = None,
-    pgvector_url: Annotated[
-        str | None, typer.Option("--pgvector-url", help="PostgreSQL URL for --stores pgvector (default: settings).")
-    ] = None,
+    stores: StoresOption = None,
+    pgvector_url: PgvectorUrlOption = None,
     output: Annotated[Path, typer.Option(help="Markdown file the results are appended to.")] = Path("BENCHMARKS.md"),
 ) -> None:
-    """Ingestion end to end (documents/s, chunks/s, tokens/s, peak RSS) vs the bare model on the same chunks."""
+    """Ingestion end to end (documents/s, chunks/s, tokens/s, peak RSS) vs the bare model on the same chunks, per
+    backend, group size and vector store (--stores: edge by default)."""
     from zhiku.bench.ingest import IngestSetup, bench_ingest  # (see bench embed)
 
     quiet_libraries()
@@ -248,16 +252,13 @@ def bench_search_command(
     store: Annotated[
         Path | None, typer.Option(help="Keep the collection here and reuse it when it already has --points.")
     ] = None,
-    stores: Annotated[
-        list[str] | None, typer.Option("--stores", help="edge and/or pgvector (repeatable; default edge).")
-    ] = None,
-    pgvector_url: Annotated[
-        str | None, typer.Option("--pgvector-url", help="PostgreSQL URL for --stores pgvector (default: settings).")
-    ] = None,
+    stores: StoresOption = None,
+    pgvector_url: PgvectorUrlOption = None,
     output: Annotated[Path, typer.Option(help="Markdown file the results are appended to.")] = Path("BENCHMARKS.md"),
 ) -> None:
     """Search latency (p50/p95/p99, QPS) at N synthetic chunks, dense / hybrid / text, excluding query embedding;
-    with the kb_id filter every zhiku search sends. Several --stores are measured side by side, taking turns."""
+    with the kb_id filter every zhiku search sends. Several --stores (default: edge) are measured side by side, taking
+    turns."""
     from zhiku.bench.search import run_search_bench  # (see bench embed)
 
     table, notes = run_search_bench(
@@ -317,15 +318,12 @@ def bench_serve_search_command(
 @bench_app.command("lexical")
 def bench_lexical_command(
     corpora: Annotated[list[Path], typer.Argument(help="BEIR folders (corpus.jsonl, queries.jsonl, qrels.tsv).")],
-    stores: Annotated[
-        list[str] | None, typer.Option("--stores", help="edge and/or pgvector (repeatable; default both).")
-    ] = None,
-    pgvector_url: Annotated[
-        str | None, typer.Option("--pgvector-url", help="PostgreSQL URL for --stores pgvector (default: settings).")
-    ] = None,
+    stores: StoresOption = None,
+    pgvector_url: PgvectorUrlOption = None,
     output: Annotated[Path, typer.Option(help="Markdown file the results are appended to.")] = Path("BENCHMARKS.md"),
 ) -> None:
-    """BM25 quality (nDCG@10) of each vector store's lexical search on the same passages and queries."""
+    """BM25 quality (nDCG@10) of each vector store's lexical search on the same passages and queries (--stores:
+    both by default)."""
     from zhiku.bench.search import bench_lexical, render_lexical_table  # (see bench embed)
 
     results = bench_lexical(corpora, get_settings(), stores or ["edge", "pgvector"], pgvector_url=pgvector_url)

@@ -8,6 +8,7 @@ so that one collection can serve several knowledge bases.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,10 @@ KB_FIELD = "kb_id"
 DOCUMENT_FIELD = "document_id"
 VERSION_FIELD = "version"
 RESERVED_FIELDS = frozenset({TEXT_FIELD, KB_FIELD, DOCUMENT_FIELD, VERSION_FIELD})
+
+MIN_INDEX_DIMENSION = 32
+"""Smallest Matryoshka index dimension a collection may index (smaller prefixes rank too poorly)."""
+COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 PayloadValue = str | int | bool
 """A value a :class:`SearchFilter` can test a payload field for equality with."""
@@ -137,6 +142,38 @@ def check_top_k(top_k: int) -> None:
     """Refuse a ``top_k`` that is not a positive integer."""
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k <= 0:
         raise InvalidInputError(f"top_k must be a positive integer, got {top_k!r}", param="top_k")
+
+
+def check_collection_name(name: str) -> None:
+    """Refuse a collection name that is not 1-128 letters, digits, '_', '-' or '.' (no '..')."""
+    if not isinstance(name, str) or not COLLECTION_NAME.match(name) or ".." in name:
+        raise InvalidInputError(
+            f"invalid vector collection name {name!r}: use 1-128 letters, digits, '_', '-' or '.'", param="name"
+        )
+
+
+def check_dimensions(dimension: int, index_dimension: int | None) -> None:
+    """Refuse a collection layout: ``dimension`` a positive integer, ``index_dimension`` (Matryoshka) ``None`` or
+    an integer from :data:`MIN_INDEX_DIMENSION` to ``dimension - 1``."""
+    if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension <= 0:
+        raise InvalidInputError(f"vector dimension must be a positive integer, got {dimension!r}", param="dimension")
+    if index_dimension is not None and (
+        isinstance(index_dimension, bool)
+        or not isinstance(index_dimension, int)
+        or not MIN_INDEX_DIMENSION <= index_dimension < dimension
+    ):
+        raise InvalidInputError(
+            f"index_dimension must be an integer from {MIN_INDEX_DIMENSION} to {dimension - 1} "
+            f"(below the dimension {dimension}), got {index_dimension!r}",
+            param="index_dimension",
+        )
+
+
+def prefix_vector(vector: np.ndarray, dimension: int) -> np.ndarray:
+    """The first ``dimension`` components of a vector, re-normalised (a Matryoshka prefix; zero stays zero)."""
+    head = np.asarray(vector[:dimension], dtype=np.float32)
+    norm = float(np.linalg.norm(head))
+    return head / norm if norm else head
 
 
 def point_uuid(value: str) -> str:

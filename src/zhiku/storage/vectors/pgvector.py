@@ -54,14 +54,16 @@ from zhiku.storage.vectors.base import (
     SearchFilter,
     VectorHit,
     VectorPoint,
+    check_collection_name,
+    check_dimensions,
     check_top_k,
     normalized_vectors,
     point_uuid,
+    prefix_vector,
     stored_payload,
 )
 from zhiku.storage.vectors.bm25 import document_vector, query_vector
 
-MIN_INDEX_DIMENSION = 32
 MAX_INDEX_DIMENSION = 2000
 """pgvector's HNSW index takes vectors of up to 2,000 dimensions."""
 MAX_EF_SEARCH = 1000
@@ -136,19 +138,8 @@ class PgVectorStore:
         Several processes may ensure the same collection at once: a transaction-scoped advisory lock makes one of
         them create it and the others find it.
         """
-        _check_name(name)
-        if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
-            raise InvalidInputError(f"dimension must be a positive integer, got {dimension!r}", param="dimension")
-        if index_dimension is not None and (
-            isinstance(index_dimension, bool)
-            or not isinstance(index_dimension, int)
-            or not MIN_INDEX_DIMENSION <= index_dimension < dimension
-        ):
-            raise InvalidInputError(
-                f"index_dimension must be an integer from {MIN_INDEX_DIMENSION} to {dimension - 1} "
-                f"(below the dimension {dimension}), got {index_dimension!r}",
-                param="index_dimension",
-            )
+        check_collection_name(name)
+        check_dimensions(dimension, index_dimension)
         indexed = index_dimension or dimension
         if indexed > MAX_INDEX_DIMENSION:
             raise InvalidInputError(
@@ -194,7 +185,7 @@ class PgVectorStore:
 
     def delete_collection(self, name: str) -> None:
         """Drop the collection, its points, postings and index; a missing collection is not an error."""
-        _check_name(name)
+        check_collection_name(name)
         with self._lock:
             self._layouts.pop(name, None)
         with self._transaction(f"delete vector collection {name!r}") as cursor:
@@ -240,7 +231,7 @@ class PgVectorStore:
                 extra = {
                     k: v for k, v in payload.items() if k not in (TEXT_FIELD, KB_FIELD, DOCUMENT_FIELD, VERSION_FIELD)
                 }
-                prefix = _prefix(vector, index_dimension) if index_dimension else None
+                prefix = prefix_vector(vector, index_dimension) if index_dimension else None
                 rows.append(
                     (
                         collection_id,
@@ -424,7 +415,7 @@ class PgVectorStore:
                 "SELECT * FROM zhiku_vector_points WHERE {where} "
                 "ORDER BY index_embedding::vector({dim}) <#> %s LIMIT %s) AS stage_one ORDER BY score DESC LIMIT %s"
             ).format(where=where, dim=sql.Literal(index_dimension)),
-            (Vector(query), *params, Vector(_prefix(query, index_dimension)), candidates, top_k),
+            (Vector(query), *params, Vector(prefix_vector(query, index_dimension)), candidates, top_k),
         )
         return _hits(cursor.fetchall())
 
@@ -501,7 +492,7 @@ class PgVectorStore:
 
     def _layout(self, name: str, *, missing_ok: bool = False) -> tuple[int, int, int | None] | None:
         """``(id, dimension, index_dimension)`` of a collection, read once and remembered."""
-        _check_name(name)
+        check_collection_name(name)
         with self._lock:
             if name in self._layouts:
                 return self._layouts[name]
@@ -612,12 +603,6 @@ def _index_name(collection_id: int) -> sql.Identifier:
 def _signed(term: int) -> int:
     """A CRC-32 term id as PostgreSQL's signed ``integer``."""
     return term - (1 << 32) if term >= 1 << 31 else term
-
-
-def _prefix(vector: np.ndarray, dimension: int) -> np.ndarray:
-    head = np.asarray(vector[:dimension], dtype=np.float32)
-    norm = float(np.linalg.norm(head))
-    return head / norm if norm else head
 
 
 def _clean_text(text: str) -> str:

@@ -29,9 +29,12 @@ from zhiku.storage.vectors.base import (
     SearchFilter,
     VectorHit,
     VectorPoint,
+    check_collection_name,
+    check_dimensions,
     check_top_k,
     normalized_vectors,
     point_uuid,
+    prefix_vector,
     stored_payload,
 )
 from zhiku.storage.vectors.bm25 import document_vector, query_vector
@@ -39,7 +42,6 @@ from zhiku.storage.vectors.bm25 import document_vector, query_vector
 DENSE = "dense"
 INDEX = "index"
 SPARSE = "bm25"
-MIN_INDEX_DIMENSION = 32
 
 
 class QdrantStore:
@@ -76,15 +78,8 @@ class QdrantStore:
 
     def ensure_collection(self, name: str, dimension: int, *, index_dimension: int | None = None) -> None:
         """Create the collection if missing; ``ConflictError`` if it exists with another layout."""
-        _check_name(name)
-        if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
-            raise InvalidInputError(f"dimension must be a positive integer, got {dimension!r}", param="dimension")
-        if index_dimension is not None and not MIN_INDEX_DIMENSION <= index_dimension < dimension:
-            raise InvalidInputError(
-                f"index_dimension must be an integer from {MIN_INDEX_DIMENSION} to {dimension - 1} "
-                f"(below the dimension {dimension}), got {index_dimension!r}",
-                param="index_dimension",
-            )
+        check_collection_name(name)
+        check_dimensions(dimension, index_dimension)
         with self._lock:
             stored = self._layout(name, missing_ok=True)
             if stored is not None:
@@ -141,7 +136,7 @@ class QdrantStore:
 
     def has_collection(self, name: str) -> bool:
         """Whether the collection exists."""
-        _check_name(name)
+        check_collection_name(name)
         with self._lock:
             return bool(self._call(f"look up {name!r}", self.client.collection_exists, name))
 
@@ -184,7 +179,7 @@ class QdrantStore:
                     SPARSE: models.SparseVector(indices=indices, values=values),
                 }
                 if index_dimension is not None:
-                    named[INDEX] = _prefix(vector, index_dimension).tolist()
+                    named[INDEX] = prefix_vector(vector, index_dimension).tolist()
                 structs.append(models.PointStruct(id=point_uuid(point.id), vector=named, payload=stored_payload(point)))
             with self._lock:
                 self._call(f"upsert into {name!r}", self.client.upsert, name, structs, wait=True)
@@ -231,7 +226,7 @@ class QdrantStore:
                 search_params=self.search_params,
             )
         stage_one = models.Prefetch(
-            query=_prefix(query, index_dimension).tolist(),
+            query=prefix_vector(query, index_dimension).tolist(),
             using=INDEX,
             filter=selector,
             limit=max(top_k, self.rescore_factor * top_k, 100),
@@ -272,7 +267,7 @@ class QdrantStore:
             dense = models.Prefetch(
                 prefetch=[
                     models.Prefetch(
-                        query=_prefix(dense_query, index_dimension).tolist(),
+                        query=prefix_vector(dense_query, index_dimension).tolist(),
                         using=INDEX,
                         filter=selector,
                         limit=self.rescore_factor * candidates,
@@ -322,7 +317,7 @@ class QdrantStore:
 
     def _layout(self, name: str, *, missing_ok: bool = False) -> tuple[int, int | None] | None:
         """``(dimension, index_dimension)`` of a collection, read from Qdrant once and remembered."""
-        _check_name(name)
+        check_collection_name(name)
         with self._lock:
             if name in self._layouts:
                 return self._layouts[name]
@@ -359,12 +354,6 @@ def _check_name(name: str) -> None:
         raise InvalidInputError(
             f"invalid vector collection name {name!r}: use 1-128 letters, digits, '_', '-' or '.'", param="name"
         )
-
-
-def _prefix(vector: np.ndarray, dimension: int) -> np.ndarray:
-    head = np.asarray(vector[:dimension], dtype=np.float32)
-    norm = float(np.linalg.norm(head))
-    return head / norm if norm else head
 
 
 def _match(value: PayloadValue | Sequence[PayloadValue]) -> models.MatchValue | models.MatchAny:

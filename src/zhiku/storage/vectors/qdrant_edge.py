@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
 import threading
 from collections.abc import Iterator, Sequence
@@ -94,6 +93,8 @@ from zhiku.storage.vectors.base import (
     SearchFilter,
     VectorHit,
     VectorPoint,
+    check_collection_name,
+    check_dimensions,
     check_top_k,
     normalized_vectors,
     point_uuid,
@@ -102,14 +103,11 @@ from zhiku.storage.vectors.base import (
 
 logger = logging.getLogger(__name__)
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _CONFIG_FILE = "edge_config.json"
 _FULL_VECTOR = "full"
 """Named vector of a Matryoshka collection: the whole vector, on disk, used only for rescoring."""
 _INDEX_VECTOR = "index"
 """Named vector of a Matryoshka collection: the re-normalised prefix that carries the HNSW index."""
-MIN_INDEX_DIMENSION = 32
-"""The smallest reduced index dimension accepted by :meth:`QdrantEdgeStore.ensure_collection`."""
 _FLOAT32_BYTES = 4
 
 
@@ -269,19 +267,7 @@ class QdrantEdgeStore:
         embedding models, whose prefixes are embeddings themselves. ``None`` means a plain collection, and
         re-ensuring an existing collection with another ``dimension`` or ``index_dimension`` is a conflict.
         """
-        if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension <= 0:
-            message = f"vector dimension must be a positive integer, got {dimension!r}"
-            raise InvalidInputError(message, param="dimension")
-        if index_dimension is not None and (
-            isinstance(index_dimension, bool)
-            or not isinstance(index_dimension, int)
-            or not MIN_INDEX_DIMENSION <= index_dimension < dimension
-        ):
-            raise InvalidInputError(
-                f"index_dimension must be an integer from {MIN_INDEX_DIMENSION} to {dimension - 1} "
-                f"(below the dimension {dimension}), got {index_dimension!r}",
-                param="index_dimension",
-            )
+        check_dimensions(dimension, index_dimension)
         folder = self._folder(name)
         with self._lock:
             existing = self._open.get(name)
@@ -522,10 +508,7 @@ class QdrantEdgeStore:
     # ------------------------------------------------------------------ internals
 
     def _folder(self, name: str) -> Path:
-        if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
-            raise InvalidInputError(
-                f"invalid vector collection name {name!r}: use 1-128 letters, digits, '_', '-' or '.'", param="name"
-            )
+        check_collection_name(name)  # also keeps the folder inside the store's path
         return self.path / name
 
     @classmethod
