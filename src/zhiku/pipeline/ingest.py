@@ -206,6 +206,9 @@ def _flip(zhiku: Zhiku, kb: KnowledgeBase, items: list[_Prepared], outcomes: Out
             document.pages, document.chunk_count = len(item.parsed.pages), len(item.spans)
             document.warnings = list(item.parsed.warnings)
             document.updated_at = utcnow()
+            job = session.get(Job, item.job_id)
+            if job is not None:  # what the progress bars count (the CLI's, embedded and through a server)
+                job.payload = {**job.payload, "embedded": len(item.spans)}
     for item in superseded:
         zhiku.vectors.delete(kb.collection, document_id=item.document_id, version=item.version)
     return replaced

@@ -360,7 +360,7 @@ class PgVectorStore:
                 for table in ("zhiku_vector_points", "zhiku_vector_terms"):
                     connection.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(table)))
             except Exception as exc:
-                raise VectorStoreError(f"cannot analyse the vector tables: {exc}") from exc
+                raise VectorStoreError(f"cannot analyse the vector tables: {_one_line(exc)}") from exc
             finally:
                 connection.autocommit = False
 
@@ -521,7 +521,7 @@ class PgVectorStore:
             ):
                 yield cursor
         except psycopg.Error as exc:
-            raise VectorStoreError(f"cannot {what}: {exc}") from exc
+            raise VectorStoreError(f"cannot {what}: {_one_line(exc)}") from exc
 
     def _connected_pool(self) -> Any:
         """The connection pool, opened on first use and again after :meth:`close`."""
@@ -543,7 +543,7 @@ class PgVectorStore:
                 except Exception as exc:
                     pool.close()
                     raise VectorStoreError(
-                        f"cannot connect to the pgvector database at {_redacted(self.url)}: {exc}"
+                        f"cannot connect to the pgvector database at {_redacted(self.url)}: {_one_line(exc)}"
                     ) from exc
                 self._pool = pool
             return self._pool
@@ -566,9 +566,15 @@ def migrate_vector_tables(url: str) -> None:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     except Exception as exc:
-        raise VectorStoreError(f"cannot prepare the pgvector tables at {_redacted(url)}: {exc}") from exc
+        raise VectorStoreError(f"cannot prepare the pgvector tables at {_redacted(url)}: {_one_line(exc)}") from exc
     finally:
         engine.dispose()
+
+
+def _one_line(exc: BaseException) -> str:
+    """A database error as one line (the driver's message, without SQLAlchemy's "Background on this error")."""
+    original = getattr(exc, "orig", None) or exc
+    return " ".join(line.strip() for line in str(original).splitlines() if line.strip())
 
 
 def _redacted(url: str) -> str:
