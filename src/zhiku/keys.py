@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import re
 import secrets
@@ -105,8 +106,6 @@ def create_bootstrap_key(zhiku: Zhiku) -> str | None:
     ``None`` when keys exist. Processes starting together (``zhiku serve --workers N``, API replicas) create one key
     between them: a file lock in the home serialises the processes of one machine, a PostgreSQL advisory lock
     those of several."""
-    import fcntl
-
     lock_path = zhiku.settings.ensure_home() / ".bootstrap.lock"
     with lock_path.open("a") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
@@ -126,9 +125,3 @@ def create_bootstrap_key(zhiku: Zhiku) -> str | None:
                 )
             )
         return secret
-
-
-def has_keys(zhiku: Zhiku) -> bool:
-    """True when at least one unrevoked key exists."""
-    with zhiku.db.session() as session:
-        return session.scalar(select(ApiKey.id).where(ApiKey.revoked_at.is_(None)).limit(1)) is not None

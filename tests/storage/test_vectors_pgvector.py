@@ -135,6 +135,9 @@ def test_payload_filters_and_hostile_values(store: PgVectorStore) -> None:
         VectorPoint(id=p.id, vector=p.vector, text=p.text, payload={**p.payload, "lang": lang, "page": page})
         for p, lang, page in zip(points, ["zh", "en", "zh", "fr"], [1, 2, 3, 1], strict=True)
     ]
+    points[3] = VectorPoint(
+        id=points[3].id, vector=points[3].vector, text="plain", payload={**points[3].payload, "note\x00": "a\x00b"}
+    )  # NUL is not allowed in PostgreSQL text or JSONB: replaced, not refused
     store.upsert(COLLECTION, points)
     assert store.count(COLLECTION, SearchFilter(payload={"lang": "zh"})) == 2
     assert store.count(COLLECTION, SearchFilter(payload={"lang": ["en", "fr"], "page": 1})) == 1
@@ -213,6 +216,12 @@ def test_closed_store_reopens_and_bad_settings_say_what_to_do(pgvector_url: str,
 
     store = PgVectorStore(pgvector_url)
     store.ensure_collection(COLLECTION, 8)
+    other = PgVectorStore(pgvector_url)  # another process's view
+    other.ensure_collection("gone", 8)
+    assert store.has_collection("gone")
+    other.delete_collection("gone")
+    other.close()
+    assert not store.has_collection("gone")  # asked of the database, not of a cache
     store.close()
     assert store.count(COLLECTION) == 0  # a new pool after close(), as the other stores reopen
     store.close()

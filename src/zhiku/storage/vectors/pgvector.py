@@ -180,8 +180,15 @@ class PgVectorStore:
             self._layouts[name] = (collection_id, dimension, index_dimension)
 
     def has_collection(self, name: str) -> bool:
-        """Whether the collection exists."""
-        return self._layout(name, missing_ok=True) is not None
+        """Whether the collection exists (asked of the database: another process may have dropped it)."""
+        check_collection_name(name)
+        with self._transaction(f"look up {name!r}") as cursor:
+            cursor.execute("SELECT 1 FROM zhiku_vector_collections WHERE name = %s", (name,))
+            found = cursor.fetchone() is not None
+        if not found:
+            with self._lock:
+                self._layouts.pop(name, None)
+        return found
 
     def delete_collection(self, name: str) -> None:
         """Drop the collection, its points, postings and index; a missing collection is not an error."""
@@ -240,7 +247,7 @@ class PgVectorStore:
                         payload[DOCUMENT_FIELD],
                         int(payload[VERSION_FIELD]),
                         _clean_text(point.text),
-                        json.dumps(extra, ensure_ascii=False),
+                        json.dumps(_clean_payload(extra), ensure_ascii=False),
                         vector,
                         prefix,
                     )
@@ -612,8 +619,19 @@ def _signed(term: int) -> int:
 
 
 def _clean_text(text: str) -> str:
-    """PostgreSQL text cannot hold NUL characters."""
+    """PostgreSQL text (and JSONB) cannot hold NUL characters."""
     return text.replace("\x00", "\ufffd")
+
+
+def _clean_payload(value: Any) -> Any:
+    """A payload with NUL characters replaced in every string, keys included."""
+    if isinstance(value, str):
+        return _clean_text(value)
+    if isinstance(value, dict):
+        return {_clean_text(str(k)): _clean_payload(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean_payload(v) for v in value]
+    return value
 
 
 def _where(
