@@ -214,3 +214,20 @@ def test_models_health_readiness_and_metrics(server: str, tiny_qwen3: Path) -> N
     ):
         assert name in metrics  # fmt: skip
     assert re.search(r'zhiku_embedding_inputs_total\{model="use-multilingual-v3"\} [1-9]', metrics)
+
+
+def test_openai_client_retrieves_a_model_by_name_alias_or_folder(server: str, tiny_qwen3: Path) -> None:
+    from openai import NotFoundError, OpenAI
+
+    client = OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0)
+    assert client.models.retrieve(DEFAULT).id == DEFAULT
+    assert client.models.retrieve("usem3").id == DEFAULT  # a registry alias names the served model
+    folder = client.models.retrieve(str(tiny_qwen3))  # an absolute path: slashes in the id
+    assert folder.id == str(tiny_qwen3)
+    assert (folder.model_extra or {})["matryoshka"] is True
+    with pytest.raises(NotFoundError, match=f"not served here; served: .*{DEFAULT}"):
+        client.models.retrieve("gpt-4o")
+    for hostile in ("qwen3-embedding-8b", "x" * 600, "%00", "a%2F..%2F..%2Fetc%2Fpasswd", "模型", " "):
+        response = httpx.get(f"{server}/v1/models/{hostile}")
+        assert 400 <= response.status_code < 500, (hostile, response.status_code)
+        assert set(response.json()["error"]) >= {"message", "type", "code"}

@@ -15,13 +15,14 @@ import time
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
 
 from zhiku.api.auth import authorize
 from zhiku.api.deps import AppState, app_state
 from zhiku.api.schemas import TEXT_PATTERN, JsonBody, JsonInt
+from zhiku.embedding.models import ModelSpec
 from zhiku.errors import InvalidInputError
 from zhiku.keys import Principal
 
@@ -185,24 +186,36 @@ async def create_embeddings(
     return JSONBytes({"object": "list", "data": data, "model": model, "usage": usage})
 
 
+def _card(spec: ModelSpec, created: int) -> dict[str, Any]:
+    """A served model as the OpenAI API describes one, with zhiku's details."""
+    return {
+        "id": spec.name,
+        "object": "model",
+        "created": created,
+        "owned_by": "zhiku",
+        "dimensions": spec.dimension,
+        "min_dimensions": spec.min_dimension,
+        "max_tokens": spec.max_tokens,
+        "matryoshka": spec.matryoshka,
+        "instruction_aware": spec.instruction_aware,
+    }
+
+
 @router.get("/v1/models", response_class=JSONBytes, response_model=ModelList)
 async def list_models(
     state: Annotated[AppState, Depends(app_state)], _: Annotated[Principal, Depends(authorize("read", "read"))]
 ) -> JSONBytes:
     """The served embedding models, OpenAI style, with zhiku's details (dimensions, context, Matryoshka)."""
     created = int(time.time())
-    data = [
-        {
-            "id": spec.name,
-            "object": "model",
-            "created": created,
-            "owned_by": "zhiku",
-            "dimensions": spec.dimension,
-            "min_dimensions": spec.min_dimension,
-            "max_tokens": spec.max_tokens,
-            "matryoshka": spec.matryoshka,
-            "instruction_aware": spec.instruction_aware,
-        }
-        for spec in state.embeddings.specs.values()
-    ]
-    return JSONBytes({"object": "list", "data": data})
+    return JSONBytes({"object": "list", "data": [_card(spec, created) for spec in state.embeddings.specs.values()]})
+
+
+@router.get("/v1/models/{model_id:path}", response_class=JSONBytes, response_model=ModelCard)
+async def retrieve_model(
+    model_id: Annotated[str, Path(max_length=500)],
+    state: Annotated[AppState, Depends(app_state)],
+    _: Annotated[Principal, Depends(authorize("read", "read"))],
+) -> JSONBytes:
+    """One served model by its name or an alias (what the `openai` client's `models.retrieve` asks); 404 with the
+    served names otherwise."""
+    return JSONBytes(_card(state.embeddings.resolve(model_id), int(time.time())))
