@@ -22,8 +22,21 @@ from zhiku.core import Zhiku
 from zhiku.errors import InvalidInputError
 from zhiku.search.filters import check_meta_key
 
-out = Console()
-err = Console(stderr=True)
+PIPE_WIDTH = 200
+"""Columns of output that goes to a pipe or a file (Rich assumes 80, which cut model names short)."""
+
+
+def _console(*, stderr: bool = False) -> Console:
+    """A console as wide as the terminal, or :data:`PIPE_WIDTH` when the output is not a terminal (unless
+    ``COLUMNS`` says otherwise)."""
+    console = Console(stderr=stderr)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(stderr=stderr, width=PIPE_WIDTH)
+    return console
+
+
+out = _console()
+err = _console(stderr=True)
 
 
 def quiet_libraries() -> None:

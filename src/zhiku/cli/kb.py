@@ -107,7 +107,7 @@ def kb_list() -> None:
 def _print_kb_table(rows: Iterable[tuple[str, str, int, Mapping[str, int], int, dt.datetime]]) -> None:
     table = Table(title="knowledge bases")
     for column in ("name", "model", "dims", "documents", "ready", "chunks", "created"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # a narrow terminal wraps a name, never cuts it
     for name, model, dimension, documents, chunks, created in rows:
         table.add_row(
             name,

@@ -35,7 +35,7 @@ def keys_list(tenant: Annotated[str | None, typer.Option("--tenant", help="Only 
         rows = list_api_keys(zhiku, tenant)
     table = Table(title="API keys")
     for column in ("id", "prefix", "tenant", "scope", "name", "created", "last used", "revoked"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # a narrow terminal wraps a name, never cuts it
     for row in rows:
         used = f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else ""
         revoked = f"{row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else ""

@@ -173,7 +173,7 @@ def models() -> None:
     """List the registered embedding models."""
     table = Table(title="embedding models")
     for column in ("name", "backend", "dims", "matryoshka", "max tokens", "source"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # a narrow terminal wraps a name, never cuts it
     for spec in REGISTRY.values():
         name = spec.name + (" (default)" if spec.name == DEFAULT_MODEL else "")
         dims = f"{spec.min_dimension}-{spec.dimension}" if spec.matryoshka else "-"
