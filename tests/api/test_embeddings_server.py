@@ -231,3 +231,4 @@ def test_openai_client_retrieves_a_model_by_name_alias_or_folder(server: str, ti
         response = httpx.get(f"{server}/v1/models/{hostile}")
         assert 400 <= response.status_code < 500, (hostile, response.status_code)
         assert set(response.json()["error"]) >= {"message", "type", "code"}
+        assert response.headers["x-should-retry"] == "false"  # the openai SDK would retry a 409 or 501 otherwise

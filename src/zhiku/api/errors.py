@@ -33,11 +33,18 @@ _TYPES = {
 }
 
 
+RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
+"""Statuses a client may retry; every other error says ``x-should-retry: false``."""
+
+
 def error_response(
     status: int, message: str, *, code: str, param: str | None = None, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    """A JSON error response in the OpenAI shape."""
+    """A JSON error response in the OpenAI shape. Errors that asking again cannot fix carry
+    ``x-should-retry: false``, the header OpenAI's own SDKs obey (they would otherwise retry a 409 or a 501)."""
     body = {"error": {"message": message, "type": _TYPES.get(status, "server_error"), "param": param, "code": code}}
+    if status not in RETRYABLE:
+        headers = {**(headers or {}), "x-should-retry": "false"}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
