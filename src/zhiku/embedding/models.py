@@ -171,6 +171,9 @@ def _spec_from_folder(path: Path) -> ModelSpec:
         base = next((s for s in REGISTRY.values() if s.pooling == "lasttoken" and s.dimension == hidden), None)
         spec = base or _qwen3(name, name, hidden, f"Qwen3 embedding model in {path}")
         limit = int(config.get("max_position_embeddings", spec.max_tokens))
+        # clients name a served folder as they would the model (vLLM-style): by the folder's own name, and by the
+        # registry names of the Qwen3-Embedding model of its size
+        recognised = (base.name, *base.aliases) if base is not None else ()
         return replace(
             spec,
             name=name,
@@ -178,7 +181,7 @@ def _spec_from_folder(path: Path) -> ModelSpec:
             dimension=hidden,
             min_dimension=min(32, hidden),
             max_tokens=min(spec.max_tokens, limit),
-            aliases=(),
+            aliases=(path.name, *recognised),
         )
     return ModelSpec(
         name=name,
@@ -189,6 +192,7 @@ def _spec_from_folder(path: Path) -> ModelSpec:
         pooling="model",
         languages=("unknown",),
         description=f"sentence-transformers model in {path}",
+        aliases=(path.name,),
     )
 
 

@@ -50,10 +50,19 @@ class EmbeddingService:
         names = settings.serve_models or [settings.embedding_model]
         self.specs: dict[str, ModelSpec] = {}
         self._configured: dict[str, str] = {}  # each served model as written in the settings -> its name
+        self._aliases: dict[str, str] = {}  # other names of the served models (theirs, and served_model_name)
+        self._public: dict[str, str] = {}  # a served model's name -> the id clients see
         for name in names:
             spec = resolve_model(name)
             self.specs[spec.name] = spec
             self._configured[name] = spec.name
+            self._public.setdefault(spec.name, spec.name)
+            for alias in spec.aliases:
+                self._aliases.setdefault(alias, spec.name)
+        if settings.served_model_name:
+            first = next(iter(self.specs))
+            self._public[first] = settings.served_model_name[0]
+            self._aliases.update(dict.fromkeys(settings.served_model_name, first))
         self.cache = cache if cache is not None else create_cache(settings)
         self.cache_stats = CacheStats()
         self.embedders: dict[str, Embedder] = {}
@@ -100,12 +109,18 @@ class EmbeddingService:
             return self.specs[model]
         if model in self._configured:
             return self.specs[self._configured[model]]
+        if model in self._aliases:
+            return self.specs[self._aliases[model]]
         spec = registered_model(model)  # names and aliases only: a request never makes the server look at the disk
         if spec is None or spec.name not in self.specs:
             served = ", ".join(sorted(self.specs))
             shown = repr(model if len(model) <= 100 else model[:100] + "…")
             raise UnknownModelError(f"model {shown} is not served here; served: {served}", param="model")
         return spec
+
+    def public_name(self, name: str) -> str:
+        """The id clients see for the served model ``name`` (``served_model_name`` for the first one, if set)."""
+        return self._public.get(name, name)
 
     def queued_inputs(self) -> int:
         """Inputs waiting for a model, over all served models."""

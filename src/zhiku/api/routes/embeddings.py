@@ -183,13 +183,13 @@ async def create_embeddings(
     else:
         data = [{"object": "embedding", "index": i, "embedding": vectors[i]} for i in range(len(texts))]
     usage = {"prompt_tokens": served.prompt_tokens, "total_tokens": served.prompt_tokens}
-    return JSONBytes({"object": "list", "data": data, "model": model, "usage": usage})
+    return JSONBytes({"object": "list", "data": data, "model": service.public_name(model), "usage": usage})
 
 
-def _card(spec: ModelSpec, created: int) -> dict[str, Any]:
-    """A served model as the OpenAI API describes one, with zhiku's details."""
+def _card(spec: ModelSpec, public_name: str, created: int) -> dict[str, Any]:
+    """A served model as the OpenAI API describes one (under the id clients see), with zhiku's details."""
     return {
-        "id": spec.name,
+        "id": public_name,
         "object": "model",
         "created": created,
         "owned_by": "zhiku",
@@ -207,7 +207,9 @@ async def list_models(
 ) -> JSONBytes:
     """The served embedding models, OpenAI style, with zhiku's details (dimensions, context, Matryoshka)."""
     created = int(time.time())
-    return JSONBytes({"object": "list", "data": [_card(spec, created) for spec in state.embeddings.specs.values()]})
+    service = state.embeddings
+    data = [_card(spec, service.public_name(spec.name), created) for spec in service.specs.values()]
+    return JSONBytes({"object": "list", "data": data})
 
 
 @router.get("/v1/models/{model_id:path}", response_class=JSONBytes, response_model=ModelCard)
@@ -218,4 +220,5 @@ async def retrieve_model(
 ) -> JSONBytes:
     """One served model by its name or an alias (what the `openai` client's `models.retrieve` asks); 404 with the
     served names otherwise."""
-    return JSONBytes(_card(state.embeddings.resolve(model_id), int(time.time())))
+    spec = state.embeddings.resolve(model_id)
+    return JSONBytes(_card(spec, state.embeddings.public_name(spec.name), int(time.time())))
