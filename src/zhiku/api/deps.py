@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from zhiku.api.keycache import KeyCache
 from zhiku.api.metrics import Metrics
+from zhiku.api.notices import OncePerClient
 from zhiku.api.streams import StreamSlots
 from zhiku.config import Settings
 from zhiku.core import Zhiku
@@ -31,6 +32,7 @@ class AppState:
     limiter: RateLimiter
     runner: JobRunner | None = None
     streams: StreamSlots = field(default_factory=StreamSlots)
+    truncation_notices: OncePerClient = field(default_factory=OncePerClient)
 
 
 def app_state(request: Request) -> AppState:

@@ -58,6 +58,12 @@ class Metrics:
         )
         self.inputs = Counter("zhiku_embedding_inputs", "Inputs embedded (cache hits included).", ["model"], registry=r)
         self.tokens = Counter("zhiku_embedding_tokens", "Prompt tokens of embedded inputs.", ["model"], registry=r)
+        self.truncated = Counter(
+            "zhiku_embedding_truncated_inputs",
+            "Inputs cut at the model's token limit (truncate=end): text the model did not read.",
+            ["model"],
+            registry=r,
+        )
         self.cache = Counter("zhiku_embedding_cache_lookups", "Embedding cache lookups.", ["result"], registry=r)
         self.queue = Gauge("zhiku_embedding_queue_inputs", "Inputs waiting for a model.", registry=r)
         self.cache_ratio = Gauge("zhiku_embedding_cache_hit_ratio", "Cache hits over lookups so far.", registry=r)
@@ -74,9 +80,10 @@ class Metrics:
         self.batch_requests.labels(model).observe(stats.requests)
         self.batch_seconds.labels(model).observe(stats.seconds)
 
-    def observe_embeddings(self, model: str, inputs: int, tokens: int, cache_hits: int) -> None:
+    def observe_embeddings(self, model: str, inputs: int, tokens: int, cache_hits: int, truncated: int) -> None:
         """Record one served embeddings request."""
         self.inputs.labels(model).inc(inputs)
+        self.truncated.labels(model).inc(truncated)
         self.tokens.labels(model).inc(tokens)
         self.cache.labels("hit").inc(cache_hits)
         self.cache.labels("miss").inc(inputs - cache_hits)

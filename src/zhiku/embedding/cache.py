@@ -2,7 +2,8 @@
 
 A key names everything that decides the vector: the model, the exact string the model reads (the query
 instruction and prompt already applied, see :meth:`Embedder.format_input`), the truncation mode and the text.
-The value is the full-dimension vector plus the token count (usage is reported on hits too). Matryoshka
+The value is the full-dimension vector plus the token count (usage is reported on hits too) and whether the input
+was cut at the model's limit (the header's top bit: entries written before it read as not cut). Matryoshka
 dimensions are derived from the full vector on the way out, so one entry serves every requested dimension.
 """
 
@@ -21,14 +22,16 @@ import numpy as np
 from zhiku.config import Settings
 
 _HEADER = struct.Struct("<I")
+_TRUNCATED_BIT = 1 << 31
 
 
 @dataclass(frozen=True)
 class CachedEmbedding:
-    """A cached full-dimension vector and the tokens its input took."""
+    """A cached full-dimension vector, the tokens its input took and whether it was cut at the model's limit."""
 
     vector: np.ndarray
     tokens: int
+    truncated: bool = False
 
 
 def cache_key(model: str, truncate: str, model_input: str) -> str:
@@ -42,12 +45,14 @@ def cache_key(model: str, truncate: str, model_input: str) -> str:
 
 
 def _pack(entry: CachedEmbedding) -> bytes:
-    return _HEADER.pack(entry.tokens) + np.asarray(entry.vector, dtype="<f4").tobytes()
+    header = entry.tokens | (_TRUNCATED_BIT if entry.truncated else 0)
+    return _HEADER.pack(header) + np.asarray(entry.vector, dtype="<f4").tobytes()
 
 
 def _unpack(blob: bytes) -> CachedEmbedding:
-    (tokens,) = _HEADER.unpack_from(blob)
-    return CachedEmbedding(np.frombuffer(blob, dtype="<f4", offset=_HEADER.size).astype(np.float32), tokens)
+    (header,) = _HEADER.unpack_from(blob)
+    vector = np.frombuffer(blob, dtype="<f4", offset=_HEADER.size).astype(np.float32)
+    return CachedEmbedding(vector, header & ~_TRUNCATED_BIT, bool(header & _TRUNCATED_BIT))
 
 
 class EmbeddingCache(Protocol):

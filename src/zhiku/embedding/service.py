@@ -14,12 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from zhiku.config import Settings, TruncateMode
+from zhiku.config import Settings, TokenInput, TruncateMode
 from zhiku.embedding.base import Embedder, InputType, l2_normalize, truncate_dimension, validate_texts
 from zhiku.embedding.batching import BatchKey, BatchStats, MicroBatcher
 from zhiku.embedding.cache import CachedEmbedding, CacheStats, EmbeddingCache, cache_key, create_cache
 from zhiku.embedding.factory import get_embedder
 from zhiku.embedding.models import ModelSpec, registered_model, resolve_model
+from zhiku.embedding.openai_tokens import decode_cl100k
 from zhiku.errors import InvalidInputError, UnknownModelError
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ class ServedEmbeddings:
     model: str
     dimension: int
     cache_hits: int
+    truncated: int
+    """Inputs cut at the model's token limit (``truncate=end``): their end was not read."""
 
 
 class EmbeddingService:
@@ -142,8 +145,17 @@ class EmbeddingService:
                 status.update(await asyncio.to_thread(check))
         return status
 
-    def decode_tokens(self, model: str, arrays: Sequence[Sequence[int]]) -> list[str]:
-        """Texts for token-id inputs, decoded with the served model's own tokenizer (as vLLM and TEI do)."""
+    def decode_tokens(self, model: str, arrays: Sequence[Sequence[int]], semantics: TokenInput) -> list[str]:
+        """Texts for token-id inputs, read as ``semantics`` says (setting ``token_input``): OpenAI's cl100k ids,
+        the served model's own ids (as vLLM and TEI read them), or refused."""
+        if semantics == "refuse":
+            raise InvalidInputError(
+                "this server does not accept token arrays (setting token_input=refuse): send the text. LangChain's "
+                "OpenAIEmbeddings sends token arrays unless created with check_embedding_ctx_length=False",
+                param="input",
+            )
+        if semantics == "cl100k":
+            return decode_cl100k(arrays)
         tokenizer = self.embedders[self.resolve(model).name].tokenizer
         size = tokenizer.get_vocab_size(with_added_tokens=True)
         texts = []
@@ -153,7 +165,9 @@ class EmbeddingService:
             bad = next((i for i in ids if not 0 <= i < size), None)
             if bad is not None:
                 raise InvalidInputError(
-                    f"input[{index}] has token id {bad}, outside the model's vocabulary of {size}", param="input"
+                    f"input[{index}] has token id {bad}, outside the model's vocabulary of {size} (token arrays are "
+                    "read as the served model's own ids; see the setting token_input)",
+                    param="input",
                 )
             texts.append(tokenizer.decode(list(ids), skip_special_tokens=False))
         return texts
@@ -191,17 +205,18 @@ class EmbeddingService:
         self.cache_stats.record(len(texts) - len(missing), len(missing))
         vectors = np.zeros((len(texts), spec.dimension), dtype=np.float32)
         tokens = [0] * len(texts)
+        truncated = [False] * len(texts)
         for i, entry in enumerate(found):
             if entry is not None:
-                vectors[i], tokens[i] = entry.vector, entry.tokens
+                vectors[i], tokens[i], truncated[i] = entry.vector, entry.tokens, entry.truncated
         if missing:
             key = BatchKey(input_type, instruction, mode)
             result = await self.batchers[spec.name].embed([texts[i] for i in missing], key)
             fresh = l2_normalize(result.vectors)
             for row, i in enumerate(missing):
-                vectors[i], tokens[i] = fresh[row], result.token_counts[row]
+                vectors[i], tokens[i], truncated[i] = fresh[row], result.token_counts[row], result.truncated[row]
             if self.cache is not None:
-                entries = [(keys[i], CachedEmbedding(vectors[i], tokens[i])) for i in missing]
+                entries = [(keys[i], CachedEmbedding(vectors[i], tokens[i], truncated[i])) for i in missing]
                 await asyncio.to_thread(self.cache.put_many, entries)
         return ServedEmbeddings(
             vectors=truncate_dimension(vectors, dimension),
@@ -209,4 +224,5 @@ class EmbeddingService:
             model=spec.name,
             dimension=dimension,
             cache_hits=len(texts) - len(missing),
+            truncated=sum(truncated),
         )

@@ -1,7 +1,7 @@
 """OpenAI-compatible ``/v1/embeddings`` and ``/v1/models``.
 
 Follows the OpenAI API: ``input`` as a string, a list of strings, a token array or a list of token arrays
-(token ids of the served model's own tokenizer, as vLLM and TEI read them); ``dimensions`` (Matryoshka);
+(OpenAI's cl100k_base ids by default, as LangChain sends them; setting ``token_input``); ``dimensions`` (Matryoshka);
 ``encoding_format`` float or base64 (little-endian float32); ``user`` (accepted, unused). Extensions:
 ``input_type`` (``document`` default, or ``query``, which applies the model's query instruction),
 ``instruction`` (a preset name or a custom task, for instruction-aware models) and ``truncate``
@@ -11,22 +11,27 @@ Follows the OpenAI API: ``input`` as a string, a list of strings, a token array 
 from __future__ import annotations
 
 import base64
+import logging
 import time
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
 
 from zhiku.api.auth import authorize
 from zhiku.api.deps import AppState, app_state
+from zhiku.api.notices import client_label
 from zhiku.api.schemas import TEXT_PATTERN, JsonBody, JsonInt
 from zhiku.embedding.models import ModelSpec
 from zhiku.errors import InvalidInputError
 from zhiku.keys import Principal
 
 router = APIRouter(tags=["OpenAI-compatible embeddings"])
+log = logging.getLogger(__name__)
+TRUNCATED_HEADER = "x-zhiku-truncated-inputs"
+"""Response header: how many inputs were cut at the model's token limit (sent when any was)."""
 
 InputText = Annotated[
     StrictStr,
@@ -43,7 +48,8 @@ InputText = Annotated[
 TokenArray = Annotated[
     list[JsonInt], WithJsonSchema({"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1})
 ]
-"""Token ids of the model's vocabulary (its size depends on the model: larger ids are a 400)."""
+"""Token ids: OpenAI's cl100k_base ids, or the served model's own (setting ``token_input``); unknown ids are a
+400."""
 
 
 class EmbeddingRequest(JsonBody):
@@ -148,18 +154,23 @@ def _texts(body: EmbeddingRequest, state: AppState, model: str) -> list[str]:
     first = value[0]
     if isinstance(first, str):
         return [str(v) for v in value]
+    semantics = state.settings.token_input
     if isinstance(first, int):
-        return state.embeddings.decode_tokens(model, [value])  # type: ignore[list-item]
-    return state.embeddings.decode_tokens(model, value)  # type: ignore[arg-type]
+        return state.embeddings.decode_tokens(model, [value], semantics)  # type: ignore[list-item]
+    return state.embeddings.decode_tokens(model, value, semantics)  # type: ignore[arg-type]
 
 
 @router.post("/v1/embeddings", response_class=JSONBytes, response_model=EmbeddingResponse)
 async def create_embeddings(
     body: EmbeddingRequest,
+    request: Request,
     state: Annotated[AppState, Depends(app_state)],
-    _: Annotated[Principal, Depends(authorize("read", "embed"))],
+    principal: Annotated[Principal, Depends(authorize("read", "embed"))],
 ) -> JSONBytes:
-    """Embed the input with a served model (micro-batched with concurrent requests, cached)."""
+    """Embed the input with a served model (micro-batched with concurrent requests, cached).
+
+    Inputs cut at the model's token limit (``truncate=end``) are counted in the ``x-zhiku-truncated-inputs``
+    header and a metric, and logged once per client."""
     service = state.embeddings
     model = service.resolve(body.model or next(iter(service.specs))).name
     texts = _texts(body, state, model)
@@ -171,7 +182,22 @@ async def create_embeddings(
         truncate=body.truncate,
         dimensions=body.dimensions,
     )
-    state.metrics.observe_embeddings(model, len(texts), served.prompt_tokens, served.cache_hits)
+    state.metrics.observe_embeddings(model, len(texts), served.prompt_tokens, served.cache_hits, served.truncated)
+    headers = {}
+    if served.truncated:
+        headers[TRUNCATED_HEADER] = str(served.truncated)
+        client = client_label(request, principal)
+        if state.truncation_notices.first(client):
+            limit = service.specs[model].max_tokens
+            log.warning(
+                "%s sent %d input(s) over model %s's %d-token limit; each was cut there and its end not read "
+                "(truncate=end). Send smaller chunks, or truncate=pool to embed all of the text (the server's "
+                "default, ZHIKU_DEFAULT_TRUNCATE). Logged once per client.",
+                client,
+                served.truncated,
+                service.public_name(model),
+                limit,
+            )
     vectors = served.vectors
     data: list[dict[str, Any]]
     if body.encoding_format == "base64":
@@ -183,7 +209,9 @@ async def create_embeddings(
     else:
         data = [{"object": "embedding", "index": i, "embedding": vectors[i]} for i in range(len(texts))]
     usage = {"prompt_tokens": served.prompt_tokens, "total_tokens": served.prompt_tokens}
-    return JSONBytes({"object": "list", "data": data, "model": service.public_name(model), "usage": usage})
+    return JSONBytes(
+        {"object": "list", "data": data, "model": service.public_name(model), "usage": usage}, headers=headers
+    )
 
 
 def _card(spec: ModelSpec, public_name: str, created: int) -> dict[str, Any]:
