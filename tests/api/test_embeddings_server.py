@@ -160,18 +160,21 @@ def test_truncation_is_visible_in_a_header_a_metric_and_one_log_line(tmp_path: P
     counted in `x-zhiku-truncated-inputs`, in a metric, and logged once per client, not once per request."""
     long_text = "熊猫 bamboo " * 600  # over the default model's 512 tokens
     with zhiku_server(tmp_path, embedding_cache="off") as (url, _):
-        pooled = httpx.post(f"{url}/v1/embeddings", json={"input": [long_text, "short"]})
+        pooled = httpx.post(f"{url}/v1/embeddings", json={"input": [long_text, "short"]}, timeout=120)
         assert pooled.status_code == 200
         assert "x-zhiku-truncated-inputs" not in pooled.headers
         assert pooled.json()["usage"]["prompt_tokens"] > 1024  # every token was read
         for _ in range(3):
-            cut = httpx.post(f"{url}/v1/embeddings", json={"input": [long_text, long_text, "x"], "truncate": "end"})
+            cut = httpx.post(
+                f"{url}/v1/embeddings", json={"input": [long_text, long_text, "x"], "truncate": "end"}, timeout=120
+            )
             assert cut.status_code == 200
             assert cut.headers["x-zhiku-truncated-inputs"] == "2"
         other = httpx.post(
             f"{url}/v1/embeddings",
             json={"input": long_text, "truncate": "end"},
             headers={"user-agent": "OpenWebUI-test/1"},
+            timeout=120,
         )
         assert other.headers["x-zhiku-truncated-inputs"] == "1"
         metrics = httpx.get(f"{url}/metrics").text

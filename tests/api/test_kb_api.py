@@ -284,15 +284,6 @@ def test_a_burst_of_1000_requests_gets_429s_and_no_5xx(api: Api) -> None:
         assert admin.get("/api/v1/knowledge-bases").status_code == 200
 
 
-def test_chat_without_a_chat_model_says_how_to_configure_one(api: Api) -> None:
-    with api.client() as client:
-        kb = client.post("/api/v1/knowledge-bases", json={"name": "chat"}).json()
-        response = client.post("/api/v1/chat/completions", json={
-            "knowledge_base_id": kb["id"], "messages": [{"role": "user", "content": "什么是知识库？"}]})  # fmt: skip
-        assert response.status_code == 501
-        assert "ZHIKU_CHAT_URL" in response.json()["error"]["message"]
-
-
 def test_tenant_storage_quota(tmp_path: Path) -> None:
     with zhiku_server(tmp_path, tenant_quota_bytes="1000") as (url, _), httpx.Client(base_url=url) as client:
         kb = client.post("/api/v1/knowledge-bases", json={"name": "quota"}).json()

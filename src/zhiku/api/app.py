@@ -19,7 +19,7 @@ from zhiku.api.keycache import KeyCache
 from zhiku.api.limits import BodySizeLimit
 from zhiku.api.metrics import Metrics, MetricsMiddleware
 from zhiku.api.ratelimit import RateLimiter
-from zhiku.api.routes import chat, documents, embeddings, health, jobs, keys, knowledge_bases
+from zhiku.api.routes import chat, documents, embeddings, health, jobs, keys, knowledge_bases, models
 from zhiku.api.schemas import ERROR_RESPONSES
 from zhiku.api.security import SecurityHeaders
 from zhiku.config import Settings, get_settings
@@ -111,7 +111,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     app.state.zhiku = state
     install_error_handlers(app)
     app.include_router(health.router)
-    for module in (embeddings, knowledge_bases, documents, jobs, keys, chat):
+    for module in (embeddings, models, knowledge_bases, documents, jobs, keys, chat):
         app.include_router(module.router, responses=ERROR_RESPONSES)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -3,6 +3,7 @@ chat model to answer citing them as [1], [2], ..."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -60,13 +61,52 @@ def retrieve_sources(zhiku: Zhiku, kbs: Sequence[KnowledgeBase], question: str, 
 
 def build_messages(messages: Sequence[dict[str, Any]], sources: Sequence[Source]) -> list[dict[str, Any]]:
     """The conversation with a system message carrying the numbered sources in front."""
-    listing = (
-        "\n\n".join(
-            f"[{s.index}] {s.filename}, page {s.page_start}"
-            + (f"-{s.page_end}" if s.page_end != s.page_start else "")
-            + f":\n{s.text}"
-            for s in sources
-        )
-        or "(no passages matched the question)"
-    )
+    listing = "\n\n".join(f"{cite(s)}:\n{s.text}" for s in sources) or "(no passages matched the question)"
     return [{"role": "system", "content": SYSTEM_PROMPT.format(sources=listing)}, *messages]
+
+
+def cite(source: Source) -> str:
+    """How a source is named to a reader: ``[1] handbook.pdf, page 3`` (``pages 3-4`` across pages)."""
+    pages = (
+        f"page {source.page_start}"
+        if source.page_end == source.page_start
+        else f"pages {source.page_start}-{source.page_end}"
+    )
+    return f"[{source.index}] {source.filename}, {pages}"
+
+
+def sources_footer(sources: Sequence[Source]) -> str:
+    """The sources as Markdown after an answer, for chat clients that show only the message text."""
+    if not sources:
+        return ""
+    return "\n\n---\n**Sources**\n\n" + "\n".join(f"- {cite(s)}" for s in sources)
+
+
+PASSAGE_PREVIEW_CHARS = 600
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+
+
+def passages_answer(question: str, sources: Sequence[Source]) -> str:
+    """The reply when no chat model is configured: the best passages with their citations, labelled as such (in
+    Chinese for a question with CJK characters), so a chat client still shows where the answer is."""
+    chinese = bool(_CJK.search(question))
+    if chinese:
+        label = "**未配置对话模型，以下不是生成的回答，而是与问题最相关的原文段落：**"
+        empty = "（知识库中没有与问题匹配的段落。）"
+        hint = "\n\n_管理员可设置 ZHIKU_CHAT_URL 与 ZHIKU_CHAT_MODEL 以启用生成式回答。_"
+    else:
+        label = (
+            "**No chat model is configured, so this is not a written answer: these are the passages that best "
+            "match the question.**"
+        )
+        empty = "(No passage in the knowledge base matches the question.)"
+        hint = "\n\n_An administrator can set ZHIKU_CHAT_URL and ZHIKU_CHAT_MODEL to get written answers._"
+    if not sources:
+        return f"{label}\n\n{empty}{hint}"
+    blocks = []
+    for source in sources:
+        text = " ".join(source.text.split())
+        if len(text) > PASSAGE_PREVIEW_CHARS:
+            text = text[:PASSAGE_PREVIEW_CHARS].rstrip() + " …"
+        blocks.append(f"**{cite(source)}**\n\n> {text}")
+    return label + "\n\n" + "\n\n".join(blocks) + hint

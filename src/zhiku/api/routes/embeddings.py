@@ -1,4 +1,4 @@
-"""OpenAI-compatible ``/v1/embeddings`` and ``/v1/models``.
+"""OpenAI-compatible ``/v1/embeddings``.
 
 Follows the OpenAI API: ``input`` as a string, a list of strings, a token array or a list of token arrays
 (OpenAI's cl100k_base ids by default, as LangChain sends them; setting ``token_input``); ``dimensions`` (Matryoshka);
@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import base64
 import logging
-import time
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
 
@@ -24,7 +23,6 @@ from zhiku.api.auth import authorize
 from zhiku.api.deps import AppState, app_state
 from zhiku.api.notices import client_label
 from zhiku.api.schemas import TEXT_PATTERN, JsonBody, JsonInt
-from zhiku.embedding.models import ModelSpec
 from zhiku.errors import InvalidInputError
 from zhiku.keys import Principal
 
@@ -106,27 +104,6 @@ class EmbeddingResponse(BaseModel):
     data: list[EmbeddingItem]
     model: str
     usage: Usage
-
-
-class ModelCard(BaseModel):
-    """A served model, OpenAI style, with zhiku's details."""
-
-    id: str
-    object: Literal["model"] = "model"
-    created: int
-    owned_by: str
-    dimensions: int
-    min_dimensions: int | None
-    max_tokens: int
-    matryoshka: bool
-    instruction_aware: bool
-
-
-class ModelList(BaseModel):
-    """The served models."""
-
-    object: Literal["list"] = "list"
-    data: list[ModelCard]
 
 
 class JSONBytes(JSONResponse):
@@ -212,41 +189,3 @@ async def create_embeddings(
     return JSONBytes(
         {"object": "list", "data": data, "model": service.public_name(model), "usage": usage}, headers=headers
     )
-
-
-def _card(spec: ModelSpec, public_name: str, created: int) -> dict[str, Any]:
-    """A served model as the OpenAI API describes one (under the id clients see), with zhiku's details."""
-    return {
-        "id": public_name,
-        "object": "model",
-        "created": created,
-        "owned_by": "zhiku",
-        "dimensions": spec.dimension,
-        "min_dimensions": spec.min_dimension,
-        "max_tokens": spec.max_tokens,
-        "matryoshka": spec.matryoshka,
-        "instruction_aware": spec.instruction_aware,
-    }
-
-
-@router.get("/v1/models", response_class=JSONBytes, response_model=ModelList)
-async def list_models(
-    state: Annotated[AppState, Depends(app_state)], _: Annotated[Principal, Depends(authorize("read", "read"))]
-) -> JSONBytes:
-    """The served embedding models, OpenAI style, with zhiku's details (dimensions, context, Matryoshka)."""
-    created = int(time.time())
-    service = state.embeddings
-    data = [_card(spec, service.public_name(spec.name), created) for spec in service.specs.values()]
-    return JSONBytes({"object": "list", "data": data})
-
-
-@router.get("/v1/models/{model_id:path}", response_class=JSONBytes, response_model=ModelCard)
-async def retrieve_model(
-    model_id: Annotated[str, Path(max_length=500)],
-    state: Annotated[AppState, Depends(app_state)],
-    _: Annotated[Principal, Depends(authorize("read", "read"))],
-) -> JSONBytes:
-    """One served model by its name or an alias (what the `openai` client's `models.retrieve` asks); 404 with the
-    served names otherwise."""
-    spec = state.embeddings.resolve(model_id)
-    return JSONBytes(_card(spec, state.embeddings.public_name(spec.name), int(time.time())))
