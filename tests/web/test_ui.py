@@ -222,7 +222,7 @@ def test_create_upload_search_open_switch_language_and_errors(server: str, brows
     page.go_back()  # leaving the page (here: the browser's Back) closes the passage
     expect(dialog).to_be_hidden()
     page.go_forward()
-    expect(page.locator("#results")).to_be_visible()
+    expect(page.get_by_role("search")).to_be_visible()
 
     # chat: without a chat model the page says so before anything is asked; an error shows once, no empty Sources
     page.get_by_role("link", name="Chat").click()
