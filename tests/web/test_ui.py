@@ -296,3 +296,16 @@ def test_a_refused_key_says_so_once(server: str, browser: Any) -> None:
     page.get_by_role("link", name="打开设置").click()
     expect(page.get_by_label("API 密钥")).to_have_value("not-a-key-of-this-server")
     context.close()
+
+
+def test_what_the_ui_asks_the_server(server: str) -> None:
+    import httpx
+
+    assert httpx.get(f"{server}/api/v1/ui").status_code == 401  # behind a key like the rest of /api
+    facts = httpx.get(f"{server}/api/v1/ui", headers={"Authorization": f"Bearer {ADMIN}"}).json()
+    assert facts == {"chat": {"configured": False, "model": None}}
+    for path in ("/favicon.ico", "/static/favicon.svg"):
+        response = httpx.get(server + path)
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("image/svg+xml")
+        assert response.text.startswith("<svg")
