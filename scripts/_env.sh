@@ -7,13 +7,16 @@ PYTHON="${PYTHON:-python3}"
 # PyTorch's CPU build, installed before sentence-transformers so pip does not pull a multi-GB CUDA build.
 TORCH_SPEC="torch==2.13.0"
 
-# Install the Debian packages listed in scripts/system-packages.txt that are missing (as root, with apt-get).
+# Install the Debian packages listed in the given files (one per line, # comments) that are missing, as root with
+# apt-get: scripts/run passes scripts/system-packages.txt, scripts/test also scripts/system-packages-test.txt.
 zhiku_system_packages() {
-    local missing=() pkg
-    while read -r pkg; do
-        [ -z "$pkg" ] || [[ "$pkg" == \#* ]] && continue
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-    done < "$ROOT/scripts/system-packages.txt"
+    local missing=() pkg list
+    for list in "$@"; do
+        while read -r pkg; do
+            [ -z "$pkg" ] || [[ "$pkg" == \#* ]] && continue
+            dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+        done < "$list"
+    done
     if [ ${#missing[@]} -gt 0 ]; then
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
             echo "==> apt-get install ${missing[*]}"

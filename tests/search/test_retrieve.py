@@ -99,6 +99,19 @@ def test_highlighting_chinese_and_latin_prefixes() -> None:
     assert [text[a:b] for a, b in spans] == ["大熊猫", "保护", "Running"]
 
 
+def test_highlights_never_split_a_word() -> None:
+    def marked(query: str, text: str) -> list[str]:
+        return [text[a:b] for a, b in highlight_spans(text, query_terms(query))]
+
+    # jieba segments 西文字体 as 西|文字|体: 文字 there cuts across the words 西文 and 字体
+    assert marked("中文字体", "中文字体和西文字体的设置") == ["中文字体"]
+    assert marked("文字", "使用西文字体，文字") == ["文字"]
+    assert marked("熊猫", "野生大熊猫") == ["大熊猫"]  # a query word inside a passage word marks the whole word
+    assert marked("run", "running, rerun") == ["running"]  # a word start marks the whole word, not "run"
+    # Latin words right after Chinese characters (no space) match, and never stop inside a word
+    assert marked("TEX 中文网站", "关于TEX的中文网站，CTEXbook、TeXLive") == ["TEX", "中文网站", "TeXLive"]
+
+
 def test_document_filter_and_min_score(indexed: tuple[Zhiku, KnowledgeBase, dict[str, str]]) -> None:
     zhiku, kb, ids = indexed
     only = search(zhiku, kb, "大熊猫", SearchOptions(document_ids=[ids["coffee.txt"]]))

@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from zhiku import __version__
+from zhiku.api.auth import Reader
 from zhiku.api.deps import AppState
 from zhiku.api.docs import install_docs
 from zhiku.api.errors import install_error_handlers
@@ -121,6 +123,16 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     async def web_ui() -> FileResponse:
         """The web UI."""
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        """The icon, for browsers that ask for it without a page's link (e.g. on /openapi.json)."""
+        return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
+
+    @app.get("/api/v1/ui", include_in_schema=False)
+    async def ui_facts(_: Reader) -> dict[str, Any]:
+        """What the web UI shows up front: whether a chat model is configured."""
+        return {"chat": {"configured": bool(settings.chat_url), "model": settings.chat_model}}
 
     def body_limit(path: str) -> int | None:
         if documents.upload_path(path):

@@ -127,6 +127,10 @@ class DocumentOut(BaseModel):
     id: str
     knowledge_base_id: str
     filename: str
+    source: str = Field(
+        description="Where the document came from, unique in its knowledge base: 'upload:' and the uploaded "
+        "relative path (folder uploads keep their folders), or the path `zhiku add` read it from"
+    )
     title: str | None
     mime_type: str | None
     size_bytes: int
@@ -150,6 +154,7 @@ class DocumentOut(BaseModel):
             id=d.id,
             knowledge_base_id=d.kb_id,
             filename=d.filename,
+            source=d.source,
             title=d.title,
             mime_type=d.mime_type,
             size_bytes=d.size_bytes,

@@ -55,8 +55,18 @@ export async function fetchFile(path) {
 export async function readEvents(path, onEvent, { method = "GET", json, signal } = {}) {
   const init = { method, headers: headers({ Accept: "text/event-stream" }), signal };
   if (json !== undefined) { init.body = JSON.stringify(json); init.headers["Content-Type"] = "application/json"; }
-  const response = await fetch(path, init);
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (err) {
+    if (err.name === "AbortError") throw err;
+    throw new ApiError(0, "network", "network");
+  }
   if (!response.ok) throw await failure(response);
+  if ((response.headers.get("Content-Type") || "").startsWith("application/json")) { // an answer in one piece
+    onEvent({ event: "message", data: await response.text() });
+    return;
+  }
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   for (;;) {

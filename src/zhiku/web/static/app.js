@@ -1,6 +1,6 @@
 // zhiku's web UI: a small hash-routed app over the REST API. No build step, no framework.
 import { api, ApiError, fetchFile, readEvents, settings } from "/static/api.js";
-import { language, setLanguage, t, translateStatic } from "/static/i18n.js";
+import { language, plural, setLanguage, t, translateStatic } from "/static/i18n.js";
 
 // the server's search limits (zhiku.search.options TOP_K and MAX_TOP_K; tests/web/test_limits.py keeps them equal)
 const TOP_K = 10;
@@ -35,10 +35,43 @@ function marked(text, spans) { // text with <mark> around spans, built as DOM no
   return out;
 }
 
+// Words with `code` in backticks as text and <code> nodes (never HTML).
+function rich(text) {
+  return text.split("`").map((part, i) => (i % 2 ? h("code", {}, part) : part));
+}
+
+// Where a document came from, without its name: the folders of an uploaded path ("upload:docs/a/x.pdf" -> "docs/a/")
+// or of the path `zhiku add` read; "" for none.
+function folderOf(source) {
+  if (!source) return "";
+  const path = source.startsWith("upload:") ? source.slice(7) : source;
+  const cut = path.lastIndexOf("/");
+  return cut >= 0 ? path.slice(0, cut + 1) : "";
+}
+
+function formatSize(bytes) {
+  if (bytes === undefined || bytes === null) return "";
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+  const digits = unit === 0 || value >= 100 ? 0 : 1;
+  return `${new Intl.NumberFormat(locale(), { maximumFractionDigits: digits }).format(value)} ${units[unit]}`;
+}
+
+function formatDate(iso) {
+  if (!iso) return "";
+  const date = new Date(/[zZ]|[+-]\d\d:?\d\d$/.test(iso) ? iso : `${iso}Z`); // the server's times are UTC
+  if (Number.isNaN(date.getTime())) return "";
+  return new Intl.DateTimeFormat(locale(), { dateStyle: "medium", timeStyle: "short" }).format(date);
+}
+
+function locale() { return language() === "zh" ? "zh-CN" : "en"; }
+
 function message(err) {
   if (err instanceof ApiError) {
     if (err.status === 0) return t("error.network");
-    if (err.status === 401) return `${err.message} — ${t("error.auth")}`;
+    if (err.status === 401) return t("error.auth");
     return err.message;
   }
   return err && err.message ? err.message : String(err);
@@ -127,9 +160,10 @@ async function renderDocs(kbId) {
   const rows = new Map(); // document id (or a temporary key) -> row state
   const jobsByDoc = new Map();
 
-  const table = h("table", {},
-    h("thead", {}, h("tr", {}, [t("docs.file"), t("docs.status"), t("docs.progress"), t("docs.actions")]
-      .map((c) => h("th", { scope: "col" }, c)))), tbody);
+  const columns = [t("docs.file"), t("docs.status"), t("docs.chunks"), t("docs.size"), t("docs.added"),
+    t("docs.progress"), t("docs.actions")];
+  const table = h("table", { class: "documents" },
+    h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col" }, c)))), tbody);
 
   function upsert(key, doc) {
     let row = rows.get(key);
@@ -141,7 +175,7 @@ async function renderDocs(kbId) {
     }
     Object.assign(row, doc);
     const status = row.status || "queued";
-    const actions = h("div", { class: "row" });
+    const actions = h("div", { class: "row actions" });
     if (row.id && status === "failed" && jobsByDoc.get(row.id)) {
       actions.append(h("button", { type: "button", onclick: () => retry(row) }, t("docs.retry")));
     }
@@ -150,19 +184,31 @@ async function renderDocs(kbId) {
     row.progress.setAttribute("aria-label", `${row.filename} ${t(`status.${status}`)}`);
     row.tr.dataset.file = row.filename;
     row.tr.dataset.status = status;
+    if (row.source) row.tr.dataset.source = row.source;
+    const folder = folderOf(row.source);
+    const counted = row.id && (status === "ready" || row.chunk_count);
     row.tr.replaceChildren(
-      h("td", { "data-label": t("docs.file") }, row.filename,
-        row.pages ? h("div", { class: "muted" }, t("docs.pages", { n: row.pages })) : null),
+      h("td", { "data-label": t("docs.file") }, h("span", { class: "filename" }, row.filename),
+        folder ? h("div", { class: "muted path", title: folder }, folder) : null,
+        row.pages ? h("div", { class: "muted pages" }, plural("docs.pages", row.pages)) : null),
       h("td", { "data-label": t("docs.status") }, statusBadge(status),
         row.error ? h("div", { class: "error-text" }, row.error) : null),
+      h("td", { "data-label": t("docs.chunks"), class: "num chunks" }, counted ? String(row.chunk_count ?? "") : ""),
+      h("td", { "data-label": t("docs.size"), class: "num size" }, formatSize(row.size_bytes ?? row.upload_size)),
+      h("td", { "data-label": t("docs.added"), class: "added" }, formatDate(row.created_at)),
       h("td", { "data-label": t("docs.progress") }, row.progress, row.detail),
-      h("td", { "data-label": t("docs.actions") }, actions));
+      h("td", { "data-label": t("docs.actions") }, actions.childElementCount ? actions : null));
   }
 
-  async function refreshDoc(id) {
+  // The document as the server has it; `details` only: its name, source, size and date (the live events keep
+  // its status and progress).
+  async function refreshDoc(id, { details = false } = {}) {
     try {
       const doc = await api(`${base}/documents/${id}`);
-      upsert(id, { ...doc, fraction: 1 });
+      if (details) {
+        const { filename, source, size_bytes, created_at } = doc;
+        upsert(id, { filename, source, size_bytes, created_at });
+      } else upsert(id, { ...doc, fraction: doc.status === "ready" ? 1 : rows.get(id)?.fraction || 0 });
     } catch (err) { if (err.status !== 404) showError(err); }
   }
 
@@ -184,7 +230,7 @@ async function renderDocs(kbId) {
 
   async function uploadOne(file, name) {
     const key = `upload:${name}:${Math.random()}`;
-    upsert(key, { filename: name.split("/").pop(), status: "uploading" });
+    upsert(key, { filename: name.split("/").pop(), source: `upload:${name}`, upload_size: file.size, status: "uploading" });
     const form = new FormData();
     form.append("files", file, name);
     try {
@@ -194,13 +240,13 @@ async function renderDocs(kbId) {
       const existing = rows.get(outcome.document_id); // progress events may have arrived first
       if (existing) temp.tr.remove(); else rows.set(outcome.document_id, temp);
       if (outcome.job_id) jobsByDoc.set(outcome.document_id, outcome.job_id);
-      const fresh = { id: outcome.document_id, filename: temp.filename };
+      const fresh = { id: outcome.document_id, filename: temp.filename, source: temp.source };
       if (!existing) {
         fresh.status = outcome.outcome === "queued" ? "queued" : outcome.outcome === "duplicate" ? "duplicate" : "ready";
         fresh.error = fresh.status === "duplicate" ? outcome.message : null;
       }
       upsert(outcome.document_id, fresh);
-      if (outcome.outcome === "unchanged") refreshDoc(outcome.document_id);
+      refreshDoc(outcome.document_id, { details: outcome.outcome === "queued" });
     } catch (err) {
       upsert(key, { status: "failed", error: message(err) });
     }
@@ -259,7 +305,8 @@ async function renderDocs(kbId) {
     if (!rows.has(job.document_id)) { upsert(job.document_id, { id: job.document_id, filename: "…" }); refreshDoc(job.document_id); }
     const stage = job.status === "running" ? job.stage : job.status === "succeeded" ? "ready" : job.status;
     const known = ["queued", "parsing", "embedding", "ready", "failed"].includes(stage) ? stage : "embedding";
-    const detail = job.details && job.details.embedded ? `${job.details.embedded} ${t("kbs.chunks")}` : "";
+    const running = job.status === "running" && job.details && job.details.embedded;
+    const detail = running ? plural("docs.embedded", job.details.embedded) : ""; // the Chunks column has the total
     upsert(job.document_id, { id: job.document_id, status: job.status === "cancelled" ? "failed" : known,
       fraction: job.progress, error: job.status === "failed" ? job.error : null });
     rows.get(job.document_id).detail.textContent = detail;
@@ -281,8 +328,9 @@ async function renderSearch(params) {
       h("label", {}, t("search.mode"), h("select", { name: "mode" },
         ["hybrid", "dense", "lexical"].map((m) => h("option", { value: m }, t(`mode.${m}`))))),
       h("label", {}, t("search.topk"), h("input", { name: "top_k", type: "number", min: 1, max: MAX_TOP_K, value: TOP_K }))),
-    h("label", {}, t("search.filters"), h("input", { name: "filters", maxlength: 1000 })),
-    h("div", {}, h("button", { class: "primary", type: "submit" }, t("search.submit"))));
+    h("div", { class: "row" },
+      h("label", { class: "grow" }, t("search.filters"), h("input", { name: "filters", maxlength: 1000 })),
+      h("div", {}, h("button", { class: "primary", type: "submit" }, t("search.submit")))));
   page(t("search.title"), form, results);
   if (params.get("q")) runSearch(form, results);
 }
@@ -302,12 +350,31 @@ async function runSearch(form, results) {
 
 function pages(hit) { return hit.page_start === hit.page_end ? `${hit.page_start}` : `${hit.page_start}-${hit.page_end}`; }
 
+// A few lines of the passage around its first highlight (never cutting one), whitespace folded; the card opens
+// the whole passage in its page.
+const SNIPPET_CHARS = 260;
+function snippet(text, spans) {
+  const first = spans.length ? spans[0][0] : 0;
+  let end = Math.min(text.length, Math.max(0, first - 60) + SNIPPET_CHARS);
+  let start = Math.max(0, end - SNIPPET_CHARS);
+  if (start > 0) { const gap = text.slice(start, start + 20).search(/\s/); if (gap >= 0) start += gap + 1; }
+  if (end < text.length) { const gap = text.slice(end - 20, end).search(/\s\S*$/); if (gap >= 0) end = end - 20 + gap; }
+  for (const [a, b] of spans) { if (a < start && b > start) start = a; if (a < end && b > end) end = b; }
+  const inside = spans.filter(([a, b]) => a >= start && b <= end).map(([a, b]) => [a - start, b - start]);
+  const nodes = marked(text.slice(start, end), inside)
+    .map((node) => (typeof node === "string" ? node.replace(/\s+/g, " ") : node));
+  return [start > 0 ? "… " : "", ...nodes, end < text.length ? " …" : ""];
+}
+
 function hitCard(kbId, hit) {
+  const folder = folderOf(hit.source);
   return h("button", { type: "button", class: "card hit", onclick: () => openViewer(kbId, hit) },
-    h("span", { class: "meta" }, h("strong", {}, hit.filename), h("span", {}, t("search.page", { page: pages(hit) })),
+    h("span", { class: "meta" }, h("strong", {}, hit.filename), folder ? h("span", { class: "path" }, folder) : null,
+      h("span", {}, t("search.page", { page: pages(hit) })),
       h("span", {}, t("search.score", { score: hit.score.toFixed(3) })),
-      hit.heading_path.length ? h("span", {}, hit.heading_path.join(" › ")) : null),
-    h("span", { class: "passage" }, marked(hit.text, hit.highlights)));
+      hit.heading_path.length ? h("span", {}, hit.heading_path.join(" › ")) : null,
+      h("span", { class: "open" }, `${t("search.open")} ›`)),
+    h("span", { class: "snippet" }, snippet(hit.text, hit.highlights)));
 }
 
 async function openViewer(kbId, hit) {
@@ -357,26 +424,32 @@ async function openOriginal(kbId, hit) {
 
 // ---------- chat ----------
 async function renderChat() {
-  const kbs = await api("/api/v1/knowledge-bases");
-  const answer = h("div", { class: "answer card", id: "answer", "aria-live": "polite" });
-  const sources = h("ol", { class: "sources", id: "sources" });
-  const form = h("form", { class: "card stack", onsubmit: (e) => { e.preventDefault(); ask(e.target, answer, sources); } },
+  const [kbs, facts] = await Promise.all([api("/api/v1/knowledge-bases"), api("/api/v1/ui").catch(() => null)]);
+  const noModel = facts && facts.chat && !facts.chat.configured;
+  const notice = noModel ? h("p", { class: "notice", id: "chat-notice", role: "note" }, rich(t("chat.nomodel"))) : null;
+  const answer = h("div", { class: "answer card", id: "answer", "aria-live": "polite", hidden: true });
+  const heading = h("h2", { id: "sources-heading", hidden: true }, t("chat.sources"));
+  const sources = h("ol", { class: "sources", id: "sources", "aria-labelledby": "sources-heading", hidden: true });
+  const form = h("form", { class: "card stack", onsubmit: (e) => { e.preventDefault(); ask(e.target, answer, { heading, list: sources }); } },
     h("fieldset", { class: "row" }, h("legend", {}, t("chat.kbs")),
       kbs.map((kb, i) => h("label", { class: "check" },
         h("input", { type: "checkbox", name: "kb", value: kb.id, checked: i === 0 }), kb.name))),
     h("label", {}, t("chat.question"), h("textarea", { name: "question", required: true, maxlength: 10000 })),
     h("div", {}, h("button", { class: "primary", type: "submit" }, t("chat.send"))));
-  page(t("chat.title"), kbs.length ? form : h("p", { class: "muted" }, t("search.nokb")), answer,
-    h("h2", {}, t("chat.sources")), sources);
+  page(t("chat.title"), notice, kbs.length ? form : h("p", { class: "muted" }, t("search.nokb")), answer, heading, sources);
 }
 
-async function ask(form, answer, sourceList) {
+async function ask(form, answer, { heading, list: sourceList }) {
   const data = new FormData(form);
   const ids = data.getAll("kb");
+  const button = form.querySelector("button[type=submit]");
   let text = "";
   let sources = [];
+  answer.hidden = false;
   answer.replaceChildren(h("span", { class: "muted" }, t("chat.thinking")));
   sourceList.replaceChildren();
+  sourceList.hidden = heading.hidden = true;
+  button.disabled = true;
   const render = () => {
     const parts = text.split(/(\[\d+\])/);
     answer.replaceChildren(...parts.map((part) => {
@@ -390,16 +463,23 @@ async function ask(form, answer, sourceList) {
       if (raw === "[DONE]") return;
       const chunk = JSON.parse(raw);
       if (chunk.error) throw new ApiError(502, chunk.error.message, chunk.error.code);
-      if (chunk.sources) {
+      if (chunk.sources && chunk.sources.length) {
         sources = chunk.sources;
+        sourceList.hidden = heading.hidden = false;
         sourceList.replaceChildren(...sources.map((s) => h("li", {}, h("button", { type: "button", class: "cite",
           onclick: () => openViewer(s.knowledge_base_id, { ...s, highlights: [], heading_path: [] }) },
           `${s.filename} · ${t("search.page", { page: s.page_start })}`))));
       }
-      for (const choice of chunk.choices || []) text += (choice.delta && choice.delta.content) || "";
-      render();
+      for (const choice of chunk.choices || []) {
+        text += (choice.delta && choice.delta.content) || (choice.message && choice.message.content) || "";
+      }
+      if (text || !sources.length) render();
     }, { method: "POST", json: { knowledge_base_ids: ids, stream: true, messages: [{ role: "user", content: String(data.get("question")) }] }, signal: pageAbort.signal });
-  } catch (err) { answer.replaceChildren(h("p", { class: "error-text" }, message(err))); showError(err); }
+    if (!text) { render(); answer.hidden = sources.length > 0; } // sources and no words: the sources say it all
+  } catch (err) {
+    if (err && err.name === "AbortError") return;
+    answer.replaceChildren(h("p", { class: "error-text", role: "alert" }, message(err))); // shown here, once
+  } finally { button.disabled = false; }
 }
 
 // ---------- settings ----------
@@ -426,10 +506,20 @@ function applyTheme() {
 }
 
 // ---------- router ----------
+// The page when the server refuses to answer without a valid key: what it needs, where to find one, a way there.
+function renderKeyNeeded() {
+  page(t("key.title"), h("section", { class: "card stack", id: "key-needed" },
+    h("p", {}, t(settings.key ? "key.refused" : "key.missing")),
+    h("p", {}, rich(t("key.where"))),
+    h("p", {}, h("a", { class: "button primary", href: "#/settings" }, t("key.open")))));
+}
+
 async function refresh() {
   pageAbort.abort();
   pageAbort = new AbortController();
   clearError();
+  const viewer = document.getElementById("viewer");
+  if (viewer && viewer.open) viewer.close(); // the passage belongs to the page being left
   setLanguage(language());
   translateStatic();
   const [path, query] = (location.hash.slice(1) || "/kbs").split("?");
@@ -444,9 +534,10 @@ async function refresh() {
     else if (path === "/chat") await renderChat();
     else if (path === "/settings") renderSettings();
     else await renderKbs();
-  } catch (err) {
-    page(t("nav.kbs"), h("p", { class: "error-text" }, message(err)));
-    showError(err);
+  } catch (err) { // the page could not load: say so on the page, once (the alert is for failed actions)
+    if (err && err.name === "AbortError") return;
+    if (err instanceof ApiError && err.status === 401) renderKeyNeeded();
+    else page(t("error.title"), h("p", { class: "error-text" }, message(err)));
   }
 }
 

@@ -15,7 +15,10 @@ const WORDS = {
     "docs.title": "Documents of {name}", "docs.drop": "Drop files or folders here, or",
     "docs.files": "choose files", "docs.folder": "choose a folder", "docs.file": "File", "docs.status": "Status",
     "docs.progress": "Progress", "docs.actions": "Actions", "docs.retry": "Retry", "docs.delete": "Delete",
-    "docs.confirm": "Delete “{name}”?", "docs.empty": "No documents yet.", "docs.pages": "{n} pages",
+    "docs.confirm": "Delete “{name}”?", "docs.empty": "No documents yet.",
+    "docs.pages.one": "{n} page", "docs.pages.other": "{n} pages", "docs.chunks": "Chunks", "docs.size": "Size",
+    "docs.embedded.one": "{n} chunk embedded", "docs.embedded.other": "{n} chunks embedded",
+    "docs.added": "Added",
     "docs.search": "Search this knowledge base",
     "status.uploading": "uploading", "status.queued": "queued", "status.parsing": "parsing",
     "status.embedding": "embedding", "status.ready": "ready", "status.duplicate": "duplicate",
@@ -25,15 +28,23 @@ const WORDS = {
     "search.topk": "Results", "search.filters": "Filters (e.g. tag=policy date>=2024-01-01)",
     "search.submit": "Search", "search.none": "No results.", "search.page": "page {page}", "search.score": "score {score}",
     "search.took": "{n} results in {ms} ms", "search.nokb": "Create a knowledge base first.",
+    "search.open": "Open the passage",
     "viewer.title": "{name} — page {page} of {pages}", "viewer.original": "Open the original file",
     "viewer.close": "Close",
     "chat.title": "Chat", "chat.kbs": "Answer from", "chat.question": "Your question", "chat.send": "Ask",
     "chat.sources": "Sources", "chat.thinking": "Retrieving and answering…",
+    "chat.nomodel": "No chat model is configured, so zhiku cannot write answers here. To enable them, set `ZHIKU_CHAT_URL` to an OpenAI-compatible server (Ollama, vLLM, …; e.g. `http://127.0.0.1:11434/v1`) and `ZHIKU_CHAT_MODEL` to its model name, then restart `zhiku serve`.",
     "settings.title": "Settings", "settings.key": "API key", "settings.key.help": "Stored in this browser only.",
     "settings.save": "Save", "settings.saved": "Saved.", "settings.language": "Language", "settings.theme": "Theme",
     "theme.light": "Light", "theme.dark": "Dark", "theme.system": "System",
     "error.network": "The server cannot be reached. Is zhiku serve running?",
-    "error.auth": "The server needs an API key: enter it in Settings.",
+    "error.auth": "The server refused the API key: enter a valid one in Settings.",
+    "error.title": "Something went wrong",
+    "key.title": "API key needed",
+    "key.missing": "This zhiku server needs an API key, and this browser has none yet.",
+    "key.refused": "The server does not accept the API key saved in this browser (unknown or revoked).",
+    "key.where": "`./scripts/run` (that is, `zhiku serve`) prints an admin key when it starts for the first time; or create one with `zhiku keys create`. Paste it in Settings: it stays in this browser.",
+    "key.open": "Open Settings",
   },
   zh: {
     skip: "跳到正文", loading: "加载中…", close: "关闭",
@@ -49,7 +60,10 @@ const WORDS = {
     "docs.title": "{name} 的文档", "docs.drop": "把文件或文件夹拖到这里，或",
     "docs.files": "选择文件", "docs.folder": "选择文件夹", "docs.file": "文件", "docs.status": "状态",
     "docs.progress": "进度", "docs.actions": "操作", "docs.retry": "重试", "docs.delete": "删除",
-    "docs.confirm": "删除“{name}”？", "docs.empty": "还没有文档。", "docs.pages": "{n} 页",
+    "docs.confirm": "删除“{name}”？", "docs.empty": "还没有文档。",
+    "docs.pages.one": "{n} 页", "docs.pages.other": "{n} 页", "docs.chunks": "分块", "docs.size": "大小",
+    "docs.embedded.one": "已向量化 {n} 个分块", "docs.embedded.other": "已向量化 {n} 个分块",
+    "docs.added": "添加时间",
     "docs.search": "搜索这个知识库",
     "status.uploading": "上传中", "status.queued": "排队中", "status.parsing": "解析中",
     "status.embedding": "向量化中", "status.ready": "就绪", "status.duplicate": "重复",
@@ -59,15 +73,23 @@ const WORDS = {
     "search.topk": "结果数", "search.filters": "过滤（如 tag=制度 date>=2024-01-01）",
     "search.submit": "搜索", "search.none": "没有结果。", "search.page": "第 {page} 页", "search.score": "得分 {score}",
     "search.took": "{n} 条结果，用时 {ms} 毫秒", "search.nokb": "请先创建知识库。",
+    "search.open": "查看整段",
     "viewer.title": "{name} — 第 {page} 页，共 {pages} 页", "viewer.original": "打开原始文件",
     "viewer.close": "关闭",
     "chat.title": "问答", "chat.kbs": "依据的知识库", "chat.question": "你的问题", "chat.send": "提问",
     "chat.sources": "来源", "chat.thinking": "正在检索并回答…",
+    "chat.nomodel": "没有配置问答模型，zhiku 无法在这里生成回答。要启用，请把 `ZHIKU_CHAT_URL` 设为一个 OpenAI 兼容的服务（Ollama、vLLM 等，如 `http://127.0.0.1:11434/v1`），`ZHIKU_CHAT_MODEL` 设为其模型名，然后重启 `zhiku serve`。",
     "settings.title": "设置", "settings.key": "API 密钥", "settings.key.help": "只保存在本浏览器中。",
     "settings.save": "保存", "settings.saved": "已保存。", "settings.language": "语言", "settings.theme": "主题",
     "theme.light": "浅色", "theme.dark": "深色", "theme.system": "跟随系统",
     "error.network": "无法连接服务器。zhiku serve 在运行吗？",
-    "error.auth": "服务器需要 API 密钥：请在“设置”中填写。",
+    "error.auth": "服务器不接受这个 API 密钥：请在“设置”中填写有效的密钥。",
+    "error.title": "出错了",
+    "key.title": "需要 API 密钥",
+    "key.missing": "这个 zhiku 服务器需要 API 密钥，本浏览器还没有保存。",
+    "key.refused": "服务器不接受本浏览器保存的 API 密钥（未知或已吊销）。",
+    "key.where": "`./scripts/run`（即 `zhiku serve`）第一次启动时会打印一个管理员密钥；也可以用 `zhiku keys create` 创建。把它粘贴到“设置”中：它只保存在本浏览器里。",
+    "key.open": "打开设置",
   },
 };
 
@@ -85,6 +107,12 @@ export function setLanguage(lang) {
 export function t(key, vars = {}) {
   const text = WORDS[language()][key] ?? WORDS.en[key] ?? key;
   return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
+}
+
+// "{n} page" / "{n} pages": the plural form of `key` for n in the current language (`key.one`, `key.other`).
+export function plural(key, n) {
+  const form = new Intl.PluralRules(language() === "zh" ? "zh-CN" : "en").select(n);
+  return t(`${key}.${form === "one" ? "one" : "other"}`, { n });
 }
 
 export function translateStatic(root = document) {
