@@ -26,6 +26,7 @@ from zhiku.config import Settings, get_settings
 from zhiku.core import Zhiku
 from zhiku.embedding.service import EmbeddingService
 from zhiku.keys import create_bootstrap_key
+from zhiku.mcp_server import McpEndpoint
 from zhiku.pipeline.tasks import job_runner
 from zhiku.storage.staging import clean_stale_staging
 from zhiku.web import STATIC_DIR
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
         keys=KeyCache(),
         limiter=RateLimiter(settings),
     )
+    mcp = McpEndpoint(state)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -90,7 +92,8 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
             watcher = asyncio.create_task(_watch_upstreams(service, settings.remote_health_interval))
         log.info("zhiku ready: serving %s", ", ".join(service.specs))
         try:
-            yield
+            async with mcp.running():
+                yield
         finally:
             if watcher is not None:
                 watcher.cancel()
@@ -114,6 +117,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     for module in (embeddings, knowledge_bases, documents, jobs, keys, chat):
         app.include_router(module.router, responses=ERROR_RESPONSES)
 
+    app.router.routes.append(mcp.route())  # MCP over streamable HTTP (zhiku.mcp_server)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_docs(app)
 
