@@ -281,3 +281,24 @@ def test_stdio_through_the_server_uses_the_keys_tenant(server: tuple[Server, str
             assert "refused the API key" in error(await client.call_tool("list_knowledge_bases", {}))
 
     anyio.run(scenario)
+
+
+def test_http_hostile_bodies(server: tuple[Server, str]) -> None:
+    running, _ = server
+    headers = {"accept": "application/json, text/event-stream", "authorization": f"Bearer {running.key_a}"}
+    headers_json = headers | {"content-type": "application/json"}
+    with httpx.Client(base_url=running.url, timeout=60) as http_client:
+        too_big = http_client.post("/mcp", content=b"{" + b" " * (4 * 1024 * 1024) + b"}", headers=headers_json)
+        assert too_big.status_code == 413  # the server's max_request_bytes
+        for body in (b"{not json", b"\xff\xfe\x00garbage", b"[]", b'{"jsonrpc": "2.0", "id": 1, "method": 7}'):
+            refused = http_client.post("/mcp", content=body, headers=headers_json)
+            assert 400 <= refused.status_code < 500, (body, refused.status_code, refused.text)
+            assert "Traceback" not in refused.text
+        call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call"}
+        hostile = call | {"params": {"name": "search", "arguments": {"knowledge_base": "harbour\x00", "query": "x"}}}
+        answered = http_client.post("/mcp", json=INITIALIZE, headers=headers)
+        assert answered.status_code == 200, answered.text
+        result = http_client.post("/mcp", json=hostile, headers=headers | {"mcp-protocol-version": "2025-06-18"})
+        assert result.status_code == 200, result.text
+        assert result.json()["result"]["isError"] is True
+        assert "knowledge_base contains a NUL character" in result.text
