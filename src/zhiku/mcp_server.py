@@ -35,7 +35,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from zhiku import __version__
-from zhiku.errors import InvalidInputError, NotFoundError, ZhikuError
+from zhiku.errors import NotFoundError, ZhikuError
 from zhiku.search.options import MAX_QUERY_CHARS
 
 if TYPE_CHECKING:
@@ -255,8 +255,9 @@ async def _answer(call: Callable[[], T]) -> T:
 
 
 def _no_nul(value: str, name: str) -> None:
+    """Refuse a NUL character (no name, id or query holds one; the stores would reject it less clearly)."""
     if "\x00" in value:
-        raise ToolError(str(InvalidInputError(f"{name} contains a NUL character", param=name)))
+        raise ToolError(f"{name} contains a NUL character")
 
 
 BackendFor = Callable[[Context], Backend]
