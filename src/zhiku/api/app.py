@@ -17,6 +17,7 @@ from zhiku.api.docs import install_docs
 from zhiku.api.errors import install_error_handlers
 from zhiku.api.keycache import KeyCache
 from zhiku.api.limits import BodySizeLimit
+from zhiku.api.mcp import McpEndpoint
 from zhiku.api.metrics import Metrics, MetricsMiddleware
 from zhiku.api.ratelimit import RateLimiter
 from zhiku.api.routes import chat, documents, embeddings, health, jobs, keys, knowledge_bases
@@ -26,7 +27,6 @@ from zhiku.config import Settings, get_settings
 from zhiku.core import Zhiku
 from zhiku.embedding.service import EmbeddingService
 from zhiku.keys import create_bootstrap_key
-from zhiku.mcp_server import McpEndpoint
 from zhiku.pipeline.tasks import job_runner
 from zhiku.storage.staging import clean_stale_staging
 from zhiku.web import STATIC_DIR
@@ -117,7 +117,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     for module in (embeddings, knowledge_bases, documents, jobs, keys, chat):
         app.include_router(module.router, responses=ERROR_RESPONSES)
 
-    app.router.routes.append(mcp.route())  # MCP over streamable HTTP (zhiku.mcp_server)
+    app.router.routes.append(mcp.route())  # MCP over streamable HTTP (zhiku.api.mcp)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_docs(app)
 

@@ -12,7 +12,7 @@ def mcp_command() -> None:
     zhiku server when there is one (ZHIKU_URL and ZHIKU_API_KEY, or the local `zhiku serve`), with that key's
     tenant; otherwise opens ZHIKU_HOME itself. Over HTTP, `zhiku serve` answers MCP at /mcp (see docs/mcp.md)."""
     # imported here, not at the top: only this command loads the MCP SDK
-    from zhiku.mcp_server import EmbeddedBackend, RemoteBackend, run_stdio
+    from zhiku.api.mcp import EmbeddedBackend, RemoteBackend, run_stdio
 
     server = find_server()
     if server is not None:

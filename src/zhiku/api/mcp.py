@@ -35,8 +35,13 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from zhiku import __version__
+from zhiku.api.auth import authorize
+from zhiku.api.schemas import HitOut, KnowledgeBaseOut
 from zhiku.errors import NotFoundError, ZhikuError
-from zhiku.search.options import MAX_QUERY_CHARS
+from zhiku.knowledge import bases
+from zhiku.knowledge.documents import get_document
+from zhiku.search import retrieve
+from zhiku.search.options import MAX_QUERY_CHARS, SearchOptions
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -170,33 +175,22 @@ class EmbeddedBackend:
 
     def knowledge_bases(self) -> list[dict[str, Any]]:
         """The tenant's knowledge bases."""
-        from zhiku.api.schemas import KnowledgeBaseOut
-        from zhiku.knowledge.bases import knowledge_base_stats, list_knowledge_bases
-
         found = []
-        for kb in list_knowledge_bases(self.zhiku, self.tenant_id):
-            stats = knowledge_base_stats(self.zhiku, kb)
+        for kb in bases.list_knowledge_bases(self.zhiku, self.tenant_id):
+            stats = bases.knowledge_base_stats(self.zhiku, kb)
             found.append(KnowledgeBaseOut.of(kb, stats.documents, stats.chunks).model_dump(mode="json"))
         return found
 
     def search(self, knowledge_base: str, query: str, mode: str, top_k: int) -> tuple[dict[str, Any], list[Any]]:
         """Search with :func:`zhiku.search.retrieve.search`."""
-        from zhiku.api.schemas import HitOut
-        from zhiku.knowledge.bases import get_knowledge_base
-        from zhiku.search.options import SearchOptions
-        from zhiku.search.retrieve import search
-
-        kb = get_knowledge_base(self.zhiku, knowledge_base, self.tenant_id)
-        hits = search(self.zhiku, kb, query, SearchOptions(mode=mode, top_k=top_k))  # type: ignore[arg-type]
+        kb = bases.get_knowledge_base(self.zhiku, knowledge_base, self.tenant_id)
+        hits = retrieve.search(self.zhiku, kb, query, SearchOptions(mode=mode, top_k=top_k))  # type: ignore[arg-type]
         return {"id": kb.id, "name": kb.name}, [HitOut.of(hit).model_dump(mode="json") for hit in hits]
 
     def page(self, knowledge_base: str, document_id: str, page: int) -> tuple[dict[str, Any], dict[str, Any]]:
         """A page of the document parsed again (in a parsing process, within the parsing budget), as the page
         preview of the REST API does."""
-        from zhiku.knowledge.bases import get_knowledge_base
-        from zhiku.knowledge.documents import get_document
-
-        kb = get_knowledge_base(self.zhiku, knowledge_base, self.tenant_id)
+        kb = bases.get_knowledge_base(self.zhiku, knowledge_base, self.tenant_id)
         document = get_document(self.zhiku, kb, document_id)
         path = self.zhiku.blobs.path_for(document.content_hash)
         if not path.is_file() or document.version == 0:
@@ -419,8 +413,6 @@ class McpEndpoint:
         return EmbeddedBackend(self.state.zhiku, principal.tenant_id)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        from zhiku.api.auth import authorize
-
         # raises zhiku's errors (401, 403, 429), which the app's error handlers answer as for any route
         principal = await authorize("read", "read")(Request(scope, receive))
         scope[PRINCIPAL_KEY] = principal
