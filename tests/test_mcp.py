@@ -136,6 +136,9 @@ def test_stdio_embedded_tools_search_pages_and_errors(embedded_home: Path) -> No
             listed = data(await client.call_tool("list_knowledge_bases", {}))["knowledge_bases"]
             assert [(kb["name"], kb["documents"]) for kb in listed] == [("harbour", 2)]
             await check_search_and_read(client, "harbour")
+            # between calls the session holds no store open: another zhiku process can use the home meanwhile
+            searched = await anyio.to_thread.run_sync(_zhiku, embedded_home, "search", "ferry", "--kb", "harbour")
+            assert "notes.md" in searched
 
             found = data(await client.call_tool("search", {"knowledge_base": listed[0]["id"], "query": "ferry"}))
             assert found["knowledge_base"] == "harbour"

@@ -17,8 +17,9 @@ bounds) comes back as an MCP tool error with zhiku's one-line message, never a t
 
 from __future__ import annotations
 
-import functools
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, TypeVar
@@ -207,10 +208,26 @@ class EmbeddedBackend:
         }
 
 
-@functools.lru_cache(maxsize=8)
+PARSED_CACHE_SIZE = 8
+_parsed_cache: OrderedDict[tuple[str, str], ParsedDocument] = OrderedDict()
+_parsed_lock = threading.Lock()
+
+
 def _parsed(zhiku: Zhiku, path: str, filename: str) -> ParsedDocument:
-    """A stored document parsed again (an agent reading on reads the same document several times)."""
-    return zhiku.parsers.parse(Path(path), filename)
+    """A stored document parsed again, the last few kept (an agent reading on reads the same document several
+    times). Blobs are named by their content's hash, so a path always holds the same document, whichever
+    :class:`Zhiku` (one per call in ``zhiku mcp``) parses it."""
+    key = (path, filename)
+    with _parsed_lock:
+        if key in _parsed_cache:
+            _parsed_cache.move_to_end(key)
+            return _parsed_cache[key]
+    parsed = zhiku.parsers.parse(Path(path), filename)
+    with _parsed_lock:
+        _parsed_cache[key] = parsed
+        while len(_parsed_cache) > PARSED_CACHE_SIZE:
+            _parsed_cache.popitem(last=False)
+    return parsed
 
 
 def _part(value: str) -> str:
