@@ -3,9 +3,10 @@
 
 Two transports, one set of tools, zhiku's own permissions:
 
-* **stdio** (``zhiku mcp``, what desktop MCP clients launch): through the running zhiku server when one is found
-  (``ZHIKU_URL`` + ``ZHIKU_API_KEY``, or ``$ZHIKU_HOME/server.json``), so that key's tenant and scope apply;
-  otherwise on the stores of ``$ZHIKU_HOME`` directly, as the local user (tenant ``default``).
+* **stdio** (``zhiku mcp``, what desktop MCP clients launch; :mod:`zhiku.cli.mcp`): at each call, through the
+  running zhiku server when one is found (``ZHIKU_URL`` + ``ZHIKU_API_KEY``, or ``$ZHIKU_HOME/server.json``), so
+  that key's tenant and scope apply (:class:`RemoteBackend`); otherwise on the stores of ``$ZHIKU_HOME`` directly,
+  as the local user, tenant ``default`` (:class:`EmbeddedBackend`).
 * **streamable HTTP** at ``/mcp`` of ``zhiku serve`` (:class:`McpEndpoint`, stateless JSON responses, so it works
   with ``--workers N`` and behind load balancers): every request is authenticated by zhiku's own
   ``Authorization: Bearer`` check (401 without a valid key when auth is on), needs the ``read`` scope, counts
