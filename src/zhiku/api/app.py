@@ -19,6 +19,7 @@ from zhiku.api.docs import install_docs
 from zhiku.api.errors import install_error_handlers
 from zhiku.api.keycache import KeyCache
 from zhiku.api.limits import BodySizeLimit
+from zhiku.api.mcp import McpEndpoint
 from zhiku.api.metrics import Metrics, MetricsMiddleware
 from zhiku.api.ratelimit import RateLimiter
 from zhiku.api.routes import chat, documents, embeddings, health, jobs, keys, knowledge_bases, models
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
         keys=KeyCache(),
         limiter=RateLimiter(settings),
     )
+    mcp = McpEndpoint(state)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -92,7 +94,8 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
             watcher = asyncio.create_task(_watch_upstreams(service, settings.remote_health_interval))
         log.info("zhiku ready: serving %s", ", ".join(service.specs))
         try:
-            yield
+            async with mcp.running():
+                yield
         finally:
             if watcher is not None:
                 watcher.cancel()
@@ -116,6 +119,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     for module in (embeddings, models, knowledge_bases, documents, jobs, keys, chat):
         app.include_router(module.router, responses=ERROR_RESPONSES)
 
+    app.router.routes.append(mcp.route())  # MCP over streamable HTTP (zhiku.api.mcp)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_docs(app)
 

@@ -31,6 +31,7 @@ from zhiku.cli.ingest import ingest, reindex
 from zhiku.cli.jobs import jobs_app
 from zhiku.cli.kb import docs_app, kb_app, search_command
 from zhiku.cli.keys import keys_app
+from zhiku.cli.mcp import mcp_command
 from zhiku.client import (
     ServerRecord,
     looks_like_zhiku,
@@ -461,6 +462,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(keys_app, name="keys")
 app.command("ingest")(ingest)
 app.command("search")(search_command)
+app.command("mcp")(mcp_command)
 app.add_typer(bench_app, name="bench")
 
 
