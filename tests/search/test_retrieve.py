@@ -185,3 +185,46 @@ def test_highlighted_passages_are_html_safe() -> None:
 
     assert mark("<b>x</b> & y", [(3, 4)]) == "&lt;b&gt;<mark>x</mark>&lt;/b&gt; &amp; y"
     assert mark("[x] y", [(4, 5)], "[b]", "[/]", escape=lambda s: s.replace("[", "\\[")) == "\\[x] [b]y[/]"
+
+
+RELATED = ["大熊猫吃什么？", "How fast are the trains between Beijing and Shanghai?", "water temperature for coffee"]
+UNRELATED = ["quantum chromodynamics on a lattice", "如何申请护照签证", "best chess opening for beginners"]
+
+
+@pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
+def test_scores_are_relevance_on_one_scale_for_every_query(
+    indexed: tuple[Zhiku, KnowledgeBase, dict[str, str]], mode: str
+) -> None:
+    """0-1, never rising down the list, and comparable across queries: every related query's best hit scores
+    above every unrelated query's best hit, so one threshold separates them (raw hybrid scores cannot: they are
+    z-scores within one list)."""
+    zhiku, kb, _ = indexed
+    best: dict[str, float] = {}
+    for query in RELATED + UNRELATED:
+        hits = search(zhiku, kb, query, SearchOptions(mode=mode, top_k=5))  # type: ignore[arg-type]
+        scores = [hit.score for hit in hits]
+        assert all(0.0 <= s <= 1.0 for s in scores), scores
+        assert scores == sorted(scores, reverse=True)
+        best[query] = scores[0] if scores else 0.0
+    assert min(best[q] for q in RELATED) > max(best[q] for q in UNRELATED), best
+    if mode != "lexical":  # lexical relevance is term coverage: an unrelated query matches few terms, or none
+        assert max(best[q] for q in UNRELATED) < 0.3, best
+    threshold = (min(best[q] for q in RELATED) + max(best[q] for q in UNRELATED)) / 2
+    kept = search(zhiku, kb, RELATED[0], SearchOptions(mode=mode, min_score=threshold))  # type: ignore[arg-type]
+    assert kept
+    assert kept[0].filename == "panda.md"
+    assert all(hit.score >= threshold for hit in kept)
+    assert not search(zhiku, kb, UNRELATED[0], SearchOptions(mode=mode, min_score=threshold))  # type: ignore[arg-type]
+
+
+def test_cosine_scale_is_measured_by_the_model(indexed: tuple[Zhiku, KnowledgeBase, dict[str, str]]) -> None:
+    import numpy as np
+
+    from zhiku.search.relevance import cosine_scale, in_rank_order
+
+    zhiku, kb, _ = indexed
+    scale = cosine_scale(zhiku.embedder_for(kb), kb.instruction, kb.dimension)
+    assert scale.answer - scale.unrelated > 0.2  # the model tells answers from unrelated passages
+    mapped = scale.relevance(np.asarray([-0.5, scale.unrelated, (scale.unrelated + scale.answer) / 2, 0.99]))
+    assert mapped.tolist() == pytest.approx([0.0, 0.0, 0.5, 1.0])
+    assert in_rank_order([0.9, 0.95, 0.4, 0.5, -1.0]) == [0.9, 0.9, 0.4, 0.4, 0.0]

@@ -255,7 +255,9 @@ class SearchRequest(JsonBody):
     )
     document_ids: list[str] | None = Field(default=None, max_length=1000)
     min_score: float | None = Field(
-        default=None, allow_inf_nan=False, description="Drop hits scoring below this (a finite number)."
+        default=None,
+        allow_inf_nan=False,
+        description="Drop hits whose score (relevance, 0-1, the same scale for every query and mode) is below this.",
     )
     neighbours: int = Field(default=0, ge=0, le=10)
     rerank: StrictBool = Field(
@@ -278,8 +280,11 @@ class HitOut(BaseModel):
     text: str
     highlighted: str = Field(description="The passage with the query's terms wrapped in <mark>.")
     highlights: list[tuple[int, int]]
-    score: float
-    scores: dict[str, float]
+    score: float = Field(
+        description="Relevance from 0 (unrelated) to 1 (as close as a typical answer), comparable across queries "
+        "and modes; never higher than the hit above it (docs/search.md)."
+    )
+    scores: dict[str, float] = Field(description="The raw per-stage scores: dense cosine, BM25, fused, rerank.")
     context_before: str
     context_after: str
     tags: list[str]

@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from zhiku.bench.report import append_report
-from zhiku.cli.common import err, quiet_libraries
+from zhiku.cli.common import err, out, quiet_libraries
 from zhiku.config import get_settings
 from zhiku.errors import InvalidInputError
 
@@ -68,7 +67,7 @@ def bench_embed_command(
             f"{r.tokens_per_second:.0f} |"
         )
     table = "\n".join(lines)
-    Console().print(table)
+    out.print(table)
     names = ", ".join(folder.name for folder in corpora)
     append_report(output, "embed throughput", table, f"passages: {len(texts)} from {names}; {rounds} rounds, median")
     err.print(f"appended to {output}")
@@ -99,7 +98,7 @@ def _bench_serving(
     if zhiku32 and infinity32:
         summary += f"; zhiku @32 / infinity @32 = {zhiku32 / infinity32:.2f}"
     table = "\n".join(lines) + (f"\n\n{summary}" if summary else "")
-    Console().print(table)
+    out.print(table)
     names = ", ".join(folder.name for folder in corpora)
     append_report(
         output,
@@ -169,7 +168,7 @@ def bench_ingest_command(
             f"| {r.tokens / r.ingest_seconds:.0f} | {r.chunks / r.encode_seconds:.1f} | {r.ratio:.2f} |"
         )
     table = "\n".join(lines)
-    Console().print(table)
+    out.print(table)
     names = ", ".join(folder.name for folder in corpora)
     notes = (
         f"{results[0].documents} Markdown documents of {passages_per_document} passages from {names}; median of "
@@ -221,7 +220,7 @@ def bench_peers_command(
             f"{r.documents_per_second:.2f} | {ratio:.2f} | {r.search_ms:.1f} |"
         )
     table = "\n".join(lines)
-    Console().print(table)
+    out.print(table)
     names = ", ".join(folder.name for folder in corpora)
     append_report(
         output,
@@ -276,7 +275,7 @@ def bench_search_command(
         stores=stores or ["edge"],
         pgvector_url=pgvector_url,
     )
-    Console().print(table)
+    out.print(table)
     append_report(output, "search latency", table, notes + "; store calls only (query embedding excluded)")
     err.print(f"appended to {output}")
 
@@ -305,7 +304,7 @@ def bench_serve_search_command(
     err.print(f"ingesting {corpus.name} into {len(setups)} server(s), then timing searches ...")
     rows = bench_search_serving(corpus, setups, client_counts=clients or [1, 4, 16], queries=queries, rounds=rounds)
     table = render_serving_table(rows)
-    Console().print(table)
+    out.print(table)
     notes = (
         f"{corpus.name} ingested through each server's API (one document per passage), {queries} of its queries "
         f"per client count and round (hybrid search, top_k 10, query embedding included, embedding cache off), "
@@ -328,7 +327,7 @@ def bench_lexical_command(
 
     results = bench_lexical(corpora, get_settings(), stores or ["edge", "pgvector"], pgvector_url=pgvector_url)
     table = render_lexical_table(results)
-    Console().print(table)
+    out.print(table)
     notes = "each store's search_text (BM25 on zhiku's terms), top 10, with the kb_id filter; vectors random"
     append_report(output, "lexical quality by store", table, notes)
     err.print(f"appended to {output}")

@@ -369,7 +369,9 @@ def search_command(
             "document=FILE-OR-ID, type=pdf. Repeatable; all must hold.",
         ),
     ] = None,
-    min_score: Annotated[float | None, typer.Option("--min-score", help="Drop hits scoring below this.")] = None,
+    min_score: Annotated[
+        float | None, typer.Option("--min-score", help="Drop hits below this relevance (0-1, any query or mode).")
+    ] = None,
     neighbours: Annotated[int, typer.Option("--neighbours", help="Add N chunks of context each side.")] = 0,
     rerank: Annotated[
         str | None, typer.Option("--rerank", help="Reorder the top 30 with this reranker (name or folder).")

@@ -26,7 +26,7 @@ from rich.table import Table
 from zhiku import __version__
 from zhiku.bench.report import append_report
 from zhiku.cli.bench import bench_app
-from zhiku.cli.common import err, quiet_libraries
+from zhiku.cli.common import err, out, quiet_libraries
 from zhiku.cli.ingest import ingest, reindex
 from zhiku.cli.jobs import jobs_app
 from zhiku.cli.kb import docs_app, kb_app, search_command
@@ -179,7 +179,7 @@ def models() -> None:
         name = spec.name + (" (default)" if spec.name == DEFAULT_MODEL else "")
         dims = f"{spec.min_dimension}-{spec.dimension}" if spec.matryoshka else "-"
         table.add_row(name, spec.backend, str(spec.dimension), dims, str(spec.max_tokens), spec.source)
-    Console().print(table)
+    out.print(table)
 
 
 @app.command()
@@ -197,7 +197,7 @@ def config(
     table.add_column("description")
     for name, field in Settings.model_fields.items():
         table.add_row(f"ZHIKU_{name.upper()}", str(getattr(settings, name)), field.description or "")
-    Console().print(table)
+    out.print(table)
 
 
 @app.command()
@@ -386,7 +386,9 @@ def evaluate(
     ] = None,
 ) -> None:
     """Retrieval quality on BEIR-format sets: the corpus goes through the real ingestion pipeline into a
-    temporary knowledge base, then every query runs in each mode (nDCG@10, Recall@1/5/10, MRR@10, latency)."""
+    temporary knowledge base, then every query runs in each mode (nDCG@10, Recall@1/5/10, MRR@10, latency, and
+    how well the 0-1 score separates relevant from irrelevant top-10 hits across queries: score AUC, beside the
+    raw score's)."""
     quiet_libraries()
     if model_only:
         _evaluate_model_only(folders, model, dim, limit, as_json)
@@ -395,7 +397,8 @@ def evaluate(
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise InvalidInputError(f"unknown mode(s) {', '.join(unknown)}: use dense, lexical or hybrid")
-    columns = ("set", "mode", "model", "queries", "nDCG@10", "R@1", "R@5", "R@10", "MRR@10", "p50 ms", "p95 ms")
+    columns = ("set", "mode", "model", "queries", "nDCG@10", "R@1", "R@5", "R@10", "MRR@10", "p50 ms", "p95 ms",
+               "score AUC", "raw AUC")  # fmt: skip
     table = Table(title="retrieval quality (through the ingestion pipeline)")
     for column in columns:
         table.add_column(column, justify="right")
@@ -406,7 +409,7 @@ def evaluate(
                 f"| {scores.dataset} | {scores.mode} | {scores.model}/{scores.dimension} | {scores.queries} "
                 f"| {scores.ndcg_at_10:.3f} | {scores.recall_at_1:.3f} | {scores.recall_at_5:.3f} "
                 f"| {scores.recall_at_10:.3f} | {scores.mrr_at_10:.3f} | {scores.latency_p50_ms:.1f} "
-                f"| {scores.latency_p95_ms:.1f} |"
+                f"| {scores.latency_p95_ms:.1f} | {scores.score_auc:.3f} | {scores.raw_score_auc:.3f} |"
             )
             if as_json:
                 typer.echo(json.dumps(scores.__dict__))
@@ -423,9 +426,11 @@ def evaluate(
                 f"{scores.mrr_at_10:.3f}",
                 f"{scores.latency_p50_ms:.1f}",
                 f"{scores.latency_p95_ms:.1f}",
+                f"{scores.score_auc:.3f}",
+                f"{scores.raw_score_auc:.3f}",
             )
     if not as_json:
-        Console().print(table)
+        out.print(table)
     if output is not None:
         append_report(output, "retrieval quality", "\n".join(markdown), "latency = whole search incl. query embedding")
 
@@ -452,7 +457,7 @@ def _evaluate_model_only(
             f"{scores.passages_per_second:.1f}",
         )
     if not as_json:
-        Console().print(table)
+        out.print(table)
 
 
 app.command("reindex")(reindex)

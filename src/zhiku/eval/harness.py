@@ -40,6 +40,11 @@ class ModeScores:
     mrr_at_10: float
     latency_p50_ms: float
     latency_p95_ms: float
+    score_auc: float
+    """How well ``score`` (0-1 relevance) separates relevant from other top-10 hits, pooled over all queries: the
+    chance a relevant hit of any query scores above an irrelevant hit of any query (0.5 = no better than chance)."""
+    raw_score_auc: float
+    """The same for the mode's raw score (cosine, BM25 or fused z-score), for comparison."""
 
 
 def ingest_beir(
@@ -61,6 +66,8 @@ def ingest_beir(
 def run_queries(zhiku: Zhiku, kb: KnowledgeBase, data: BeirSet, mode: Mode) -> ModeScores:
     """Run every query in ``mode`` and average the metrics; documents are ranked by their best chunk."""
     metrics, latencies = [], []
+    judged: list[tuple[float, float, bool]] = []  # (score, raw score, relevant) of each top-10 hit
+    raw_key = {"dense": "dense", "lexical": "lexical", "hybrid": "fused"}[mode]
     for query_id, query in zip(data.query_ids, data.query_texts, strict=True):
         started = time.perf_counter()
         hits = search(zhiku, kb, query, SearchOptions(mode=mode, top_k=30))
@@ -71,6 +78,12 @@ def run_queries(zhiku: Zhiku, kb: KnowledgeBase, data: BeirSet, mode: Mode) -> M
             if doc_id not in ranked:
                 ranked.append(doc_id)
         relevant = data.qrels[query_id]
+        seen: set[str] = set()
+        for hit in hits:
+            doc_id = hit.source.removeprefix("beir:")
+            if doc_id not in seen and len(seen) < 10:
+                seen.add(doc_id)
+                judged.append((hit.score, hit.scores[raw_key], relevant.get(doc_id, 0) > 0))
         ndcg, recall10, mrr = rank_metrics(ranked, relevant, k=10)
         recall1 = rank_metrics(ranked, relevant, k=1)[1]
         recall5 = rank_metrics(ranked, relevant, k=5)[1]
@@ -90,7 +103,19 @@ def run_queries(zhiku: Zhiku, kb: KnowledgeBase, data: BeirSet, mode: Mode) -> M
         mrr_at_10=float(means[4]),
         latency_p50_ms=p50,
         latency_p95_ms=p95,
+        score_auc=separation([(score, rel) for score, _, rel in judged]),
+        raw_score_auc=separation([(raw, rel) for _, raw, rel in judged]),
     )
+
+
+def separation(judged: list[tuple[float, bool]]) -> float:
+    """ROC AUC of scores for relevant (True) against irrelevant hits, ties counted half (Mann-Whitney)."""
+    positives = np.asarray([score for score, relevant in judged if relevant])
+    negatives = np.asarray([score for score, relevant in judged if not relevant])
+    if not len(positives) or not len(negatives):
+        return float("nan")
+    above = (positives[:, None] > negatives[None, :]).sum() + 0.5 * (positives[:, None] == negatives[None, :]).sum()
+    return float(above / (len(positives) * len(negatives)))
 
 
 def evaluate_set(

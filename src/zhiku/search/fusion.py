@@ -28,7 +28,11 @@ def _z_scores(scores: dict[str, float]) -> dict[str, float]:
 
 def term_coverage(query: str, text: str) -> float:
     """Share of the query's terms (Chinese words via jieba, other words) that occur in ``text``."""
-    terms = query_terms(query)
+    return coverage_of(query_terms(query), text)
+
+
+def coverage_of(terms: list[str], text: str) -> float:
+    """Share of ``terms`` (a query's, from :func:`~zhiku.text.terms.query_terms`) that occur in ``text``."""
     if not terms:
         return 0.0
     lowered = text.lower()

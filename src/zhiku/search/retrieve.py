@@ -18,9 +18,10 @@ from sqlalchemy.orm import Session
 from zhiku.core import Zhiku
 from zhiku.errors import InvalidInputError, NotFoundError
 from zhiku.search.filters import matching_documents
-from zhiku.search.fusion import fuse, term_coverage
+from zhiku.search.fusion import coverage_of, fuse, lexical_weight, term_coverage
 from zhiku.search.highlight import highlight_spans, mark
 from zhiku.search.options import MAX_QUERY_CHARS, MAX_TOP_K, MODES, SearchOptions
+from zhiku.search.relevance import cosine_scale, hybrid_relevance, in_rank_order
 from zhiku.search.rerank import Reranker, create_reranker
 from zhiku.storage.models import Chunk, Document, KnowledgeBase
 from zhiku.storage.vectors.base import SearchFilter, VectorHit
@@ -98,6 +99,7 @@ def _search(zhiku: Zhiku, kb: KnowledgeBase, query: str, options: SearchOptions)
         for found in zhiku.vectors.search_text(kb.collection, query, top_k=wanted, filter=flt):
             lexical[found.id] = found.score
             payloads.setdefault(found.id, found)
+    weight = 0.0  # the lexical side's say in hybrid fusion
     if options.mode == "dense":
         fused = dense
     elif options.mode == "lexical":
@@ -105,6 +107,7 @@ def _search(zhiku: Zhiku, kb: KnowledgeBase, query: str, options: SearchOptions)
     else:
         best_lexical = max(lexical, key=lexical.__getitem__, default=None)
         coverage = term_coverage(query, payloads[best_lexical].payload["text"]) if best_lexical else 0.0
+        weight = lexical_weight(coverage) if dense and lexical else (1.0 if lexical else 0.0)
         fused = fuse(dense, lexical, coverage)
     ranked = sorted(fused, key=fused.__getitem__, reverse=True)
     limit = max(options.top_k, options.rerank_candidates) if options.rerank else options.top_k
@@ -115,11 +118,42 @@ def _search(zhiku: Zhiku, kb: KnowledgeBase, query: str, options: SearchOptions)
             hit.scores["rerank"] = hit.score = float(value)
         hits = sorted(hits, key=lambda hit: hit.score, reverse=True)[: options.top_k]
     terms = query_terms(query)
+    _score_relevance(zhiku, kb, hits, terms, options, floor=min(dense.values(), default=0.0), weight=weight)
+    if options.min_score is not None:
+        hits = [hit for hit in hits if hit.score >= options.min_score]
     for hit in hits:
         hit.highlights = highlight_spans(hit.text, terms)
     if options.neighbours > 0:
         _expand(zhiku, hits, options.neighbours)
     return hits
+
+
+def _score_relevance(
+    zhiku: Zhiku,
+    kb: KnowledgeBase,
+    hits: list[Hit],
+    terms: list[str],
+    options: SearchOptions,
+    *,
+    floor: float,
+    weight: float,
+) -> None:
+    """Set each hit's ``score`` to its relevance on the 0-1 scale of :mod:`zhiku.search.relevance` (the raw
+    scores stay in ``scores``); ``floor`` is the cosine assumed for a hit the dense side did not find."""
+    if not hits:
+        return
+    if options.rerank:
+        values = np.asarray([hit.scores["rerank"] for hit in hits])
+    else:
+        lexical = np.asarray([coverage_of(terms, hit.text) for hit in hits])
+        if options.mode == "lexical":
+            values = lexical
+        else:
+            scale = cosine_scale(zhiku.embedder_for(kb), kb.instruction, kb.dimension)
+            dense = scale.relevance(np.asarray([hit.scores.get("dense", floor) for hit in hits]))
+            values = dense if options.mode == "dense" else hybrid_relevance(dense, lexical, weight)
+    for hit, value in zip(hits, in_rank_order(np.clip(values, 0.0, 1.0).tolist()), strict=True):
+        hit.score = round(value, 4)
 
 
 _rerankers: dict[str, Reranker] = {}
@@ -193,8 +227,6 @@ def _materialise(
         if chunk is None or document is None or chunk.version != document.version:
             continue  # a stale vector of a replaced version, or of a document being deleted
         score = fused[point_id]
-        if options.min_score is not None and score < options.min_score:
-            break
         scores = {"fused": score} if options.mode == "hybrid" else {}
         if point_id in dense:
             scores["dense"] = dense[point_id]
