@@ -445,6 +445,7 @@ async function ask(form, answer, { heading, list: sourceList }) {
   const button = form.querySelector("button[type=submit]");
   let text = "";
   let sources = [];
+  let passagesOnly = false; // no chat model: the reply is the passages, shown in the sources list
   answer.hidden = false;
   answer.replaceChildren(h("span", { class: "muted" }, t("chat.thinking")));
   sourceList.replaceChildren();
@@ -463,19 +464,22 @@ async function ask(form, answer, { heading, list: sourceList }) {
       if (raw === "[DONE]") return;
       const chunk = JSON.parse(raw);
       if (chunk.error) throw new ApiError(502, chunk.error.message, chunk.error.code);
+      if (chunk.retrieval_only) passagesOnly = true;
       if (chunk.sources && chunk.sources.length) {
         sources = chunk.sources;
         sourceList.hidden = heading.hidden = false;
         sourceList.replaceChildren(...sources.map((s) => h("li", {}, h("button", { type: "button", class: "cite",
           onclick: () => openViewer(s.knowledge_base_id, { ...s, highlights: [], heading_path: [] }) },
-          `${s.filename} · ${t("search.page", { page: s.page_start })}`))));
+          `${s.filename} · ${t("search.page", { page: s.page_start })}`),
+          passagesOnly ? h("p", { class: "snippet" }, s.text.length > 400 ? `${s.text.slice(0, 400)}…` : s.text) : null)));
       }
+      if (passagesOnly) { answer.replaceChildren(h("p", { class: "passages-only" }, t("chat.passages"))); return; }
       for (const choice of chunk.choices || []) {
         text += (choice.delta && choice.delta.content) || (choice.message && choice.message.content) || "";
       }
       if (text || !sources.length) render();
     }, { method: "POST", json: { knowledge_base_ids: ids, stream: true, messages: [{ role: "user", content: String(data.get("question")) }] }, signal: pageAbort.signal });
-    if (!text) { render(); answer.hidden = sources.length > 0; } // sources and no words: the sources say it all
+    if (!text && !passagesOnly) { render(); answer.hidden = sources.length > 0; } // sources and no words: the sources say it all
   } catch (err) {
     if (err && err.name === "AbortError") return;
     answer.replaceChildren(h("p", { class: "error-text", role: "alert" }, message(err))); // shown here, once
