@@ -1,6 +1,6 @@
 """LlamaIndex, the real client, against a real `zhiku serve`: `OpenAILikeEmbedding` for the embedding server and
 `OpenAILike` for RAG chat with a knowledge base chosen by model (``kb:<name>``), configured exactly as a user
-types it (docs/clients.md).
+types it (docs/clients.md); and LangChain's `ChatOpenAI` with the same model, on the same server.
 
 No chat model can run on this machine, so the chat model is a STUB (as in test_chat.py): a tiny OpenAI-compatible
 server on loopback that answers "I read N sources [1]". zhiku itself is real: its server process, retrieval from
@@ -84,4 +84,17 @@ def test_llamaindex_chat_with_a_knowledge_base(server: str) -> None:
     streamed = "".join(chunk.delta or "" for chunk in chunks)
     assert streamed == chunks[-1].message.content
     # the stub streams its words with a trailing space each; the rest is the same text
+    assert streamed.replace("[1] \n", "[1]\n") == text
+
+
+def test_langchain_chat_openai_with_a_knowledge_base(server: str) -> None:
+    """LangChain's `ChatOpenAI` as docs/clients.md configures it (same server, same stub chat model)."""
+    from langchain_openai import ChatOpenAI
+
+    llm = ChatOpenAI(model="kb:百科", base_url=f"{server}/v1", api_key="unused", max_retries=0)
+    answer = llm.invoke("大熊猫吃什么？")
+    text = str(answer.content)
+    assert text.startswith("I read 2 sources [1]")
+    assert "- [1] panda.md, page 1" in text
+    streamed = "".join(str(chunk.content) for chunk in llm.stream("大熊猫吃什么？"))
     assert streamed.replace("[1] \n", "[1]\n") == text
