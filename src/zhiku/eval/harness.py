@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,12 @@ class ModeScores:
     chance a relevant hit of any query scores above an irrelevant hit of any query (0.5 = no better than chance)."""
     raw_score_auc: float
     """The same for the mode's raw score (cosine, BM25 or fused z-score), for comparison."""
+    answerable_auc: float
+    """How well the best hit's ``score`` tells a query answered here (its best hit relevant) from a question the
+    set cannot answer (``unanswerable`` queries, from another set): the chance the first scores higher. NaN
+    without unanswerable queries. This is what a ``min_score`` threshold relies on."""
+    raw_answerable_auc: float
+    """The same for the raw score."""
 
 
 def ingest_beir(
@@ -63,10 +70,14 @@ def ingest_beir(
     return kb
 
 
-def run_queries(zhiku: Zhiku, kb: KnowledgeBase, data: BeirSet, mode: Mode) -> ModeScores:
-    """Run every query in ``mode`` and average the metrics; documents are ranked by their best chunk."""
+def run_queries(
+    zhiku: Zhiku, kb: KnowledgeBase, data: BeirSet, mode: Mode, unanswerable: Sequence[str] = ()
+) -> ModeScores:
+    """Run every query in ``mode`` and average the metrics; documents are ranked by their best chunk. The
+    ``unanswerable`` questions (another set's) are asked too, for :attr:`ModeScores.answerable_auc`."""
     metrics, latencies = [], []
     judged: list[tuple[float, float, bool]] = []  # (score, raw score, relevant) of each top-10 hit
+    best: list[tuple[float, float, bool]] = []  # (score, raw score, answered here) of each query's best hit
     raw_key = {"dense": "dense", "lexical": "lexical", "hybrid": "fused"}[mode]
     for query_id, query in zip(data.query_ids, data.query_texts, strict=True):
         started = time.perf_counter()
@@ -84,10 +95,15 @@ def run_queries(zhiku: Zhiku, kb: KnowledgeBase, data: BeirSet, mode: Mode) -> M
             if doc_id not in seen and len(seen) < 10:
                 seen.add(doc_id)
                 judged.append((hit.score, hit.scores[raw_key], relevant.get(doc_id, 0) > 0))
+        if hits and relevant.get(hits[0].source.removeprefix("beir:"), 0) > 0:
+            best.append((hits[0].score, hits[0].scores[raw_key], True))
         ndcg, recall10, mrr = rank_metrics(ranked, relevant, k=10)
         recall1 = rank_metrics(ranked, relevant, k=1)[1]
         recall5 = rank_metrics(ranked, relevant, k=5)[1]
         metrics.append((ndcg, recall1, recall5, recall10, mrr))
+    for question in unanswerable:
+        hits = search(zhiku, kb, question, SearchOptions(mode=mode, top_k=1))
+        best.append((hits[0].score, hits[0].scores[raw_key], False) if hits else (0.0, float("-inf"), False))
     means = np.mean(np.asarray(metrics), axis=0) if metrics else np.zeros(5)
     p50, p95 = latency_percentiles(latencies)
     return ModeScores(
@@ -105,6 +121,8 @@ def run_queries(zhiku: Zhiku, kb: KnowledgeBase, data: BeirSet, mode: Mode) -> M
         latency_p95_ms=p95,
         score_auc=separation([(score, rel) for score, _, rel in judged]),
         raw_score_auc=separation([(raw, rel) for _, raw, rel in judged]),
+        answerable_auc=separation([(score, answered) for score, _, answered in best]),
+        raw_answerable_auc=separation([(raw, answered) for _, raw, answered in best]),
     )
 
 
@@ -126,8 +144,10 @@ def evaluate_set(
     model: str | None = None,
     dimension: int | None = None,
     limit: int | None = None,
+    unanswerable: Sequence[str] = (),
 ) -> list[ModeScores]:
-    """Ingest one BEIR set into a temporary home and score each mode."""
+    """Ingest one BEIR set into a temporary home and score each mode (``unanswerable``: questions from
+    elsewhere, see :func:`run_queries`)."""
     data = load_beir(folder, limit)
     with tempfile.TemporaryDirectory(prefix="zhiku-eval-") as scratch:
         root = Path(scratch)
@@ -135,6 +155,6 @@ def evaluate_set(
         try:
             kb = ingest_beir(zhiku, data, root / "corpus", model=model, dimension=dimension)
             zhiku.vectors.optimize(kb.collection)
-            return [run_queries(zhiku, kb, data, mode) for mode in modes]
+            return [run_queries(zhiku, kb, data, mode, unanswerable) for mode in modes]
         finally:
             zhiku.close()

@@ -4,7 +4,8 @@ Raw scores have no fixed scale: a cosine means different things to different mod
 query's length and the corpus, and hybrid fusion z-scores within one result list (so an unrelated query's best
 hit still scores high). The relevance of a hit is built from absolute evidence instead:
 
-- **dense**: the cosine placed between the model's own *unrelated* level (0) and *answer* level (1), clipped.
+- **dense**: the cosine placed between the model's own *unrelated* level (0) and *answer* level
+  (:data:`ANSWER_RELEVANCE`, 0.8; closer matches go up to 1), clipped.
   Both levels are measured by the model itself, once per model, instruction and dimension, on built-in anchor
   pairs (:data:`ANCHORS`: questions with the passage that answers them, in Chinese and English, within and
   across languages): *answer* is the mean cosine of a question to its passage, *unrelated* the mean to the
@@ -66,6 +67,8 @@ ANCHORS: tuple[tuple[str, str], ...] = (
 )
 """Questions, each with a passage that answers it (English, Chinese, and across the two); every other passage is
 unrelated to it."""
+ANSWER_RELEVANCE = 0.8
+"""The relevance of a cosine at the model's answer level: room above it for closer matches (a near copy)."""
 MIN_SPREAD = 0.02
 """Below this gap between the answer and unrelated levels the model does not separate them (a random test
 model): the cosine itself is used, clipped to 0-1."""
@@ -79,9 +82,9 @@ class CosineScale:
     answer: float
 
     def relevance(self, cosines: np.ndarray) -> np.ndarray:
-        """Cosines mapped to 0 (unrelated level) … 1 (answer level), clipped."""
+        """Cosines mapped to 0 (unrelated level) … :data:`ANSWER_RELEVANCE` (answer level) … 1, clipped."""
         spread = self.answer - self.unrelated
-        scaled: np.ndarray = cosines if spread < MIN_SPREAD else (cosines - self.unrelated) / spread
+        scaled: np.ndarray = cosines if spread < MIN_SPREAD else ANSWER_RELEVANCE * (cosines - self.unrelated) / spread
         clipped: np.ndarray = np.clip(scaled, 0.0, 1.0)
         return clipped
 
