@@ -225,7 +225,14 @@ def test_cosine_scale_is_measured_by_the_model(indexed: tuple[Zhiku, KnowledgeBa
     zhiku, kb, _ = indexed
     scale = cosine_scale(zhiku.embedder_for(kb), kb.instruction, kb.dimension)
     assert scale.answer - scale.unrelated > 0.2  # the model tells answers from unrelated passages
-    mapped = scale.relevance(np.asarray([-0.5, scale.unrelated, (scale.unrelated + scale.answer) / 2, 0.99]))
+    cosines = np.asarray([-0.5, scale.unrelated, (scale.unrelated + scale.answer) / 2, 0.99])
+    mapped = scale.relevance(cosines)
     assert mapped.tolist()[:3] == pytest.approx([0.0, 0.0, 0.4])
     assert mapped[3] > 0.8
+    # among enough candidates, a hit is measured against their median: standing out is what counts
+    neighbours = [scale.answer - 0.1] * 20
+    assert scale.relevance(np.asarray([scale.answer]), neighbours)[0] == pytest.approx(
+        0.08 / (scale.answer - scale.unrelated)
+    )
+    assert scale.relevance(np.asarray([scale.answer]), neighbours[:5])[0] == pytest.approx(0.8)  # too few to judge
     assert in_rank_order([0.9, 0.95, 0.4, 0.5, -1.0]) == [0.9, 0.9, 0.4, 0.4, 0.0]

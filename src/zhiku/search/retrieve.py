@@ -118,7 +118,7 @@ def _search(zhiku: Zhiku, kb: KnowledgeBase, query: str, options: SearchOptions)
             hit.scores["rerank"] = hit.score = float(value)
         hits = sorted(hits, key=lambda hit: hit.score, reverse=True)[: options.top_k]
     terms = query_terms(query)
-    _score_relevance(zhiku, kb, hits, terms, options, floor=min(dense.values(), default=0.0), weight=weight)
+    _score_relevance(zhiku, kb, hits, terms, options, candidates=list(dense.values()), weight=weight)
     if options.min_score is not None:
         hits = [hit for hit in hits if hit.score >= options.min_score]
     for hit in hits:
@@ -135,11 +135,12 @@ def _score_relevance(
     terms: list[str],
     options: SearchOptions,
     *,
-    floor: float,
+    candidates: list[float],
     weight: float,
 ) -> None:
     """Set each hit's ``score`` to its relevance on the 0-1 scale of :mod:`zhiku.search.relevance` (the raw
-    scores stay in ``scores``); ``floor`` is the cosine assumed for a hit the dense side did not find."""
+    scores stay in ``scores``); ``candidates`` are the dense side's cosines (a hit it did not find is given the
+    lowest)."""
     if not hits:
         return
     if options.rerank:
@@ -150,7 +151,9 @@ def _score_relevance(
             values = lexical
         else:
             scale = cosine_scale(zhiku.embedder_for(kb), kb.instruction, kb.dimension)
-            dense = scale.relevance(np.asarray([hit.scores.get("dense", floor) for hit in hits]))
+            floor = min(candidates, default=0.0)
+            cosines = np.asarray([hit.scores.get("dense", floor) for hit in hits])
+            dense = scale.relevance(cosines, candidates)
             values = dense if options.mode == "dense" else hybrid_relevance(dense, lexical, weight)
     for hit, value in zip(hits, in_rank_order(np.clip(values, 0.0, 1.0).tolist()), strict=True):
         hit.score = round(value, 4)
