@@ -83,12 +83,16 @@ def sources_footer(sources: Sequence[Source]) -> str:
 
 
 PASSAGE_PREVIEW_CHARS = 600
+PASSAGE_MIN_RELEVANCE = 0.1
+"""Passages below this relevance (0-1, see :mod:`zhiku.search.relevance`) are left out of the passages reply:
+they are the closest the knowledge base has, not matches."""
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 
 
 def passages_answer(question: str, sources: Sequence[Source]) -> str:
     """The reply when no chat model is configured: the best passages with their citations, labelled as such (in
-    Chinese for a question with CJK characters), so a chat client still shows where the answer is."""
+    Chinese for a question with CJK characters), so a chat client still shows where the answer is. Passages under
+    :data:`PASSAGE_MIN_RELEVANCE` are left out."""
     chinese = bool(_CJK.search(question))
     if chinese:
         label = "**未配置对话模型，以下不是生成的回答，而是与问题最相关的原文段落：**"
@@ -101,10 +105,11 @@ def passages_answer(question: str, sources: Sequence[Source]) -> str:
         )
         empty = "(No passage in the knowledge base matches the question.)"
         hint = "\n\n_An administrator can set ZHIKU_CHAT_URL and ZHIKU_CHAT_MODEL to get written answers._"
-    if not sources:
+    shown = [source for source in sources if source.score >= PASSAGE_MIN_RELEVANCE]
+    if not shown:
         return f"{label}\n\n{empty}{hint}"
     blocks = []
-    for source in sources:
+    for source in shown:
         text = " ".join(source.text.split())
         if len(text) > PASSAGE_PREVIEW_CHARS:
             text = text[:PASSAGE_PREVIEW_CHARS].rstrip() + " …"
