@@ -203,6 +203,32 @@ class _Question:
     temperature: float | None
     max_tokens: int | None
 
+    @classmethod
+    def of(
+        cls,
+        body: SearchFields,
+        question: str,
+        messages: list[dict[str, str]],
+        kbs: list[KnowledgeBase],
+        *,
+        chat_model: str,
+        shown_model: str | None,
+        footer: bool,
+    ) -> _Question:
+        """A question with the search and sampling fields of ``body``."""
+        return cls(
+            question=question,
+            messages=messages,
+            kbs=kbs,
+            options=SearchOptions(mode=body.mode, top_k=body.top_k, filter=parse_filters(body.filters)),
+            chat_model=chat_model,
+            shown_model=shown_model,
+            footer=footer,
+            stream=body.stream,
+            temperature=body.temperature,
+            max_tokens=body.max_tokens,
+        )
+
 
 def _last_question(messages: list[dict[str, str]]) -> str:
     question = next((m["content"] for m in reversed(messages) if m["role"] == "user" and m["content"].strip()), "")
@@ -221,21 +247,9 @@ async def openai_completions(
     messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
     question = _last_question(messages)
     kbs = await run_in_threadpool(knowledge_bases_for_model, state.zhiku, body.model, principal.tenant_id)
-    return await _answer(
-        state,
-        _Question(
-            question=question,
-            messages=messages,
-            kbs=kbs,
-            options=SearchOptions(mode=body.mode, top_k=body.top_k, filter=parse_filters(body.filters)),
-            chat_model=state.settings.chat_model or "default",
-            shown_model=body.model,
-            footer=True,
-            stream=body.stream,
-            temperature=body.temperature,
-            max_tokens=body.max_completion_tokens or body.max_tokens,
-        ),
-    )
+    chat_model = state.settings.chat_model or "default"
+    ask = _Question.of(body, question, messages, kbs, chat_model=chat_model, shown_model=body.model, footer=True)
+    return await _answer(state, dataclasses.replace(ask, max_tokens=body.max_completion_tokens or body.max_tokens))
 
 
 @router.post("/api/v1/chat/completions", response_model=None, responses=_CHAT_RESPONSES)
@@ -255,20 +269,10 @@ async def completions(body: ChatRequest, state: State, principal: Chatter) -> JS
         kbs = await run_in_threadpool(knowledge_bases_for_model, state.zhiku, model, principal.tenant_id)
     else:
         kbs = [await run_in_threadpool(get_knowledge_base, state.zhiku, i, principal.tenant_id) for i in ids]
+    chat_model = (None if by_model else body.model) or state.settings.chat_model or "default"
+    shown = body.model if by_model else None
     return await _answer(
-        state,
-        _Question(
-            question=question,
-            messages=messages,
-            kbs=kbs,
-            options=SearchOptions(mode=body.mode, top_k=body.top_k, filter=parse_filters(body.filters)),
-            chat_model=(None if by_model else body.model) or state.settings.chat_model or "default",
-            shown_model=body.model if by_model else None,
-            footer=by_model,
-            stream=body.stream,
-            temperature=body.temperature,
-            max_tokens=body.max_tokens,
-        ),
+        state, _Question.of(body, question, messages, kbs, chat_model=chat_model, shown_model=shown, footer=by_model)
     )
 
 
