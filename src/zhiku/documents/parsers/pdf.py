@@ -12,6 +12,7 @@ from typing import Any
 import pypdfium2 as pdfium  # type: ignore[import-untyped, unused-ignore]
 import pypdfium2.raw as pdfium_raw  # type: ignore[import-untyped, unused-ignore]
 
+from zhiku.documents.furniture import strip_furniture
 from zhiku.documents.parsers.text import normalize_newlines, remove_control_chars
 from zhiku.documents.sniff import DetectedType
 from zhiku.documents.types import Page, ParsedDocument
@@ -25,7 +26,8 @@ _PDFIUM_LOCK = threading.Lock()
 def parse(path: Path, detected: DetectedType, *, filename: str | None = None) -> ParsedDocument:
     """Extract the text layer of every page.
 
-    Pages are joined by a blank line; ``doc.text[page.start:page.end]`` is exactly that page's text.
+    Pages are joined by a blank line; ``doc.text[page.start:page.end]`` is exactly that page's text, without its
+    furniture (tables of contents, running headers and footers, page numbers: :mod:`zhiku.documents.furniture`).
     Pages without text but with content (scans) are listed in ``pages_needing_ocr``.
 
     Raises:
@@ -64,6 +66,7 @@ def parse(path: Path, detected: DetectedType, *, filename: str | None = None) ->
             )
         raise EmptyDocumentError(f"{name} contains no text")
 
+    page_texts, _ = strip_furniture(page_texts)  # tables of contents, running heads, page numbers
     pages: list[Page] = []
     offset = 0
     for number, text in enumerate(page_texts, start=1):
