@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from zhiku.bench.ocr import cer, levenshtein, render_page, text_layer
+from zhiku.bench.ocr import bench_engine, cer, levenshtein, markdown_table, render_page, summarise, text_layer
 from zhiku.documents import ocr
 from zhiku.errors import ModelLoadError
 
@@ -99,3 +99,14 @@ def test_levenshtein_matches_dynamic_programming() -> None:
         assert levenshtein(a, b) == reference(a, b)
     assert cer("中 文", "中文", "zh") == 0.0
     assert cer("The  cat\n", "The cat", "en") == 0.0
+
+
+def test_bench_harness_on_english_pages(evaldata: Path) -> None:
+    # the "none" engine recognises nothing: every page's CER is 1, and the table has one well-formed row
+    result = bench_engine(evaldata, "none", "en", dpi=72)
+    assert result["pages"][0]["name"] == "linn.pdf p1 (scan)"
+    assert all(page["cer"] == 1.0 and page["truth_chars"] > 500 for page in result["pages"])
+    summary = summarise(result)
+    assert summary["pages"] == 4
+    table = list(markdown_table([summary]))
+    assert table[2].startswith("| none | en | 4 | 1.000 | 1.000 |")
