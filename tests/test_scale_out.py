@@ -204,12 +204,17 @@ def test_serve_with_two_worker_processes(pgvector_url: str, tmp_path: Path) -> N
         zhiku_server(tmp_path, workers=2, **settings) as (url, _),
         httpx.Client(base_url=url, headers=HEADERS, timeout=60) as client,
     ):
+        # /readyz is 503 from a process still loading its model: 30 fresh connections in a row answered 200
+        # mean both processes (the kernel spreads connections over them) are up and running jobs
+        ready_in_a_row, deadline = 0, time.monotonic() + 120
+        while ready_in_a_row < 30 and time.monotonic() < deadline:
+            ready_in_a_row = ready_in_a_row + 1 if httpx.get(f"{url}/readyz", timeout=30).status_code == 200 else 0
         kb_id = client.post(
             "/api/v1/knowledge-bases", json={"name": "two", "chunk_tokens": 64, "chunk_overlap": 0}
         ).json()["id"]
         files = [
             ("files", (f"doc-{i}.txt", f"Document {i} tells about lighthouse number {i * 7}.".encode(), "text/plain"))
-            for i in range(20)
+            for i in range(30)
         ]
         assert client.post(f"/api/v1/knowledge-bases/{kb_id}/documents", files=files).status_code == 201
         deadline = time.monotonic() + 180
@@ -221,7 +226,7 @@ def test_serve_with_two_worker_processes(pgvector_url: str, tmp_path: Path) -> N
                 found = fresh.post(f"/api/v1/knowledge-bases/{kb_id}/search", json={"query": "lighthouse 35"})
                 assert found.status_code == 200, found.text
                 assert found.json()["hits"][0]["filename"] == "doc-5.txt"
-                assert len(_documents(fresh, kb_id)) == 20
+                assert len(_documents(fresh, kb_id)) == 30
     with (
         Zhiku(Settings(home=tmp_path / "home", database_url=pgvector_url, vector_store="pgvector")) as zhiku,
         zhiku.db.session() as session,
