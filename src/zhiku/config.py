@@ -213,6 +213,30 @@ class Settings(BaseSettings):
         description="Child processes that parse documents (each parses one at a time); more only help with more "
         "cores and ingest workers.",
     )
+    ocr_enabled: bool = Field(
+        default=True,
+        description="Read PDF pages that have no text layer (scans) with OCR (RapidOCR, offline). Pages with a "
+        "text layer are never OCR'd. Off: such pages are left out with a warning.",
+    )
+    ocr_dpi: int = Field(
+        default=300, ge=72, le=600, description="Resolution at which scanned pages are rendered for OCR."
+    )
+    ocr_memory_bytes: int = Field(
+        default=3 * 1024 * 1024 * 1024,
+        ge=1024 * 1024 * 1024,
+        description="Address-space cap of the OCR process (the OCR models need about 1.5 GiB for a letter page at "
+        "300 dpi).",
+    )
+    ocr_page_timeout_seconds: float = Field(
+        default=180.0, gt=0, description="Longest time OCR may take on one page (about 10 s on one CPU core)."
+    )
+    ocr_pages_per_turn: int = Field(
+        default=6,
+        ge=1,
+        le=10_000,
+        description="While other jobs wait, a job reading a scan gives them a turn after this many pages (the "
+        "pages read so far are kept), so a 200-page scan does not hold the queue.",
+    )
     default_chunk_tokens: int = Field(
         default=384, ge=16, le=32768, description="Chunk size in tokens for new knowledge bases."
     )

@@ -6,11 +6,12 @@ The CLI and (later) the API server build one :class:`Zhiku` and pass it to the s
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from typing import TYPE_CHECKING, Self
 
 from zhiku.config import Settings, get_settings
 from zhiku.documents.limits import ParseLimits
-from zhiku.documents.sandbox import SandboxPool
+from zhiku.documents.sandbox import OCR_SETTINGS, SandboxPool
 from zhiku.embedding.base import Embedder
 from zhiku.storage.blobs import BlobStore
 from zhiku.storage.db import Database
@@ -35,6 +36,13 @@ class Zhiku:
         """Child processes that parse documents within the memory and time budget (started on first use)."""
         self.checkers = SandboxPool(self.parsers.limits, 1)
         """The child process that checks uploads (apart, so that a long parse never delays an upload)."""
+        ocr_limits = replace(
+            self.parsers.limits,
+            memory_bytes=self.settings.ocr_memory_bytes,
+            timeout_seconds=self.settings.ocr_page_timeout_seconds,
+        )
+        self.ocr = SandboxPool(ocr_limits, 1, OCR_SETTINGS)
+        """The child process that reads scanned pages with OCR (one page at a time: its models need about 1.5 GiB)."""
 
     @property
     def vectors(self) -> VectorStore:
@@ -66,6 +74,7 @@ class Zhiku:
         """End the parsing processes, flush the vector store and close the database pool."""
         self.parsers.close()
         self.checkers.close()
+        self.ocr.close()
         with self._lock:
             if self._vectors is not None:
                 self._vectors.close()

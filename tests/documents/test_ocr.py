@@ -15,7 +15,7 @@ from PIL import Image
 
 from zhiku.bench.ocr import bench_engine, cer, levenshtein, markdown_table, render_page, summarise, text_layer
 from zhiku.documents import ocr
-from zhiku.errors import ModelLoadError
+from zhiku.errors import CorruptDocumentError, ModelLoadError
 
 # measured at 300 dpi: linn.pdf 0.021, ctex-faq.pdf p5 0.012 (see BENCHMARKS.md, "OCR engines")
 LINN_CER_BOUND = 0.04
@@ -110,3 +110,46 @@ def test_bench_harness_on_english_pages(evaldata: Path) -> None:
     assert summary["pages"] == 4
     table = list(markdown_table([summary]))
     assert table[2].startswith("| none | en | 4 | 1.000 | 1.000 |")
+
+
+def test_ocr_text_fills_the_scanned_pages_and_keeps_page_offsets(evaldata: Path) -> None:
+    """:func:`with_ocr_text` puts each page's OCR text at its page, records its confidence, replaces the "needs
+    OCR" warnings, and says which pages could not be read; pages it was not given still need OCR."""
+    from zhiku.documents.parsers import parse_file
+    from zhiku.documents.parsers.pdf import with_ocr_text
+
+    doc = parse_file(evaldata / "pdf" / "ocrmypdf" / "multipage.pdf")
+    page_four = doc.text[doc.pages[3].start : doc.pages[3].end]
+    results = {
+        1: ("first page\r\nread by OCR  ", 0.9, None),
+        2: ("", 0.0, "the page took more than 180 s"),
+        3: ("   ", 0.4, None),
+        5: ("fifth page", 0.8, None),
+        9: ("not a page of this document", 0.9, None),
+    }
+    filled = with_ocr_text(doc, results)
+    pages = {page.number: filled.text[page.start : page.end] for page in filled.pages}
+    assert pages == {1: "first page\nread by OCR", 2: "", 3: "", 4: page_four, 5: "fifth page", 6: ""}
+    assert filled.ocr_pages == {1: 0.9, 5: 0.8}
+    assert filled.pages_needing_ocr == [6]
+    assert "page 2 could not be read by OCR: the page took more than 180 s" in filled.warnings
+    assert "page 3: OCR found no text" in filled.warnings
+    assert "page 6 has no text layer (needs OCR)" in filled.warnings
+    assert not any(f"page {n} has no text layer" in w for n in (1, 2, 3, 5) for w in filled.warnings)
+    for page in filled.pages:
+        assert filled.page_at(page.start) == page.number
+
+
+def test_huge_pages_are_rendered_within_the_pixel_budget(tmp_path: Path) -> None:
+    """A page declared 200 inches square would be 3.6 gigapixels at 300 dpi: it is rendered at the resolution that
+    fits :data:`MAX_OCR_PIXELS` instead."""
+    from zhiku.documents.parsers.pdf import MAX_OCR_PIXELS, ocr_render_scale, render_page
+
+    assert ocr_render_scale(612, 792, 300) == 300 / 72  # a letter page: as asked
+    huge = tmp_path / "huge.pdf"
+    Image.new("L", (2000, 2000), 255).save(huge, resolution=10.0)  # 2000 px at 10 dpi: 14,400 points a side
+    image = render_page(huge, "huge.pdf", 1, 300)
+    assert image.width * image.height <= MAX_OCR_PIXELS
+    assert image.width > 6000  # not smaller than the budget needs
+    with pytest.raises(CorruptDocumentError, match=r"huge\.pdf has no page 2"):
+        render_page(huge, "huge.pdf", 2, 300)

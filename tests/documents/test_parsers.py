@@ -100,10 +100,12 @@ def test_encrypted_pdf(evaldata: Path) -> None:
     "relative",
     ["ocrmypdf/skew.pdf", "ocrmypdf/linn.pdf", "py-pdf-sample-files/019-grayscale-image/grayscale-image.pdf"],
 )
-def test_image_only_pdf_needs_ocr(evaldata: Path, relative: str) -> None:
-    with pytest.raises(EmptyDocumentError, match="needs OCR") as info:
-        parse_file(evaldata / "pdf" / relative, filename="scan.pdf")
-    assert "scan.pdf" in info.value.message
+def test_image_only_pdf_lists_every_page_for_ocr(evaldata: Path, relative: str) -> None:
+    """The parser reads text layers only: a scan parses to empty pages that all need OCR (ingestion reads them)."""
+    doc = parse_file(evaldata / "pdf" / relative, filename="scan.pdf")
+    assert doc.text == ""
+    assert doc.pages_needing_ocr == [page.number for page in doc.pages]
+    assert doc.ocr_pages == {}
 
 
 def test_partly_scanned_pdf_lists_pages_needing_ocr(evaldata: Path) -> None:

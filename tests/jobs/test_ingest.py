@@ -194,6 +194,7 @@ def test_bad_inputs_fail_precisely_while_the_rest_succeeds(
         "loop.txt": (loop, "loop.txt"),
     }
     monkeypatch.setattr(zhiku.settings, "max_file_bytes", 200_000)
+    monkeypatch.setattr(zhiku.settings, "ocr_enabled", False)  # OCR on: tests/jobs/test_ocr_ingest.py
     outcomes = {name: register_file(zhiku, kb, path) for name, (path, _) in cases.items()}
     run_all(zhiku)
     with zhiku.db.session() as session:

@@ -19,10 +19,7 @@ bounds) comes back as an MCP tool error with zhiku's one-line message, never a t
 from __future__ import annotations
 
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, TypeVar
 from urllib.parse import quote
 
@@ -39,9 +36,10 @@ from starlette.types import Receive, Scope, Send
 from zhiku import __version__
 from zhiku.api.auth import authorize
 from zhiku.api.schemas import HitOut, KnowledgeBaseOut
-from zhiku.errors import NotFoundError, ZhikuError
+from zhiku.errors import ZhikuError
 from zhiku.knowledge import bases
 from zhiku.knowledge.documents import get_document
+from zhiku.knowledge.pages import document_page
 from zhiku.search import retrieve
 from zhiku.search.options import MAX_QUERY_CHARS, SearchOptions
 
@@ -51,7 +49,6 @@ if TYPE_CHECKING:
     from zhiku.api.deps import AppState
     from zhiku.client import Client
     from zhiku.core import Zhiku
-    from zhiku.documents.types import ParsedDocument
 
 MAX_TOP_K = 50
 """The most passages one ``search`` call returns (an agent's context is the limit, not zhiku's)."""
@@ -190,45 +187,17 @@ class EmbeddedBackend:
         return {"id": kb.id, "name": kb.name}, [HitOut.of(hit).model_dump(mode="json") for hit in hits]
 
     def page(self, knowledge_base: str, document_id: str, page: int) -> tuple[dict[str, Any], dict[str, Any]]:
-        """A page of the document parsed again (in a parsing process, within the parsing budget), as the page
-        preview of the REST API does."""
+        """A page of the document, as the page preview of the REST API gives it
+        (:func:`zhiku.knowledge.pages.document_page`)."""
         kb = bases.get_knowledge_base(self.zhiku, knowledge_base, self.tenant_id)
         document = get_document(self.zhiku, kb, document_id)
-        path = self.zhiku.blobs.path_for(document.content_hash)
-        if not path.is_file() or document.version == 0:
-            raise NotFoundError(f"{document.filename} has no ingested content yet")
-        parsed = _parsed(self.zhiku, str(path), document.filename)
-        found = next((p for p in parsed.pages if p.number == page), None)
-        if found is None:
-            raise NotFoundError(f"{document.filename} has no page {page} (pages 1-{len(parsed.pages)})")
-        text = parsed.text[found.start : found.end]
+        found = document_page(self.zhiku, document, page)
         return {"id": document.id, "filename": document.filename}, {
-            "page": page,
-            "pages": len(parsed.pages),
-            "text": text,
+            "page": found.page,
+            "pages": found.pages,
+            "text": found.text,
+            "ocr_confidence": found.ocr_confidence,
         }
-
-
-PARSED_CACHE_SIZE = 8
-_parsed_cache: OrderedDict[tuple[str, str], ParsedDocument] = OrderedDict()
-_parsed_lock = threading.Lock()
-
-
-def _parsed(zhiku: Zhiku, path: str, filename: str) -> ParsedDocument:
-    """A stored document parsed again, the last few kept (an agent reading on reads the same document several
-    times). Blobs are named by their content's hash, so a path always holds the same document, whichever
-    :class:`Zhiku` (one per call in ``zhiku mcp``) parses it."""
-    key = (path, filename)
-    with _parsed_lock:
-        if key in _parsed_cache:
-            _parsed_cache.move_to_end(key)
-            return _parsed_cache[key]
-    parsed = zhiku.parsers.parse(Path(path), filename)
-    with _parsed_lock:
-        _parsed_cache[key] = parsed
-        while len(_parsed_cache) > PARSED_CACHE_SIZE:
-            _parsed_cache.popitem(last=False)
-    return parsed
 
 
 def _part(value: str) -> str:

@@ -289,6 +289,11 @@ class HitOut(BaseModel):
     context_after: str
     tags: list[str]
     metadata: dict[str, str]
+    ocr_confidence: float | None = Field(
+        default=None,
+        description="When the passage was read by OCR from a scanned page: the OCR's confidence (0-1, the lowest "
+        "of its pages); null for text the document itself holds.",
+    )
 
     @classmethod
     def of(cls, hit: Hit) -> HitOut:
@@ -313,6 +318,9 @@ class PageOut(BaseModel):
     page: int
     pages: int
     text: str
+    ocr_confidence: float | None = Field(
+        default=None, description="When the page is a scan read by OCR: the OCR's confidence (0-1); else null."
+    )
 
 
 class ChunkOut(BaseModel):

@@ -78,16 +78,10 @@ class PageScore:
 
 
 def render_page(pdf: Path, page: int, dpi: int = DEFAULT_DPI) -> Image.Image:
-    """Render one page (1-based) of a PDF to an RGB image with PDFium."""
-    import pypdfium2 as pdfium  # type: ignore[import-untyped, unused-ignore]
+    """Render one page (1-based) of a PDF to an RGB image, as ingestion renders scanned pages for OCR."""
+    from zhiku.documents.parsers.pdf import render_page as render
 
-    document = pdfium.PdfDocument(pdf)
-    try:
-        bitmap = document[page - 1].render(scale=dpi / 72)
-        image: Image.Image = bitmap.to_pil().convert("RGB")
-    finally:
-        document.close()
-    return image
+    return render(pdf, pdf.name, page, dpi)
 
 
 def text_layer(pdf: Path, page: int) -> str:

@@ -23,7 +23,7 @@ from zhiku.cli.common import err, find_server, open_zhiku, out
 from zhiku.client import Client
 from zhiku.core import Zhiku
 from zhiku.jobs.runner import FINISHED, JobRunner, cancel_job, retry_job
-from zhiku.knowledge.jobs import get_job, job_progress, list_jobs
+from zhiku.knowledge.jobs import JobsProgress, details_progress, get_job, job_progress, list_jobs
 from zhiku.pipeline.tasks import job_runner
 
 jobs_app = typer.Typer(help="List, show, cancel and retry background jobs.", no_args_is_help=True)
@@ -42,9 +42,12 @@ def progress_bar() -> Progress:
     return Progress(*columns, console=err)
 
 
-def _show(progress: Progress, task: TaskID, started: float, done: int, chunks: int) -> None:
-    rate = chunks / max(1e-6, time.monotonic() - started)
-    progress.update(task, completed=done, detail=f"{chunks} chunks, {rate:.1f} chunks/s")
+def _show(progress: Progress, task: TaskID, started: float, state: JobsProgress) -> None:
+    rate = state.chunks / max(1e-6, time.monotonic() - started)
+    detail = f"{state.chunks} chunks, {rate:.1f} chunks/s"
+    if state.ocr_pages:  # scans: their OCR is the slow stage, so show it
+        detail = f"OCR {state.ocr_pages_done}/{state.ocr_pages} pages, {detail}"
+    progress.update(task, completed=state.done, detail=detail)
 
 
 def run_with_progress(zhiku: Zhiku, runner: JobRunner, job_ids: list[str]) -> None:
@@ -54,8 +57,7 @@ def run_with_progress(zhiku: Zhiku, runner: JobRunner, job_ids: list[str]) -> No
         task: TaskID = progress.add_task("documents", total=len(job_ids), detail="")
 
         def poll() -> None:
-            done, chunks = job_progress(zhiku, job_ids, FINISHED)
-            _show(progress, task, started, done, chunks)
+            _show(progress, task, started, job_progress(zhiku, job_ids, FINISHED))
 
         runner.wait_for(job_ids, on_poll=poll)
         poll()
@@ -72,8 +74,7 @@ def follow_on_server(server: Client, kb_id: str, job_ids: list[str]) -> None:
 
     def update(progress: Progress, task: TaskID) -> bool:
         done = sum(1 for job in jobs.values() if job["status"] in FINISHED)
-        chunks = sum(int((job.get("details") or {}).get("embedded", 0)) for job in jobs.values())
-        _show(progress, task, started, done, chunks)
+        _show(progress, task, started, details_progress(done, [job.get("details") or {} for job in jobs.values()]))
         return done == len(wanted)
 
     with progress_bar() as progress:

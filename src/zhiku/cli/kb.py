@@ -432,6 +432,8 @@ def _print_hits(kb_name: str, query: str, mode: str, hits: Sequence[Hit]) -> Non
         table.add_column(column, overflow="fold")
     for rank, hit in enumerate(hits, start=1):
         pages = str(hit.page_start) if hit.page_start == hit.page_end else f"{hit.page_start}-{hit.page_end}"
+        if hit.ocr_confidence is not None:  # read from a scan: say so, and how sure the OCR was
+            pages += f"\nOCR {hit.ocr_confidence:.2f}"
         passage = mark(hit.text, hit.highlights, "[bold yellow]", "[/]", escape=escape)
         if hit.context_before or hit.context_after:
             passage = f"[dim]{hit.context_before[-200:]}[/]{passage}[dim]{hit.context_after[:200]}[/]"

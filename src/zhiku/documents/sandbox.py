@@ -31,13 +31,16 @@ import time
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zhiku import errors
 from zhiku.documents.limits import ParseLimits
 from zhiku.documents.sniff import DetectedType
 from zhiku.documents.types import ParsedDocument
-from zhiku.errors import CorruptDocumentError, DocumentError, DocumentTooLargeError, ZhikuError
+from zhiku.errors import CorruptDocumentError, DocumentError, DocumentTooLargeError, ModelLoadError, ZhikuError
+
+if TYPE_CHECKING:  # the OCR module loads PIL: only the children that read scans need it
+    from zhiku.documents.ocr import OcrResult
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,9 @@ POLL_SECONDS = 0.1
 """How often a waiting caller checks its stop condition, the deadline and the child's life."""
 CHECK_TIMEOUT_SECONDS = 60.0
 """Longest an upload check may take (it reads no page content, so real files take milliseconds)."""
+PARSE_SETTINGS = ("ZHIKU_PARSE_MEMORY_BYTES", "ZHIKU_PARSE_TIMEOUT_SECONDS")
+OCR_SETTINGS = ("ZHIKU_OCR_MEMORY_BYTES", "ZHIKU_OCR_PAGE_TIMEOUT_SECONDS")
+"""The settings that raise the memory and time budgets, named in the errors of a sandbox that ran out of them."""
 
 
 class ParseInterruptedError(Exception):
@@ -70,23 +76,33 @@ def child_main(fd: int) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     while True:
         try:
-            operation, path, filename = conn.recv()
+            operation, path, filename, argument = conn.recv()
         except (EOFError, OSError):
             return
-        conn.send(_run_in_child(operation, Path(path), filename, limits))
+        conn.send(_run_in_child(operation, Path(path), filename, argument, limits))
 
 
-def _run_in_child(operation: str, path: Path, filename: str, limits: ParseLimits) -> tuple[str, Any, str]:
+def _run_in_child(
+    operation: str, path: Path, filename: str, argument: Any, limits: ParseLimits
+) -> tuple[str, Any, str]:
     """("ok", result, "") or ("error", error class name, message): exceptions cross as names and messages,
-    since not every exception class can be pickled. ``operation`` is "parse" or "check"."""
+    since not every exception class can be pickled. ``operation`` is "parse", "check" or "ocr" (``argument``:
+    the page number and the resolution)."""
     try:
         from zhiku.documents import parsers  # here, so that an import failure is this request's answer
 
         if operation == "check":
             return "ok", parsers.check_file(path, filename=filename, limits=limits), ""
+        if operation == "ocr":
+            from zhiku.documents.parsers import pdf
+
+            page, dpi = argument
+            return "ok", pdf.ocr_page_image(path, filename, page, dpi), ""
         return "ok", parsers.parse_file(path, filename=filename, limits=limits), ""
     except DocumentError as exc:
         return "error", type(exc).__name__, exc.message
+    except ModelLoadError as exc:
+        return "model", type(exc).__name__, exc.message
     except MemoryError:
         return "memory", None, ""
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails the job with it
@@ -97,8 +113,9 @@ def _run_in_child(operation: str, path: Path, filename: str, limits: ParseLimits
 class ParseSandbox:
     """One child process that parses one document at a time under ``limits``."""
 
-    def __init__(self, limits: ParseLimits) -> None:
+    def __init__(self, limits: ParseLimits, settings: tuple[str, str] = PARSE_SETTINGS) -> None:
         self.limits = limits
+        self.memory_setting, self.timeout_setting = settings
         self._process: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
 
@@ -121,11 +138,31 @@ class ParseSandbox:
         document: ParsedDocument = self._run("parse", path, filename, should_stop, self.limits.timeout_seconds)
         return document
 
+    def ocr(
+        self, path: Path, filename: str, page: int, dpi: int, should_stop: Callable[[], bool] | None = None
+    ) -> OcrResult:
+        """Render page ``page`` of the PDF at ``path`` at ``dpi`` and read it with OCR, in the child.
+
+        Raises:
+            DocumentError: the page cannot be rendered, or needs more memory or time than allowed
+                (:class:`~zhiku.errors.DocumentTooLargeError`).
+            ModelLoadError: the OCR engine is not installed or cannot load its models.
+            ParseInterruptedError: ``should_stop`` returned true.
+        """
+        result: OcrResult = self._run("ocr", path, filename, should_stop, self.limits.timeout_seconds, (page, dpi))
+        return result
+
     def _run(
-        self, operation: str, path: Path, filename: str, should_stop: Callable[[], bool] | None, timeout: float
+        self,
+        operation: str,
+        path: Path,
+        filename: str,
+        should_stop: Callable[[], bool] | None,
+        timeout: float,
+        argument: Any = None,
     ) -> Any:
         conn, process = self._started()
-        conn.send((operation, str(path), filename))
+        conn.send((operation, str(path), filename, argument))
         deadline = time.monotonic() + timeout
         while not conn.poll(POLL_SECONDS):
             if process.poll() is not None:
@@ -138,7 +175,7 @@ class ParseSandbox:
                 self.close()
                 raise DocumentTooLargeError(
                     f"document too large to index: reading {filename} took more than {timeout:g} s; "
-                    "raise ZHIKU_PARSE_TIMEOUT_SECONDS"
+                    f"raise {self.timeout_setting}"
                 )
         try:
             status, value, message = conn.recv()
@@ -155,6 +192,8 @@ class ParseSandbox:
             if isinstance(error_class, type) and issubclass(error_class, DocumentError):
                 raise error_class(message)
             raise CorruptDocumentError(message)
+        if status == "model":
+            raise ModelLoadError(message)
         self.close()  # after a MemoryError or a failure, start afresh
         if status == "memory":
             raise self._out_of_memory(filename, "MemoryError")
@@ -188,7 +227,7 @@ class ParseSandbox:
     def _out_of_memory(self, filename: str, detail: str) -> DocumentTooLargeError:
         return DocumentTooLargeError(
             f"document too large to index: parsing {filename} needed more than the memory budget of "
-            f"{self.limits.memory_bytes // 2**20:,} MiB ({detail}); raise ZHIKU_PARSE_MEMORY_BYTES"
+            f"{self.limits.memory_bytes // 2**20:,} MiB ({detail}); raise {self.memory_setting}"
         )
 
     def start(self) -> None:
@@ -225,9 +264,10 @@ class ParseSandbox:
 class SandboxPool:
     """At most ``size`` parsing children, each lent to one caller at a time; started on first use."""
 
-    def __init__(self, limits: ParseLimits, size: int) -> None:
+    def __init__(self, limits: ParseLimits, size: int, settings: tuple[str, str] = PARSE_SETTINGS) -> None:
         self.limits = limits
         self.size = size
+        self.settings = settings
         self._idle: list[ParseSandbox] = []
         self._lent = 0
         self._closed = False
@@ -238,7 +278,7 @@ class SandboxPool:
         an interpreter to start. Each parser module is imported by the child when a document of its kind comes."""
         with self._available:
             while not self._closed and len(self._idle) + self._lent < self.size:
-                box = ParseSandbox(self.limits)
+                box = ParseSandbox(self.limits, self.settings)
                 box.start()
                 self._idle.append(box)
 
@@ -248,7 +288,7 @@ class SandboxPool:
         with self._available:
             while not self._idle and self._lent >= self.size:
                 self._available.wait()
-            box = self._idle.pop() if self._idle else ParseSandbox(self.limits)
+            box = self._idle.pop() if self._idle else ParseSandbox(self.limits, self.settings)
             self._lent += 1
         try:
             yield box
@@ -265,6 +305,13 @@ class SandboxPool:
         """:meth:`ParseSandbox.parse` on a borrowed sandbox."""
         with self.sandbox() as box:
             return box.parse(path, filename, should_stop)
+
+    def ocr(
+        self, path: Path, filename: str, page: int, dpi: int, should_stop: Callable[[], bool] | None = None
+    ) -> OcrResult:
+        """:meth:`ParseSandbox.ocr` on a borrowed sandbox."""
+        with self.sandbox() as box:
+            return box.ocr(path, filename, page, dpi, should_stop)
 
     def check(self, path: Path, filename: str) -> DetectedType:
         """:meth:`ParseSandbox.check` on a borrowed sandbox."""

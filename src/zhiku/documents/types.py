@@ -38,6 +38,8 @@ class ParsedDocument:
     title: str | None = None
     language: str | None = None
     pages_needing_ocr: list[int] = field(default_factory=list)
+    ocr_pages: dict[int, float] = field(default_factory=dict)
+    """Pages whose text was read by OCR, with the OCR confidence (0-1)."""
     warnings: list[str] = field(default_factory=list)
 
     def page_at(self, offset: int) -> int:

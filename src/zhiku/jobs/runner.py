@@ -152,9 +152,12 @@ class GroupProgress:
         self._min_interval = min_interval
         self._last = 0.0
 
-    def report(self, stage: str, fraction: float, *, force: bool = False) -> set[str]:
+    def report(
+        self, stage: str, fraction: float, *, force: bool = False, details: dict[str, Any] | None = None
+    ) -> set[str]:
         """Record the stage and a 0..1 fraction (throttled unless ``force``); return the jobs cancelled so far.
 
+        ``details`` are merged into each job's payload (what clients show beside the bar, e.g. pages read by OCR).
         Cancelled jobs are no longer reported on; the caller drops them at its next safe point. Raises
         :class:`JobInterruptedError` when the runner is stopping.
         """
@@ -167,11 +170,15 @@ class GroupProgress:
         self._last = now
         with self.zhiku.db.session() as session:
             self.cancelled |= set(session.scalars(select(Job.id).where(Job.id.in_(live), Job.cancel_requested)))
+            reported = [job_id for job_id in live if job_id not in self.cancelled]
             session.execute(
                 update(Job)
-                .where(Job.id.in_([job_id for job_id in live if job_id not in self.cancelled]))
+                .where(Job.id.in_(reported))
                 .values(stage=stage, progress=max(0.0, min(1.0, fraction)), heartbeat_at=utcnow())
             )
+            if details:
+                for job in session.scalars(select(Job).where(Job.id.in_(reported))):
+                    job.payload = {**job.payload, **details}
         return self.cancelled
 
     def only(self, job_ids: Sequence[str]) -> GroupProgress:

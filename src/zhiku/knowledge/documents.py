@@ -29,6 +29,7 @@ from zhiku.storage.models import (
     KnowledgeBase,
     new_id,
 )
+from zhiku.storage.ocr_pages import forget_ocr
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ def drop_unreferenced_blobs(zhiku: Zhiku, hashes: set[str]) -> None:
             )
             if not used:
                 zhiku.blobs.delete(sha)
+                forget_ocr(zhiku.db, sha)
 
 
 MAX_FILENAME_BYTES = 255

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
@@ -26,15 +27,40 @@ def unfinished_jobs(zhiku: Zhiku, kb_id: str, exclude: Collection[str] = ()) -> 
         return [job_id for job_id in rows if job_id not in exclude]
 
 
-def job_progress(zhiku: Zhiku, job_ids: Sequence[str], finished: Collection[str]) -> tuple[int, int]:
-    """How many of ``job_ids`` are in a ``finished`` status, and how many chunks they have embedded so far."""
+@dataclass(frozen=True)
+class JobsProgress:
+    """How far a set of jobs is: how many finished, the chunks embedded, and the scanned pages read by OCR so far
+    out of those found (in the jobs that have scanned pages)."""
+
+    done: int
+    chunks: int
+    ocr_pages_done: int = 0
+    ocr_pages: int = 0
+
+
+def job_progress(zhiku: Zhiku, job_ids: Sequence[str], finished: Collection[str]) -> JobsProgress:
+    """How far ``job_ids`` are (``finished``: the statuses that count as done)."""
     with zhiku.db.session() as session:
         done = session.scalar(
             select(func.count()).select_from(Job).where(Job.id.in_(job_ids), Job.status.in_(finished))
         )
-        payloads = session.scalars(select(Job.payload).where(Job.id.in_(job_ids)))
-        chunks = sum(int(p.get("embedded", 0)) for p in payloads)
-    return done or 0, chunks
+        payloads = list(session.scalars(select(Job.payload).where(Job.id.in_(job_ids))))
+    return JobsProgress(done or 0, *_payload_progress(payloads))
+
+
+def _payload_progress(payloads: Iterable[Mapping[str, Any]]) -> tuple[int, int, int]:
+    """Chunks embedded, OCR pages read and OCR pages found, summed over job payloads (or the API's ``details``)."""
+    chunks = ocr_done = ocr_total = 0
+    for payload in payloads:
+        chunks += int(payload.get("embedded", 0))
+        ocr_done += int(payload.get("ocr_pages_done", 0))
+        ocr_total += int(payload.get("ocr_pages", 0))
+    return chunks, ocr_done, ocr_total
+
+
+def details_progress(done: int, details: Iterable[Mapping[str, Any]]) -> JobsProgress:
+    """:class:`JobsProgress` from the ``details`` of jobs as the API lists them (``done`` of them finished)."""
+    return JobsProgress(done, *_payload_progress(details))
 
 
 def _jobs_of(tenant_id: str | None) -> Any:

@@ -16,7 +16,7 @@ flip); only then are the old version's vectors and chunks deleted.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, insert, select, update
@@ -29,6 +29,7 @@ from zhiku.embedding.base import Embedder
 from zhiku.errors import CorruptDocumentError
 from zhiku.jobs.runner import GroupProgress, JobCancelledError, JobDeferredError, Outcomes
 from zhiku.pipeline.embed import embed_with_cache, text_hash
+from zhiku.pipeline.ocr import read_scanned_pages
 from zhiku.pipeline.points import chunk_id, chunk_points
 from zhiku.pipeline.reindex import reindex_running
 from zhiku.storage.models import Chunk, Document, DocumentStatus, Job, KnowledgeBase, utcnow
@@ -114,10 +115,28 @@ def _prepare(
         parsed = zhiku.parsers.parse(
             blob, document.filename, should_stop=lambda: job.id in progress.report("parsing", 0.05)
         )
+        if parsed.pages_needing_ocr:
+            parsed = read_scanned_pages(
+                zhiku, job.id, blob, document.filename, sha, parsed, _ocr_reporter(progress.only([job.id]))
+            )
     except ParseInterruptedError:
         raise JobCancelledError from None
     spans = chunk_document(parsed, embedder.tokenizer, chunk_tokens=kb.chunk_tokens, overlap_tokens=kb.chunk_overlap)
     return _Prepared(job.id, document.id, int(job.payload["version"]), sha, parsed, spans)
+
+
+def _ocr_reporter(progress: GroupProgress) -> Callable[[int, int], bool]:
+    """The OCR stage's report of one job: stage "ocr", the pages read in its payload; true once it is cancelled."""
+    last = -1
+
+    def report(done: int, total: int) -> bool:
+        nonlocal last
+        details = {"ocr_pages_done": done, "ocr_pages": total} if done != last else None
+        cancelled = progress.report("ocr", 0.02 + 0.08 * done / max(1, total), force=done != last, details=details)
+        last = done
+        return bool(cancelled)
+
+    return report
 
 
 def _index_isolated(
@@ -205,6 +224,7 @@ def _flip(zhiku: Zhiku, kb: KnowledgeBase, items: list[_Prepared], outcomes: Out
             document.mime_type, document.title = item.parsed.mime_type, item.parsed.title
             document.pages, document.chunk_count = len(item.parsed.pages), len(item.spans)
             document.warnings = list(item.parsed.warnings)
+            document.ocr_pages = {str(page): confidence for page, confidence in item.parsed.ocr_pages.items()}
             document.updated_at = utcnow()
             job = session.get(Job, item.job_id)
             if job is not None:  # what the progress bars count (the CLI's, embedded and through a server)

@@ -35,6 +35,8 @@ class Source:
     page_end: int
     text: str
     score: float
+    ocr_confidence: float | None = None
+    """Set when the passage was read by OCR from a scan (its confidence, 0-1)."""
 
 
 def retrieve_sources(zhiku: Zhiku, kbs: Sequence[KnowledgeBase], question: str, options: SearchOptions) -> list[Source]:
@@ -54,6 +56,7 @@ def retrieve_sources(zhiku: Zhiku, kbs: Sequence[KnowledgeBase], question: str, 
             hit.page_end,
             hit.text[:MAX_SOURCE_CHARS],
             hit.score,
+            hit.ocr_confidence,
         )
         for i, (kb, hit) in enumerate(found[: options.top_k], start=1)
     ]
@@ -66,13 +69,15 @@ def build_messages(messages: Sequence[dict[str, Any]], sources: Sequence[Source]
 
 
 def cite(source: Source) -> str:
-    """How a source is named to a reader: ``[1] handbook.pdf, page 3`` (``pages 3-4`` across pages)."""
+    """How a source is named to a reader: ``[1] handbook.pdf, page 3`` (``pages 3-4`` across pages), and
+    ``(OCR, confidence 0.93)`` after a passage read from a scan."""
     pages = (
         f"page {source.page_start}"
         if source.page_end == source.page_start
         else f"pages {source.page_start}-{source.page_end}"
     )
-    return f"[{source.index}] {source.filename}, {pages}"
+    ocr = "" if source.ocr_confidence is None else f" (OCR, confidence {source.ocr_confidence:.2f})"
+    return f"[{source.index}] {source.filename}, {pages}{ocr}"
 
 
 def sources_footer(sources: Sequence[Source]) -> str:

@@ -54,6 +54,8 @@ class Hit:
     context_after: str = ""
     tags: list[str] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
+    ocr_confidence: float | None = None
+    """When the passage was read by OCR from a scan: the lowest OCR confidence (0-1) of its pages."""
 
     @property
     def highlighted(self) -> str:
@@ -253,11 +255,18 @@ def _materialise(
                 scores=scores,
                 tags=document.tags,
                 metadata=dict(document.meta),
+                ocr_confidence=_ocr_confidence(document.ocr_pages, chunk.page_start, chunk.page_end),
             )
         )
         if len(hits) == limit:
             break
     return hits
+
+
+def _ocr_confidence(ocr_pages: dict[str, float], start: int, end: int) -> float | None:
+    """The lowest OCR confidence of the pages ``start``-``end`` that were read by OCR; ``None`` if none was."""
+    confidences = [ocr_pages[str(page)] for page in range(start, end + 1) if str(page) in ocr_pages]
+    return min(confidences) if confidences else None
 
 
 def _expand(zhiku: Zhiku, hits: list[Hit], neighbours: int) -> None:

@@ -139,6 +139,8 @@ class Document(Base):
     """User metadata: string keys to string values, filterable with ``key=value``."""
     document_date: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     """When the source was last modified (file mtime or given at upload); date filters fall back to created_at."""
+    ocr_pages: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """Pages of the active version read by OCR: page number (as a string) to the OCR confidence (0-1)."""
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -151,6 +153,21 @@ class Document(Base):
     def tags(self) -> list[str]:
         """The document's tags, sorted."""
         return [row.tag for row in self.tag_rows]
+
+
+class OcrPage(Base):
+    """The OCR text of one page of a stored file (by content hash), kept so that a job interrupted in the middle of
+    a long scan, or giving other jobs a turn, resumes where it was, and a page is read by OCR once."""
+
+    __tablename__ = "ocr_pages"
+
+    content_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    page: Mapped[int] = mapped_column(Integer, primary_key=True)
+    text: Mapped[str] = mapped_column(Text, default="")
+    confidence: Mapped[float] = mapped_column(Float, default=0.0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """Why the page could not be read (then ``text`` is empty); such a page is not tried again."""
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class DocumentTag(Base):

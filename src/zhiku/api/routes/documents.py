@@ -21,7 +21,6 @@ from zhiku.api.deps import AppState, State
 from zhiku.api.schemas import ChunkOut, DocumentLabels, DocumentOut, PageOut, UploadOutcome
 from zhiku.api.security import file_headers
 from zhiku.core import Zhiku
-from zhiku.documents.types import ParsedDocument
 from zhiku.errors import (
     DocumentError,
     FileTooLargeError,
@@ -43,6 +42,7 @@ from zhiku.knowledge.documents import (
     reingest_document,
     sanitize_filename,
 )
+from zhiku.knowledge.pages import document_page
 from zhiku.search.filters import check_metadata, normalize_tag, parse_date
 from zhiku.search.retrieve import chunk_in_context
 from zhiku.storage.models import Document, KnowledgeBase
@@ -287,25 +287,17 @@ def delete(kb_id: str, document_id: str, state: State, principal: Writer) -> Res
     return Response(status_code=204)
 
 
-@functools.lru_cache(maxsize=16)
-def _parsed(zhiku: Zhiku, path: str, filename: str) -> ParsedDocument:
-    """A stored document parsed again (in a parsing process, within the parsing budget) for page previews."""
-    return zhiku.parsers.parse(Path(path), filename)
-
-
 @router.get("/documents/{document_id}/pages/{page}")
 def page_text(kb_id: str, document_id: str, page: int, state: State, principal: Reader) -> PageOut:
     """The text of one page (1-based), to show a hit in place."""
     _, document = _document(state, principal, kb_id, document_id)
-    path = state.zhiku.blobs.path_for(document.content_hash)
-    if not path.is_file() or document.version == 0:
-        raise NotFoundError(f"{document.filename} has no ingested content yet")
-    parsed = _parsed(state.zhiku, str(path), document.filename)
-    found = next((p for p in parsed.pages if p.number == page), None)
-    if found is None:
-        raise NotFoundError(f"{document.filename} has no page {page} (pages 1-{len(parsed.pages)})")
+    found = document_page(state.zhiku, document, page)
     return PageOut(
-        document_id=document.id, page=page, pages=len(parsed.pages), text=parsed.text[found.start : found.end]
+        document_id=document.id,
+        page=found.page,
+        pages=found.pages,
+        text=found.text,
+        ocr_confidence=found.ocr_confidence,
     )
 
 

@@ -372,6 +372,7 @@ function hitCard(kbId, hit) {
     h("span", { class: "meta" }, h("strong", {}, hit.filename), folder ? h("span", { class: "path" }, folder) : null,
       h("span", {}, t("search.page", { page: pages(hit) })),
       h("span", {}, t("search.score", { score: hit.score.toFixed(3) })),
+      hit.ocr_confidence != null ? h("span", { class: "ocr", title: t("search.ocr.title") }, t("search.ocr", { confidence: hit.ocr_confidence.toFixed(2) })) : null,
       hit.heading_path.length ? h("span", {}, hit.heading_path.join(" › ")) : null,
       h("span", { class: "open" }, `${t("search.open")} ›`)),
     h("span", { class: "snippet" }, snippet(hit.text, hit.highlights)));
@@ -470,7 +471,7 @@ async function ask(form, answer, { heading, list: sourceList }) {
         sourceList.hidden = heading.hidden = false;
         sourceList.replaceChildren(...sources.map((s) => h("li", {}, h("button", { type: "button", class: "cite",
           onclick: () => openViewer(s.knowledge_base_id, { ...s, highlights: [], heading_path: [] }) },
-          `${s.filename} · ${t("search.page", { page: s.page_start })}`),
+          `${s.filename} · ${t("search.page", { page: s.page_start })}${s.ocr_confidence != null ? ` · ${t("search.ocr", { confidence: s.ocr_confidence.toFixed(2) })}` : ""}`),
           passagesOnly ? h("p", { class: "snippet" }, s.text.length > 400 ? `${s.text.slice(0, 400)}…` : s.text) : null)));
       }
       if (passagesOnly) { answer.replaceChildren(h("p", { class: "passages-only" }, t("chat.passages"))); return; }
