@@ -230,6 +230,13 @@ class Settings(BaseSettings):
     ocr_page_timeout_seconds: float = Field(
         default=180.0, gt=0, description="Longest time OCR may take on one page (about 10 s on one CPU core)."
     )
+    ocr_max_pages: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Most scanned pages of one document read by OCR (a few seconds each); the pages after them are "
+        "left out with a warning.",
+    )
     ocr_pages_per_turn: int = Field(
         default=6,
         ge=1,

@@ -165,3 +165,41 @@ def test_cancelling_a_job_stops_its_ocr(zhiku: Zhiku, evaldata: Path) -> None:
         assert session.get_one(Job, scan.job_id).status == "cancelled"
         # the page being read (about 8 s of OCR) was ended, not read to its end and kept
         assert list(session.scalars(select(OcrPage))) == []
+
+
+def test_a_scan_over_the_page_limit_is_read_up_to_it(tmp_path: Path, multipage: Path) -> None:
+    with open_zhiku(tmp_path, database_url=f"sqlite:///{tmp_path / 'z.db'}", ocr_max_pages=1) as zhiku:
+        kb = create_knowledge_base(zhiku, "scans")
+        scan = register_file(zhiku, kb, multipage)
+        run_jobs(zhiku)
+        document = document_of(zhiku, scan.document_id)
+        assert document.status == "ready", document.error
+        assert list(document.ocr_pages) == ["1"]
+        assert "4 scanned page(s) from page 2 on were not read by OCR: over the 1 pages of ZHIKU_OCR_MAX_PAGES" in (
+            document.warnings
+        )
+
+
+def test_a_chinese_scan_answers_a_chinese_question(tmp_path: Path, evaldata: Path) -> None:
+    """Page 23 of the ctex FAQ (the answer to "DVI 文件里为什么不能显示 EPS 图片"), rendered to an image-only PDF
+    between two blank scanned pages, is found by the question on its page 2."""
+    from PIL import Image
+
+    from zhiku.documents.parsers.pdf import render_page
+
+    answer = render_page(evaldata / "pdf" / "ctex-kit" / "ctex-faq.pdf", "ctex-faq.pdf", 23, 200)
+    blank = Image.new("RGB", answer.size, "white")
+    scan = tmp_path / "faq-scan.pdf"
+    blank.save(scan, resolution=200.0, save_all=True, append_images=[answer, blank])
+    with open_zhiku(tmp_path, database_url=f"sqlite:///{tmp_path / 'z.db'}") as zhiku:
+        kb = create_knowledge_base(zhiku, "faq")
+        registered = register_file(zhiku, kb, scan)
+        run_jobs(zhiku)
+        document = document_of(zhiku, registered.document_id)
+        assert document.status == "ready", document.error
+        assert list(document.ocr_pages) == ["2"]  # the blank pages have no text
+        hits = search(zhiku, kb, "DVI 文件里为什么不能显示 EPS 图片")
+        assert hits[0].page_start == 2
+        assert "EPS" in hits[0].text
+        assert hits[0].ocr_confidence is not None
+        assert hits[0].ocr_confidence > 0.8

@@ -261,6 +261,18 @@ def markdown_table(summaries: list[dict[str, Any]]) -> Iterator[str]:
         )
 
 
+def bench_all(evaldata: Path, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Every engine on every language, each in a fresh process; ``log`` gets a line per page. The summaries."""
+    summaries = []
+    for engine in ENGINES:
+        for language in ("en", "zh"):
+            result = run_isolated(evaldata, engine, language)
+            for page in result["pages"]:
+                log(f"{engine} {language} {page['name']}: CER {page['cer']:.3f}, {page['seconds']:.2f} s")
+            summaries.append(summarise(result))
+    return summaries
+
+
 def main(argv: list[str]) -> int:
     """``python -m zhiku.bench.ocr EVALDATA ENGINE LANGUAGE [DPI]``: one engine, JSON on stdout;
     ``python -m zhiku.bench.ocr EVALDATA``: every engine and language, each isolated, a Markdown table."""
@@ -269,13 +281,7 @@ def main(argv: list[str]) -> int:
         dpi = int(argv[3]) if len(argv) > 3 else DEFAULT_DPI
         print(json.dumps(bench_engine(evaldata, argv[1], argv[2], dpi)))
         return 0
-    summaries = []
-    for engine in ENGINES:
-        for language in ("en", "zh"):
-            result = run_isolated(evaldata, engine, language)
-            for page in result["pages"]:
-                print(f"{engine} {language} {page['name']}: CER {page['cer']:.3f}, {page['seconds']:.2f} s", flush=True)
-            summaries.append(summarise(result))
+    summaries = bench_all(evaldata, lambda line: print(line, flush=True))
     print("\n".join(markdown_table(summaries)))
     return 0
 

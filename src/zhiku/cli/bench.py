@@ -331,3 +331,23 @@ def bench_lexical_command(
     notes = "each store's search_text (BM25 on zhiku's terms), top 10, with the kb_id filter; vectors random"
     append_report(output, "lexical quality by store", table, notes)
     err.print(f"appended to {output}")
+
+
+@bench_app.command("ocr")
+def bench_ocr_command(
+    evaldata: Annotated[
+        Path, typer.Argument(help="The shared evaluation data folder (pdf/ocrmypdf/linn.pdf, pdf/ctex-kit/...).")
+    ],
+    output: Annotated[Path, typer.Option(help="Markdown file the results are appended to.")] = Path("BENCHMARKS.md"),
+) -> None:
+    """Character error rate and speed of each OCR engine (RapidOCR, Tesseract) on English and Chinese pages, each
+    engine and language in a fresh process."""
+    from zhiku.bench.ocr import bench_all, markdown_table  # (see bench embed)
+
+    table = "\n".join(markdown_table(bench_all(evaldata, err.print)))
+    out.print(table)
+    notes = (
+        "English: linn.pdf against linn.txt, 3 born-digital pages; Chinese: ctex-kit pages, their text layer as truth"
+    )
+    append_report(output, "OCR engines", table, notes)
+    err.print(f"appended to {output}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -59,6 +60,17 @@ def read_scanned_pages(
     settings = zhiku.settings
     if not settings.ocr_enabled:
         return _without_ocr(parsed, filename)
+    skipped = needed[settings.ocr_max_pages :]
+    if skipped:
+        needed = needed[: settings.ocr_max_pages]
+        parsed = replace(
+            parsed,
+            warnings=[
+                *parsed.warnings,
+                f"{len(skipped)} scanned page(s) from page {skipped[0]} on were not read by OCR: over the "
+                f"{settings.ocr_max_pages} pages of ZHIKU_OCR_MAX_PAGES",
+            ],
+        )
     results = {page: result for page, result in stored_ocr(zhiku.db, content_hash).items() if page in needed}
     missing = [page for page in needed if page not in results]
     for read_now, page in enumerate(missing):
