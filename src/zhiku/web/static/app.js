@@ -391,8 +391,10 @@ async function openViewer(kbId, hit) {
       const target = h("mark", { id: "viewer-hit" }, text.slice(at, end));
       body.append(text.slice(0, at), target, text.slice(end));
     } else body.append(text);
+    const scanned = data.ocr_confidence != null; // a scan read by OCR: say so, since its text may be misread
     dialog.replaceChildren(
       h("h2", { id: "viewer-title" }, t("viewer.title", { name: hit.filename, page: data.page, pages: data.pages })),
+      ...(scanned ? [h("p", { class: "muted" }, t("viewer.ocr", { confidence: data.ocr_confidence.toFixed(2) }))] : []),
       body,
       h("div", { class: "row" },
         h("button", { type: "button", onclick: () => openOriginal(kbId, hit) }, t("viewer.original")),
