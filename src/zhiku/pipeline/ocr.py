@@ -73,6 +73,34 @@ def read_scanned_pages(
         )
     results = {page: result for page, result in stored_ocr(zhiku.db, content_hash).items() if page in needed}
     missing = [page for page in needed if page not in results]
+    try:
+        _read_pages(zhiku, job_id, blob, filename, content_hash, needed, missing, results, report)
+    except ModelLoadError as exc:  # OCR is not installed: the pages stay unread, as with OCR off
+        log.warning("OCR is unavailable, %s is indexed without its scanned pages: %s", filename, exc.message)
+        return _without_ocr(parsed, filename)
+    # the OCR models hold about 1 GiB: not kept once the scan is read (but kept while it only gives others a turn)
+    zhiku.ocr.end_idle()
+    report(len(results), len(needed))
+    document = with_ocr_text(parsed, results)
+    zhiku.parsers.limits.check_document(document, filename, paged=True)
+    if not document.text.strip():
+        raise EmptyDocumentError(f"{filename} contains no text: its {len(needed)} scanned page(s) yielded none by OCR")
+    return document
+
+
+def _read_pages(
+    zhiku: Zhiku,
+    job_id: str,
+    blob: Path,
+    filename: str,
+    content_hash: str,
+    needed: list[int],
+    missing: list[int],
+    results: dict[int, PageResult],
+    report: Callable[[int, int], bool],
+) -> None:
+    """Read the ``missing`` pages into ``results`` (and the database), giving waiting jobs a turn."""
+    settings = zhiku.settings
     for read_now, page in enumerate(missing):
         if read_now >= settings.ocr_pages_per_turn and _others_waiting(zhiku, job_id):
             raise JobDeferredError(
@@ -84,19 +112,10 @@ def read_scanned_pages(
                 blob, filename, page, settings.ocr_dpi, should_stop=lambda: report(len(results), len(needed))
             )
             outcome: PageResult = (result.text, result.confidence, None)
-        except ModelLoadError as exc:  # OCR is not installed: the pages stay unread, as with OCR off
-            log.warning("OCR is unavailable, %s is indexed without its scanned pages: %s", filename, exc.message)
-            return _without_ocr(parsed, filename)
         except DocumentError as exc:  # this page is too large, too slow or damaged: the others are still read
             outcome = ("", 0.0, exc.message)
         store_ocr_page(zhiku.db, content_hash, page, outcome)
         results[page] = outcome
-    report(len(results), len(needed))
-    document = with_ocr_text(parsed, results)
-    zhiku.parsers.limits.check_document(document, filename, paged=True)
-    if not document.text.strip():
-        raise EmptyDocumentError(f"{filename} contains no text: its {len(needed)} scanned page(s) yielded none by OCR")
-    return document
 
 
 def _without_ocr(parsed: ParsedDocument, filename: str) -> ParsedDocument:
