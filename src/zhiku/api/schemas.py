@@ -289,6 +289,11 @@ class HitOut(BaseModel):
     context_after: str
     tags: list[str]
     metadata: dict[str, str]
+    context: str = Field(
+        default="",
+        description="When the passage is a group of a table's rows: the table's header row(s), to show above it "
+        "(not part of text; highlights and offsets refer to text alone). Empty otherwise.",
+    )
 
     @classmethod
     def of(cls, hit: Hit) -> HitOut:
