@@ -216,6 +216,12 @@ def test_pdf_ruled_table_is_found_in_the_pdfium_text(evaldata: Path, qwen3: Toke
     assert texas.context == header
 
 
+def test_pdf_table_detection_keeps_to_its_time_budget(evaldata: Path) -> None:
+    path = evaldata / "pdf" / "pdfplumber" / "nics-background-checks-2015-11.pdf"
+    doc = parse_file(path)
+    assert find_tables(path, page_texts(doc), doc.pages, budget_seconds=0.0) == []
+
+
 def test_pdf_without_ruled_tables_costs_little(evaldata: Path) -> None:
     """Pages without a ruled grid never reach pdfplumber (whose content parsing is the cost)."""
     for path in (evaldata / "pdf" / "ctex-kit" / "ctex-faq.pdf", evaldata / "pdf" / "ctex-kit" / "xeCJK.pdf"):

@@ -18,7 +18,8 @@ strategy: the cells a table's drawn lines enclose) and then located in that text
    are body lines of the table, directly preceded by one or more of its header lines; a table with no such header
    or fewer than two body lines in the page text is left out.
 
-Table detection is best-effort: any failure on a page leaves that page without tables, never fails the parse.
+Table detection is best-effort: any failure on a page leaves that page without tables, never fails the parse, and
+pdfplumber gets :data:`BUDGET_SECONDS` per document at most.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import contextlib
 import ctypes
 import logging
 import threading
+import time
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["find_tables"]
 
+#: Seconds of pdfplumber per document at most (about 0.1-0.3 s a page of tables).
+BUDGET_SECONDS = 20.0
 #: A page is a candidate when this many horizontal lines are each met by three or more vertical edges.
 MIN_GRID_LINES = 3
 #: Points of tolerance when edges meet or are collinear.
@@ -61,6 +65,7 @@ def find_tables(
     pages: Sequence[Page],
     *,
     pdfium_lock: threading.Lock | None = None,
+    budget_seconds: float = BUDGET_SECONDS,
 ) -> list[Table]:
     """The ruled tables of the PDF at ``path`` as records over the parsed text (see the module docs).
 
@@ -69,6 +74,8 @@ def find_tables(
         page_texts: Each page's final text (``doc.text[page.start:page.end]``), in page order.
         pages: The parsed document's pages, giving each page's offset in the document text.
         pdfium_lock: The lock serialising PDFium calls in this process (PDFium is not thread-safe).
+        budget_seconds: pdfplumber sees no more pages once this much time has gone (the pages after that are left
+            without tables, so a long report of ruled tables cannot push the parse past its deadline).
 
     Returns:
         Tables in text order; empty when pdfplumber is not installed or nothing is found.
@@ -82,9 +89,13 @@ def find_tables(
     if not candidates:
         return []
     tables: list[Table] = []
+    deadline = time.monotonic() + budget_seconds
     try:
         with pdfplumber.open(path, pages=[index + 1 for index in candidates]) as pdf:
             for plumber_page in pdf.pages:
+                if time.monotonic() > deadline:
+                    log.info("table detection stopped at page %d of %s (time budget)", plumber_page.page_number, path)
+                    break
                 index = plumber_page.page_number - 1
                 if index >= len(page_texts) or index >= len(pages):
                     continue
