@@ -294,6 +294,11 @@ class HitOut(BaseModel):
         description="When the passage was read by OCR from a scanned page: the OCR's confidence (0-1, the lowest "
         "of its pages); null for text the document itself holds.",
     )
+    context: str = Field(
+        default="",
+        description="When the passage is a group of a table's rows: the table's header row(s), to show above it "
+        "(not part of text; highlights and offsets refer to text alone). Empty otherwise.",
+    )
 
     @classmethod
     def of(cls, hit: Hit) -> HitOut:

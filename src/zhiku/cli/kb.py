@@ -437,6 +437,8 @@ def _print_hits(kb_name: str, query: str, mode: str, hits: Sequence[Hit]) -> Non
         passage = mark(hit.text, hit.highlights, "[bold yellow]", "[/]", escape=escape)
         if hit.context_before or hit.context_after:
             passage = f"[dim]{hit.context_before[-200:]}[/]{passage}[dim]{hit.context_after[:200]}[/]"
+        if hit.context:  # rows of a table: its header above them
+            passage = f"[bold]{escape(hit.context)}[/]\n{passage}"
         table.add_row(str(rank), f"{hit.score:.3f}", hit.filename, pages, passage)
     out.print(table)
     if not hits:

@@ -22,6 +22,16 @@ are counted by a memoised callback into the caller's tokenizer. Around the libra
   on its own. Measured on the shared corpora (documents of 2 and 20 passages): all-MiniLM-L6-v2's WordPiece
   chunking 1.7-2x faster (7.2 tokenizer calls per two-passage document down to 2) with identical chunks; USE's
   sentencepiece about as fast as before (its offsets cost more), with up to 0.8% more chunks at 128 tokens.
+* **Tables** (``doc.tables``, reported by the parsers): a table too long for one chunk is chunked apart from
+  the text around it, cut only at its rows' starts into row groups that fit the budget less its header's tokens
+  (a single row longer than that is cut like text). The header cannot be repeated inside a chunk's text (a chunk
+  is a span of the document), so every chunk of the table but the one beginning with the header gets the header
+  as its ``context``; what is embedded and indexed is ``context + "\n" + text``, and ``tokens`` counts that.
+  Short text just before the table in its section (at most 1/4 of the budget: a heading, a caption) goes into
+  the table's first chunk rather than a chunk of its own. A table that fits one chunk is left to the splitter,
+  which keeps it whole (it is one paragraph to it); a table whose header alone takes more than 1/3 of the budget
+  is chunked as text (repeating it would leave little room for rows). There is no overlap between a table's
+  chunks: each row group stands on its own under its header.
 * **Exact token counts**: every chunk is re-counted on the original text with the caller's tokenizer (no special
   tokens, no padding, no truncation), all chunks of a document in one call; a chunk over the budget (pushed by
   the substitution, or by a piece tokenizing differently alone than in context) is re-split.
@@ -41,7 +51,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from semantic_text_splitter import MarkdownSplitter, TextSplitter
 
-from zhiku.documents.types import ChunkSpan, ParsedDocument
+from zhiku.documents.types import ChunkSpan, ParsedDocument, Table, indexed_text
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -62,6 +72,10 @@ _RUN_CHUNKS = 64
 _CLAUSE_END_CHARS = frozenset("。！？；，、：!?.;,:…)]}）】」』”’\"'》〉")
 #: A subsection's parent text of at most this fraction of the budget is carried into the subsection's range.
 _STUB_FRACTION = 8
+#: A table whose header takes more than this fraction of the budget is chunked as plain text.
+_HEADER_FRACTION = 3
+#: Text before a long table in its section of at most this fraction of the budget goes into its first chunk.
+_LEAD_FRACTION = 4
 _CACHE_SIZE = 4
 
 
@@ -102,8 +116,9 @@ def chunk_document(
 
     Returns:
         Chunks in document order with ordinals 0..n-1. For every chunk ``doc.text[start:end] == text``,
-        ``tokens <= chunk_tokens``, the text is not whitespace-only, and ``heading_path`` is
-        ``doc.heading_path_at(start)``. Every non-whitespace character of the document lies in some chunk.
+        ``tokens`` (of ``context + "\n" + text``, or of ``text`` without context) ``<= chunk_tokens``, the text is
+        not whitespace-only, and ``heading_path`` is ``doc.heading_path_at(start)``. Every non-whitespace character
+        of the document lies in some chunk. Chunks of a long table's rows carry its header as ``context``.
 
     Raises:
         ValueError: For ``chunk_tokens < 1``, ``overlap_tokens < 0`` or ``overlap_tokens >= chunk_tokens``, or when
@@ -123,12 +138,30 @@ def chunk_document(
     splitter = _splitter(counter, chunk_tokens, overlap_tokens, use_markdown)
     headings = _HeadingIndex(doc)
 
+    tables = _long_tables(text, doc.tables, counter, chunk_tokens)
     spans: list[tuple[int, int]] = []
+    table_chunks: list[tuple[int, int, int, str]] = []
     for lo, hi in _ranges(text, counter, chunk_tokens, headings):
-        pieces = [(lo, hi)] if use_markdown else _paragraph_runs(text, lo, hi, _RUN_CHUNKS * chunk_tokens)
-        for start, end in pieces:
-            spans.extend(_split_range(text, start, end, splitter))
-    counted = _drop_contained(_enforce_limit(text, spans, counter, chunk_tokens))
+        parts = _cut_tables(lo, hi, tables)
+        for position, (part_lo, part_hi, table) in enumerate(parts):
+            if table is not None:
+                lead = parts[position - 1][0] if position and parts[position - 1][2] is None else None
+                if lead is not None and _count(counter, [text[lead:part_lo]])[0] > chunk_tokens // _LEAD_FRACTION:
+                    lead = None
+                table_chunks.extend(_table_chunks(text, table, counter, chunk_tokens, lead=lead))
+                continue
+            following = parts[position + 1][2] if position + 1 < len(parts) else None
+            if following is not None and _count(counter, [text[part_lo:part_hi]])[0] <= chunk_tokens // _LEAD_FRACTION:
+                continue  # a short lead-in (a heading, a caption) goes with the table's first rows
+            pieces = (
+                [(part_lo, part_hi)]
+                if use_markdown
+                else _paragraph_runs(text, part_lo, part_hi, _RUN_CHUNKS * chunk_tokens)
+            )
+            for start, end in pieces:
+                spans.extend(_split_range(text, start, end, splitter))
+    plain = [(start, end, tokens, "") for start, end, tokens in _enforce_limit(text, spans, counter, chunk_tokens)]
+    counted = _drop_contained(plain + table_chunks)
 
     pages = _PageIndex(doc)
     return [
@@ -141,8 +174,9 @@ def chunk_document(
             page_start=pages.page_at(start),
             page_end=pages.page_at(end - 1),
             heading_path=headings.heading_path_at(start),
+            context=context,
         )
-        for ordinal, (start, end, tokens) in enumerate(counted)
+        for ordinal, (start, end, tokens, context) in enumerate(counted)
     ]
 
 
@@ -192,13 +226,13 @@ def _overlong_sentences(view: str, spans: list[tuple[int, int]]) -> list[tuple[i
     return found
 
 
-def _drop_contained(spans: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
-    """``(start, end, tokens)`` in document order without any span lying inside another one.
+def _drop_contained(spans: list[tuple[int, int, int, str]]) -> list[tuple[int, int, int, str]]:
+    """``(start, end, tokens, context)`` in document order without any span lying inside another one.
 
     With overlap, a re-split chunk's pieces or a chunk after whitespace trimming can end up inside (or before)
     their neighbour; such a span adds no text.
     """
-    kept: list[tuple[int, int, int]] = []
+    kept: list[tuple[int, int, int, str]] = []
     for span in sorted(spans, key=lambda span: (span[0], -span[1])):
         if not kept or span[1] > kept[-1][1]:
             kept.append(span)
@@ -245,6 +279,137 @@ def _counter_callback(counter: _Tokenizer) -> Callable[[str], int]:
         return _count(counter, [piece])[0] if piece else 0
 
     return count
+
+
+# --------------------------------------------------------------------------------------------- tables
+
+
+def _long_tables(text: str, tables: Sequence[Table], counter: _Tokenizer, chunk_tokens: int) -> list[Table]:
+    """The well-formed, non-overlapping tables of ``tables`` that do not fit one chunk (in text order)."""
+    valid: list[Table] = []
+    for table in sorted(tables, key=lambda table: table.start):
+        bounds = [table.start, *table.row_starts, table.end]
+        if (
+            not table.row_starts
+            or not 0 <= table.start < table.row_starts[0]
+            or (table.header_end is not None and not table.start < table.header_end <= table.row_starts[0])
+            or table.end > len(text)
+            or any(a > b for a, b in pairwise(bounds))
+            or (valid and table.start < valid[-1].end)
+        ):
+            continue  # a parser's bad record: the text is still chunked, as text
+        valid.append(table)
+    counts = _count(counter, [text[table.start : table.end] for table in valid])
+    return [table for table, tokens in zip(valid, counts, strict=True) if tokens > chunk_tokens]
+
+
+def _cut_tables(lo: int, hi: int, tables: list[Table]) -> list[tuple[int, int, Table | None]]:
+    """``[lo, hi)`` as consecutive parts: the tables lying wholly inside it, and the text between them."""
+    parts: list[tuple[int, int, Table | None]] = []
+    cursor = lo
+    first = bisect.bisect_left([table.start for table in tables], lo)
+    for table in tables[first:]:
+        if table.start >= hi:
+            break
+        if table.end > hi:
+            continue  # straddles a section boundary: chunked as text
+        if cursor < table.start:
+            parts.append((cursor, table.start, None))
+        parts.append((table.start, table.end, table))
+        cursor = table.end
+    if cursor < hi:
+        parts.append((cursor, hi, None))
+    return parts
+
+
+def _trimmed(text: str, lo: int, hi: int) -> tuple[int, int]:
+    """``[lo, hi)`` without surrounding whitespace (empty: ``lo == hi``)."""
+    piece = text[lo:hi]
+    stripped = piece.strip()
+    if not stripped:
+        return lo, lo
+    start = lo + len(piece) - len(piece.lstrip())
+    return start, start + len(stripped)
+
+
+def _table_chunks(
+    text: str, table: Table, counter: _Tokenizer, chunk_tokens: int, *, lead: int | None = None
+) -> list[tuple[int, int, int, str]]:
+    """``(start, end, tokens, context)`` of a long table's chunks: its header with the first rows (after the short
+    text from ``lead`` on, if given), then row groups with the header as context (see the module docs). Falls back
+    to text chunks when the header is too long."""
+    header = table.header(text)
+    begin = table.start if lead is None else lead
+    head_start, head_end = _trimmed(text, begin, table.row_starts[0])  # with a delimiter line, a lead-in, if any
+    rows = [
+        span
+        for span in (_trimmed(text, a, b) for a, b in pairwise([*table.row_starts, table.end]))
+        if span[0] < span[1]
+    ]
+    # A row's estimate includes the newline after it (a token to BPE tokenizers, none to WordPiece); the exact
+    # count of context + text is checked below.
+    header_tokens, head_tokens, *row_tokens = _count(
+        counter, [header + "\n", text[head_start:head_end] + "\n", *(text[a:b] + "\n" for a, b in rows)]
+    )
+    capacity = chunk_tokens - header_tokens
+    if not header or not rows or header_tokens > chunk_tokens // _HEADER_FRACTION:
+        exact = _splitter(counter, chunk_tokens, 0, markdown=False)
+        spans = _split_range(text, begin, table.end, exact)
+        return [(*span, "") for span in _enforce_limit(text, spans, counter, chunk_tokens)]
+
+    groups: list[tuple[int, int, str]] = []
+    current: list[int] = [head_start, head_end]  # the first group begins with the header itself: no context
+    context = ""
+    used = max(0, head_tokens - header_tokens)  # a Markdown delimiter line is in the first chunk's text
+    for (start, end), tokens in zip(rows, row_tokens, strict=True):
+        if tokens > capacity:  # a row longer than the room under the header: cut like text, each piece headed
+            if current:
+                groups.append((current[0], current[1], context))
+            pieces = _split_range(text, start, end, _splitter(counter, capacity, 0, markdown=False))
+            groups.extend((piece_start, piece_end, header) for piece_start, piece_end in pieces)
+            current, context, used = [], header, 0
+        elif current and used + tokens <= capacity:
+            current[1], used = end, used + tokens
+        else:
+            if current:
+                groups.append((current[0], current[1], context))
+            current, context, used = [start, end], header, tokens
+    if current:
+        groups.append((current[0], current[1], context))
+
+    counts = _count(counter, [indexed_text(context, text[start:end]) for start, end, context in groups])
+    fitted: list[tuple[int, int, int, str]] = []
+    for (start, end, context), tokens in zip(groups, counts, strict=True):
+        if tokens <= chunk_tokens:
+            fitted.append((start, end, tokens, context))
+        else:  # the estimate fell short (tokens merging across rows): re-split this group like text
+            fitted.extend(_refit(text, start, end, header, head_start, counter, chunk_tokens, tokens))
+    return fitted
+
+
+def _refit(
+    text: str,
+    start: int,
+    end: int,
+    header: str,
+    head_start: int,
+    counter: _Tokenizer,
+    chunk_tokens: int,
+    tokens: int,
+) -> list[tuple[int, int, int, str]]:
+    """Pieces of a table's chunk ``[start, end)`` that was ``tokens`` long, each fitting with its context."""
+    capacity = chunk_tokens - _count(counter, [header + "\n"])[0]
+    for _attempt in range(4):
+        capacity -= max(1, tokens - chunk_tokens)
+        if capacity < 1:
+            break
+        spans = _split_range(text, start, end, _splitter(counter, capacity, 0, markdown=False))
+        contexts = ["" if piece_start == head_start else header for piece_start, _ in spans]
+        counts = _count(counter, [indexed_text(c, text[a:b]) for (a, b), c in zip(spans, contexts, strict=True)])
+        if all(count <= chunk_tokens for count in counts):
+            return [(a, b, n, c) for (a, b), n, c in zip(spans, counts, contexts, strict=True)]
+        tokens = max(counts)
+    raise ValueError(f"chunk_tokens={chunk_tokens} is too small for the table rows at offset {start}")
 
 
 # --------------------------------------------------------------------------------------------- structure

@@ -26,7 +26,7 @@ def model_key(kb: KnowledgeBase) -> str:
 
 
 def text_hash(text: str) -> str:
-    """SHA-256 of a chunk's text (dedup and embedding-cache key)."""
+    """SHA-256 of a chunk's embedded text (with its context, if any: the embedding-cache key)."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

@@ -30,7 +30,7 @@ from zhiku.errors import CorruptDocumentError
 from zhiku.jobs.runner import GroupProgress, JobCancelledError, JobDeferredError, Outcomes
 from zhiku.pipeline.embed import embed_with_cache, text_hash
 from zhiku.pipeline.ocr import read_scanned_pages
-from zhiku.pipeline.points import chunk_id, chunk_points
+from zhiku.pipeline.points import chunk_id, chunk_points, embedded_text
 from zhiku.pipeline.reindex import reindex_running
 from zhiku.storage.models import Chunk, Document, DocumentStatus, Job, KnowledgeBase, utcnow
 from zhiku.storage.vectors.base import VectorPoint
@@ -176,7 +176,7 @@ def _index(
         zhiku,
         kb,
         embedder,
-        [span.text for span in spans],
+        [embedded_text(span) for span in spans],
         lambda done: progress.report("embedding", 0.1 + 0.8 * done / total),
         [span.tokens for span in spans],
     )
@@ -256,7 +256,8 @@ def _save_chunks(zhiku: Zhiku, items: list[_Prepared]) -> None:
             "char_start": span.start,
             "char_end": span.end,
             "heading_path": list(span.heading_path),
-            "text_hash": text_hash(span.text),
+            "context": span.context,
+            "text_hash": text_hash(embedded_text(span)),  # the embedding cache's key
         }
         for item in items
         for span in item.spans

@@ -8,6 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
+from zhiku.documents.types import indexed_text
 from zhiku.storage.vectors.base import VectorPoint
 
 CHUNK_NAMESPACE = uuid.UUID("5b0e6f1c-64e5-4b8a-9a3e-6f0d2f1c7a10")
@@ -23,6 +24,9 @@ class ChunkLike(Protocol):
     def text(self) -> str: ...
 
     @property
+    def context(self) -> str: ...
+
+    @property
     def page_start(self) -> int: ...
 
     @property
@@ -34,15 +38,23 @@ def chunk_id(document_id: str, version: int, ordinal: int) -> str:
     return str(uuid.uuid5(CHUNK_NAMESPACE, f"{document_id}:{version}:{ordinal}"))
 
 
+def embedded_text(chunk: ChunkLike) -> str:
+    """What is embedded and lexically indexed for a chunk: its context (a table's header), a newline, its text."""
+    return indexed_text(chunk.context, chunk.text)
+
+
 def chunk_points(
     kb_id: str, document_id: str, version: int, chunks: Sequence[ChunkLike], vectors: np.ndarray
 ) -> list[VectorPoint]:
-    """The vector points of one document version's ``chunks`` (one vector each, in order)."""
+    """The vector points of one document version's ``chunks`` (one vector each, in order).
+
+    A point's text, which the stores index for BM25, is the chunk's text after its context (a table's header), as
+    embedded: :func:`embedded_text`."""
     return [
         VectorPoint(
             id=chunk_id(document_id, version, chunk.ordinal),
             vector=vector,
-            text=chunk.text,
+            text=embedded_text(chunk),
             payload={
                 "kb_id": kb_id,
                 "document_id": document_id,

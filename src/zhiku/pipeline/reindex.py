@@ -19,7 +19,7 @@ from zhiku.jobs.dispatch import dispatch
 from zhiku.jobs.kinds import REINDEX_KIND
 from zhiku.jobs.runner import JobContext, JobDeferredError
 from zhiku.pipeline.embed import embed_with_cache
-from zhiku.pipeline.points import chunk_points
+from zhiku.pipeline.points import chunk_points, embedded_text
 from zhiku.storage.models import Chunk, Document, DocumentStatus, Job, JobStatus, KnowledgeBase
 
 ACTIVE = (JobStatus.queued, JobStatus.running)
@@ -129,6 +129,6 @@ def _build(
             )
         if not chunks:
             continue
-        vectors = embed_with_cache(zhiku, target, embedder, [c.text for c in chunks], lambda _: None)
+        vectors = embed_with_cache(zhiku, target, embedder, [embedded_text(c) for c in chunks], lambda _: None)
         zhiku.vectors.upsert(collection, chunk_points(kb.id, document_id, version, chunks, vectors))
         context.progress("embedding", 0.95 * (done + 1) / total, documents=done + 1, of=total)

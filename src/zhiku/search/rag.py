@@ -54,7 +54,7 @@ def retrieve_sources(zhiku: Zhiku, kbs: Sequence[KnowledgeBase], question: str, 
             hit.filename,
             hit.page_start,
             hit.page_end,
-            hit.text[:MAX_SOURCE_CHARS],
+            (f"{hit.context}\n{hit.text}" if hit.context else hit.text)[:MAX_SOURCE_CHARS],  # a table's header
             hit.score,
             hit.ocr_confidence,
         )

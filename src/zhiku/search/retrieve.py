@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from zhiku.core import Zhiku
+from zhiku.documents.types import indexed_text
 from zhiku.errors import InvalidInputError, NotFoundError
 from zhiku.search.filters import matching_documents
 from zhiku.search.fusion import coverage_of, fuse, lexical_weight, term_coverage
@@ -56,11 +57,18 @@ class Hit:
     metadata: dict[str, str] = field(default_factory=dict)
     ocr_confidence: float | None = None
     """When the passage was read by OCR from a scan: the lowest OCR confidence (0-1) of its pages."""
+    context: str = ""
+    """The header row(s) of the table whose rows ``text`` holds ("" otherwise): shown above the passage, not in it."""
 
     @property
     def highlighted(self) -> str:
         """The passage, HTML-escaped, with query terms wrapped in ``<mark>`` (safe to insert as HTML)."""
         return mark(self.text, self.highlights)
+
+    @property
+    def indexed_text(self) -> str:
+        """The passage as it was embedded and indexed: after its context (a table's header), if any."""
+        return indexed_text(self.context, self.text)
 
 
 def search(zhiku: Zhiku, kb: KnowledgeBase, query: str, options: SearchOptions | None = None) -> list[Hit]:
@@ -115,7 +123,7 @@ def _search(zhiku: Zhiku, kb: KnowledgeBase, query: str, options: SearchOptions)
     limit = max(options.top_k, options.rerank_candidates) if options.rerank else options.top_k
     hits = _materialise(zhiku, ranked, fused, dense, lexical, payloads, options, limit)
     if options.rerank and hits:
-        scores = reranker_for(zhiku, options.rerank).score(query, [hit.text for hit in hits])
+        scores = reranker_for(zhiku, options.rerank).score(query, [hit.indexed_text for hit in hits])
         for hit, value in zip(hits, scores, strict=True):
             hit.scores["rerank"] = hit.score = float(value)
         hits = sorted(hits, key=lambda hit: hit.score, reverse=True)[: options.top_k]
@@ -148,7 +156,7 @@ def _score_relevance(
     if options.rerank:
         values = np.asarray([hit.scores["rerank"] for hit in hits])
     else:
-        lexical = np.asarray([coverage_of(terms, hit.text) for hit in hits])
+        lexical = np.asarray([coverage_of(terms, hit.indexed_text) for hit in hits])  # the header's words count
         if options.mode == "lexical":
             values = lexical
         else:
@@ -256,6 +264,7 @@ def _materialise(
                 tags=document.tags,
                 metadata=dict(document.meta),
                 ocr_confidence=_ocr_confidence(document.ocr_pages, chunk.page_start, chunk.page_end),
+                context=chunk.context,
             )
         )
         if len(hits) == limit:

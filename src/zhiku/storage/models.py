@@ -201,6 +201,8 @@ class Chunk(Base):
     char_end: Mapped[int] = mapped_column(Integer)
     heading_path: Mapped[list[Any]] = mapped_column(default=list)
     text_hash: Mapped[str] = mapped_column(String(64))
+    #: Read with the text but not part of it: a table's header row(s) over a group of its rows, else "".
+    context: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class Job(Base):

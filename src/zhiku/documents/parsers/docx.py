@@ -1,4 +1,8 @@
-"""DOCX parser on ``python-docx``: body paragraphs and tables in order, headings as sections."""
+"""DOCX parser on ``python-docx``: body paragraphs and tables in order, headings as sections.
+
+Tables are reported as tables: the header is the leading rows marked "repeat as header row" (``w:tblHeader``),
+else the first row.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,12 @@ import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import docx
 from docx.opc.exceptions import PackageNotFoundError
-from docx.table import Table, _Cell
+from docx.oxml.ns import qn
+from docx.table import Table, _Cell, _Row
 from docx.text.paragraph import Paragraph
 
 from zhiku.documents.parsers.text import Block, assemble, normalize_newlines, remove_control_chars, single_page
@@ -42,14 +48,14 @@ def parse(path: Path, detected: DetectedType, *, filename: str | None = None) ->
     except Exception as exc:  # python-docx surfaces lxml, KeyError, ValueError ... for damaged parts
         raise CorruptDocumentError(f"{name} is a damaged DOCX file: {type(exc).__name__}: {exc}") from exc
 
-    text, sections = assemble(blocks)
+    text, sections, tables = assemble(blocks)
     if not text.strip():
         raise EmptyDocumentError(f"{name} contains no text")
     title = (core_title or "").strip() or next(
         (block.text.strip() for block in blocks if block.heading_level == 0), None
     )
     return ParsedDocument(
-        text=text, pages=single_page(text), mime_type=detected.mime_type, sections=sections, title=title
+        text=text, pages=single_page(text), mime_type=detected.mime_type, sections=sections, title=title, tables=tables
     )
 
 
@@ -82,8 +88,20 @@ def _blocks(items: Iterator[Paragraph | Table]) -> Iterator[Block]:
             if text.strip():
                 yield Block(text, heading_level=_heading_level(item))
         else:
-            for row in _table_rows(item):
-                yield Block(row, group=index)
+            rows = [(_row_text(row), _repeats_as_header(row)) for row in item.rows]
+            rows = [(text, header) for text, header in rows if text]
+            headers = next((number for number, (_text, header) in enumerate(rows) if not header), len(rows))
+            if headers == 0 and len(rows) >= 3 and CELL_SEPARATOR in rows[0][0]:
+                headers = 1  # no row marked: a data table's first row names its columns
+            for number, (text, _header) in enumerate(rows):
+                kind: Literal["header", "body"] = "header" if number < headers else "body"
+                yield Block(text, group=index, table_row=kind)
+
+
+def _repeats_as_header(row: _Row) -> bool:
+    """Whether Word repeats ``row`` at the top of each page (``<w:tblHeader/>``): the table's marked header."""
+    marks = row._tr.xpath("./w:trPr/w:tblHeader")
+    return bool(marks) and marks[0].get(qn("w:val"), "true") not in ("0", "false", "off")
 
 
 def _heading_level(paragraph: Paragraph) -> int | None:
@@ -103,18 +121,24 @@ def _heading_level(paragraph: Paragraph) -> int | None:
 
 
 def _table_rows(table: Table) -> Iterator[str]:
-    """Each row as its distinct cells' text joined by ``" | "`` (merged cells appear once)."""
+    """Each row as its distinct cells' text joined by ``" | "`` (merged cells appear once); empty rows left out."""
     for row in table.rows:
-        cells: list[str] = []
-        seen: set[int] = set()
-        for cell in row.cells:
-            key = id(cell._tc)
-            if key in seen:
-                continue
-            seen.add(key)
-            cells.append(_cell_text(cell))
-        if any(cells):
-            yield CELL_SEPARATOR.join(cells)
+        text = _row_text(row)
+        if text:
+            yield text
+
+
+def _row_text(row: _Row) -> str:
+    """A row's distinct cells' text joined by ``" | "`` (merged cells appear once), or ``""`` if all are empty."""
+    cells: list[str] = []
+    seen: set[int] = set()
+    for cell in row.cells:
+        key = id(cell._tc)
+        if key in seen:
+            continue
+        seen.add(key)
+        cells.append(_cell_text(cell))
+    return CELL_SEPARATOR.join(cells) if any(cells) else ""
 
 
 def _cell_text(cell: _Cell) -> str:

@@ -9,6 +9,9 @@ Pipeline:
 4. For pages with real amounts of text, ``trafilatura`` (the best-scoring open-source main-content extractor)
    finds the article inside that root and returns it as XML with headings, paragraphs, lists and tables;
    short pages, or pages where trafilatura keeps almost nothing, are walked directly.
+
+Tables become one line per row (cells joined by ``" | "``) and are reported as tables: the header is the leading
+rows in ``<thead>`` or made only of ``<th>`` cells (trafilatura: ``role="head"``), else the first row.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import trafilatura
 from bs4 import BeautifulSoup, UnicodeDammit
@@ -117,7 +121,7 @@ def parse(path: Path, detected: DetectedType, *, filename: str | None = None) ->
             extracted = _extract_main(root)
             if sum(len(block.text) for block in extracted) >= EXTRACTOR_MIN_SHARE * candidate_chars:
                 blocks = extracted
-        text, sections = assemble(blocks)
+        text, sections, tables = assemble(blocks)
     except DocumentError:
         raise
     except Exception as exc:  # bs4, lxml and trafilatura raise a zoo of types on pathological input
@@ -127,7 +131,7 @@ def parse(path: Path, detected: DetectedType, *, filename: str | None = None) ->
     if title is None:
         title = next((block.text for block in blocks if block.heading_level == 1), None)
     return ParsedDocument(
-        text=text, pages=single_page(text), mime_type=detected.mime_type, sections=sections, title=title
+        text=text, pages=single_page(text), mime_type=detected.mime_type, sections=sections, title=title, tables=tables
     )
 
 
@@ -303,14 +307,21 @@ class _Walker:
                 for element in container.find_all(_ROW_TAGS | _ITEM_TAGS)
                 if isinstance(element, Tag) and _nearest_group(element) is container
             ]
+        table = not include_self and container.name.lower() == "table"
+        rows: list[tuple[list[str], bool]] = []  # a table's rows: cells, and whether it is a header row
         for element in members:
             if element.name.lower() in _ROW_TAGS:
-                cells = [
-                    _collapse(_inline_text(cell), single_line=True)
+                cell_tags = [
+                    cell
                     for cell in element.find_all(_CELL_TAGS)
                     if isinstance(cell, Tag) and _nearest_row(cell) is element
                 ]
-                if any(cells):
+                cells = [_collapse(_inline_text(cell), single_line=True) for cell in cell_tags]
+                if not any(cells):
+                    continue
+                if table:
+                    rows.append((cells, _is_header_row(element, cell_tags)))
+                else:
                     self.blocks.append(Block(" | ".join(cells), group=group))
                 continue
             text = _collapse(_inline_text(element, skip=_GROUP_TAGS), single_line=True)
@@ -320,6 +331,20 @@ class _Walker:
                 if isinstance(nested, Tag) and _nearest_group(nested) is _nearest_group(element):
                     self.groups += 1
                     self._visit_group(nested, self.groups)
+        headers = next((index for index, (_cells, header) in enumerate(rows) if not header), len(rows))
+        if headers == 0 and len(rows) >= 3 and len(rows[0][0]) >= 2:
+            headers = 1  # no marked header: a data table's first row names its columns
+        for index, (cells, _header) in enumerate(rows):
+            kind: Literal["header", "body"] = "header" if index < headers else "body"
+            self.blocks.append(Block(" | ".join(cells), group=group, table_row=kind))
+
+
+def _is_header_row(row: Tag, cells: list[Tag]) -> bool:
+    """A row in ``<thead>``, or whose cells are all ``<th>`` (trafilatura's XML: ``role="head"``)."""
+    section = row.find_parent(["thead", "tbody", "tfoot", "table"])
+    if section is not None and section.name == "thead":
+        return True
+    return bool(cells) and all(cell.name.lower() == "th" or cell.get("role") == "head" for cell in cells)
 
 
 def _nearest_group(element: Tag) -> Tag | None:

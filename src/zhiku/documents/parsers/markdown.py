@@ -2,6 +2,8 @@
 
 Keeping the source means offsets (and so chunks) refer to what the author wrote; headings (ATX ``#`` and
 setext underlines) are found by the CommonMark parser, so ``#`` lines inside code fences are not headings.
+GFM pipe tables (the parser's ``table`` rule) are reported as tables: the header line as the header (the
+delimiter line under it only costs tokens when repeated), each body line a row.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from markdown_it.token import Token
 
 from zhiku.documents.parsers.text import read_source_text, single_page
 from zhiku.documents.sniff import DetectedType
-from zhiku.documents.types import ParsedDocument, Section
+from zhiku.documents.types import ParsedDocument, Section, Table
 from zhiku.errors import CorruptDocumentError
 
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(?P<body>.*?\n)?(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
@@ -27,12 +29,17 @@ def parse(path: Path, detected: DetectedType, *, filename: str | None = None) ->
     name = filename or path.name
     text = read_source_text(path, detected, name)
     try:
-        sections, first_h1 = markdown_sections(text)
+        sections, first_h1, tables = markdown_structure(text)
     except Exception as exc:  # markdown-it should accept any input; never let a parser bug escape raw
         raise CorruptDocumentError(f"{name} could not be parsed as Markdown: {type(exc).__name__}: {exc}") from exc
     title = _front_matter_title(text) or first_h1
     return ParsedDocument(
-        text=text, pages=single_page(text), mime_type=detected.mime_type, sections=sections, title=title
+        text=text,
+        pages=single_page(text),
+        mime_type=detected.mime_type,
+        sections=sections,
+        title=title,
+        tables=tables,
     )
 
 
@@ -41,8 +48,14 @@ def markdown_sections(text: str) -> tuple[list[Section], str | None]:
 
     A heading's section runs from the start of its line to the next heading of the same or a higher level.
     """
+    sections, first_h1, _tables = markdown_structure(text)
+    return sections, first_h1
+
+
+def markdown_structure(text: str) -> tuple[list[Section], str | None, list[Table]]:
+    """:func:`markdown_sections` and the GFM pipe tables of ``text`` (header and delimiter line, then rows)."""
     source = _blank_front_matter(text)
-    tokens = MarkdownIt("commonmark").parse(source)
+    tokens = MarkdownIt("commonmark").enable("table").parse(source)
     line_starts = [0]
     for line in text.split("\n"):
         line_starts.append(line_starts[-1] + len(line) + 1)
@@ -65,7 +78,32 @@ def markdown_sections(text: str) -> tuple[list[Section], str | None]:
         end = next((later[2] for later in headings[position + 1 :] if later[0] <= level), len(text))
         sections.append(Section(start=start, end=end, heading_path=tuple(item[1] for item in stack)))
     first_h1 = next((title for level, title, _start in headings if level == 1), None)
-    return sections, first_h1
+    return sections, first_h1, _tables(tokens, line_starts, len(text))
+
+
+def _tables(tokens: list[Token], line_starts: list[int], length: int) -> list[Table]:
+    """Tables from the token stream: ``table_open``'s lines, the header ``thead``'s, a row at each body ``tr_open``."""
+    tables: list[Table] = []
+    lines: list[int] | None = None  # the open table's [first, last) lines
+    header_end: int | None = None
+    rows: list[int] = []
+    in_body = False
+    for token in tokens:
+        if token.type == "table_open" and token.map is not None:
+            lines, rows, in_body, header_end = token.map, [], False, None
+        elif token.type == "thead_open" and token.map is not None:
+            header_end = line_starts[token.map[1]] - 1
+        elif token.type == "tbody_open":
+            in_body = True
+        elif token.type == "tr_open" and in_body and lines is not None and token.map is not None:
+            rows.append(line_starts[token.map[0]])
+        elif token.type == "table_close" and lines is not None:
+            if rows:  # a header without body rows needs no table treatment
+                end = min(length, line_starts[lines[1]] - 1)
+                start = line_starts[lines[0]]
+                tables.append(Table(start=start, end=end, row_starts=tuple(rows), header_end=header_end))
+            lines = None
+    return tables
 
 
 def _inline_text(token: Token) -> str:

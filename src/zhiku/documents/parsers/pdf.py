@@ -15,8 +15,9 @@ import pypdfium2.raw as pdfium_raw  # type: ignore[import-untyped, unused-ignore
 
 from zhiku.documents.furniture import strip_furniture
 from zhiku.documents.parsers.text import normalize_newlines, remove_control_chars
+from zhiku.documents.pdf_tables import find_tables
 from zhiku.documents.sniff import DetectedType
-from zhiku.documents.types import Page, ParsedDocument
+from zhiku.documents.types import Page, ParsedDocument, Table
 from zhiku.errors import CorruptDocumentError, EmptyDocumentError, EncryptedDocumentError
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ def parse(path: Path, detected: DetectedType, *, filename: str | None = None) ->
         title=title,
         pages_needing_ocr=needing_ocr,
         warnings=warnings,
+        tables=find_tables(path, page_texts, pages, pdfium_lock=_PDFIUM_LOCK),
     )
 
 
@@ -128,10 +130,32 @@ def with_ocr_text(document: ParsedDocument, results: dict[int, tuple[str, float,
         document,
         text=text,
         pages=pages,
+        tables=_moved_tables(document, text, pages),
         pages_needing_ocr=[number for number in document.pages_needing_ocr if number not in results],
         ocr_pages={**document.ocr_pages, **read},
         warnings=warnings,
     )
+
+
+def _moved_tables(document: ParsedDocument, text: str, pages: list[Page]) -> list[Table]:
+    """``document``'s tables at their offsets in the new ``text`` of its ``pages``: each moves with its page, and is
+    dropped if its page's text changed (OCR text of scanned pages has no table records)."""
+    moved: list[Table] = []
+    for table in document.tables:
+        number = document.page_at(table.start)
+        old, new = document.pages[number - 1], pages[number - 1]
+        if document.text[old.start : old.end] != text[new.start : new.end] or table.end > old.end:
+            continue
+        shift = new.start - old.start
+        moved.append(
+            Table(
+                table.start + shift,
+                table.end + shift,
+                tuple(row + shift for row in table.row_starts),
+                None if table.header_end is None else table.header_end + shift,
+            )
+        )
+    return moved
 
 
 def _is_needs_ocr_warning(warning: str, results: dict[int, tuple[str, float, str | None]]) -> bool:

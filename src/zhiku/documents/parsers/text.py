@@ -10,9 +10,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from zhiku.documents.sniff import DecodedText, DetectedType, decode_text, plausible_text
-from zhiku.documents.types import Page, ParsedDocument, Section
+from zhiku.documents.types import Page, ParsedDocument, Section, Table
 from zhiku.errors import EmptyDocumentError, UnsupportedTypeError
 
 _NEWLINES = re.compile(r"\r\n?|[\u2028\u2029\x85]")
@@ -94,19 +95,23 @@ class Block:
 
     ``heading_level`` > 0 (or 0 for a document title) marks a heading. Consecutive blocks with the same
     ``group`` (the rows of one table, the items of one list) are joined by one newline instead of a blank line.
+    ``table_row`` marks a table's rows: its leading ``"header"`` rows then its ``"body"`` rows, all of one group.
     """
 
     text: str
     heading_level: int | None = None
     group: int | None = None
+    table_row: Literal["header", "body"] | None = None
 
 
-def assemble(blocks: Iterable[Block]) -> tuple[str, list[Section]]:
-    """Join blocks into text (blank lines between paragraphs) and compute heading sections.
+def assemble(blocks: Iterable[Block]) -> tuple[str, list[Section], list[Table]]:
+    """Join blocks into text (blank lines between paragraphs) and compute heading sections and tables.
 
-    A heading's section runs from the heading to the next heading of the same or a higher (smaller) level.
+    A heading's section runs from the heading to the next heading of the same or a higher (smaller) level. A
+    table is a group's header rows followed by at least one body row.
     """
     parts: list[str] = []
+    rows: list[tuple[int, int, int | None, str]] = []  # (start, end, group, "header"/"body") of table rows
     length = 0
     previous_group: int | None = None
     open_headings: list[tuple[int, str, int]] = []  # (level, title, start) outermost first
@@ -131,9 +136,31 @@ def assemble(blocks: Iterable[Block]) -> tuple[str, list[Section]]:
         if block.heading_level is not None:
             close(block.heading_level, length - len(separator))
             open_headings.append((block.heading_level, " ".join(text.split()), length))
+        if block.table_row is not None:
+            rows.append((length, length + len(text), block.group, block.table_row))
         parts.append(text)
         length += len(text)
         previous_group = block.group
     close(-1, length)
     sections.sort(key=lambda section: (section.start, len(section.heading_path)))
-    return "".join(parts), sections
+    return "".join(parts), sections, _tables(rows)
+
+
+def _tables(rows: list[tuple[int, int, int | None, str]]) -> list[Table]:
+    """Tables from consecutive table rows of one group: header rows first, then body rows."""
+    tables: list[Table] = []
+    index = 0
+    while index < len(rows):
+        group = rows[index][2]
+        end = index
+        while end < len(rows) and rows[end][2] == group:
+            end += 1
+        members = rows[index:end]
+        header = 0
+        while header < len(members) and members[header][3] == "header":
+            header += 1
+        body = [row for row in members[header:] if row[3] == "body"]
+        if header and body:
+            tables.append(Table(start=members[0][0], end=body[-1][1], row_starts=tuple(row[0] for row in body)))
+        index = end
+    return tables

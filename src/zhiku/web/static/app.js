@@ -375,6 +375,7 @@ function hitCard(kbId, hit) {
       hit.ocr_confidence != null ? h("span", { class: "ocr", title: t("search.ocr.title") }, t("search.ocr", { confidence: hit.ocr_confidence.toFixed(2) })) : null,
       hit.heading_path.length ? h("span", {}, hit.heading_path.join(" › ")) : null,
       h("span", { class: "open" }, `${t("search.open")} ›`)),
+    hit.context ? h("span", { class: "snippet table-head" }, hit.context) : null,
     h("span", { class: "snippet" }, snippet(hit.text, hit.highlights)));
 }
 
