@@ -26,6 +26,7 @@ from zhiku.knowledge.sources import (
     is_local_repository,
     list_sources,
     sync_source,
+    synced_files,
 )
 from zhiku.pipeline.tasks import job_runner
 from zhiku.storage.models import KnowledgeBase, Source
@@ -250,7 +251,7 @@ def sources_list(
             names = {k.id: k.name for k in list_knowledge_bases(zhiku)}
             rows = [
                 [s.id[:12], names.get(s.kb_id, s.kb_id), s.kind, s.location, s.ref or "", (s.commit or "")[:10],
-                 s.status, str(len(s.manifest or {})), str(s.synced_at or ""), s.error or ""]
+                 s.status, str(synced_files(s)), str(s.synced_at or ""), s.error or ""]
                 for s in list_sources(zhiku, kb)
             ]  # fmt: skip
     table = Table(title="sources")

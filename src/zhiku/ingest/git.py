@@ -41,6 +41,11 @@ MAX_URL_CHARS = 2000
 MAX_REF_CHARS = 200
 _REF = re.compile(r"[A-Za-z0-9._/-]+")
 
+FETCHING = "refs/zhiku/fetching"
+"""Where a fetch puts the commit until it is known to be within the limits ..."""
+SYNCED = "refs/zhiku/synced"
+"""... and where it is kept then (``gc`` keeps what these refer to, and nothing else)."""
+
 GIT_FILES = {".gitignore", ".gitattributes", ".gitmodules"}
 """git's own configuration files: tracked, but not documents (folders skip ``.gitignore`` the same way)."""
 
@@ -230,7 +235,7 @@ def fetch(repo: Path, url: str, ref: str | None, limits: GitLimits) -> str:
         _git(repo, ["init", "--bare", "--quiet"], limits)
     target = ref or "HEAD"
     args = ["git", *_config(limits), f"--git-dir={repo}", "fetch", "--quiet", "--depth=1", "--no-tags",
-            "--no-recurse-submodules", "--no-write-fetch-head", "--", url, f"+{target}:refs/zhiku/synced"]  # fmt: skip
+            "--no-recurse-submodules", "--no-write-fetch-head", "--", url, f"+{target}:{FETCHING}"]  # fmt: skip
     with tempfile.TemporaryFile() as errors:  # a file, not a pipe: a chatty git never blocks on a full pipe
         returncode, problem = _run_fetch(args, repo, limits, errors)
         errors.seek(0)
@@ -240,11 +245,16 @@ def fetch(repo: Path, url: str, ref: str | None, limits: GitLimits) -> str:
     if problem is None and _folder_bytes(repo) > limits.max_bytes:
         problem = f"the repository is over {limits.max_bytes:,} bytes (setting source_max_bytes)"
     if problem is not None:
+        with contextlib.suppress(SourceFetchError):
+            _git(repo, ["update-ref", "-d", FETCHING], limits)
         _forget_objects(repo, limits)
         raise SourceFetchError(problem)
+    commit = _git(repo, ["rev-parse", "--verify", f"{FETCHING}^{{commit}}"], limits).strip()
+    _git(repo, ["update-ref", SYNCED, commit], limits)  # only a fetch within the limits replaces the last one
+    _git(repo, ["update-ref", "-d", FETCHING], limits)
     if _folder_bytes(repo) > limits.max_bytes // 2:  # older commits' objects pile up: keep the newest only
         _forget_objects(repo, limits)
-    return _git(repo, ["rev-parse", "--verify", "refs/zhiku/synced^{commit}"], limits).strip()
+    return commit
 
 
 def _run_fetch(args: list[str], repo: Path, limits: GitLimits, errors: IO[bytes]) -> tuple[int, str | None]:

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -126,9 +127,9 @@ def add_source(
             raise InvalidInputError(f"{location}: not a folder", param="location")
         location, ref = str(folder.resolve()), None
     elif kind == SourceKind.git:
+        ref = check_ref(ref)  # before the URL, whose check may wait for DNS
         local = None if from_api else _local_repository_url(location)
         location = local or check_git_url(location, git_limits(zhiku.settings, from_api=from_api))
-        ref = check_ref(ref)
     else:
         raise InvalidInputError(f"unknown source kind {kind!r}: git or folder", param="kind")
     with zhiku.db.session() as session:
@@ -162,6 +163,11 @@ def get_source(zhiku: Zhiku, kb: KnowledgeBase, ident: str) -> Source:
     """A source of ``kb`` by id (or unique id prefix), or ``NotFoundError``."""
     with zhiku.db.session() as session:
         return find_by_id(session, select(Source).where(Source.kb_id == kb.id), Source.id, ident, what="source")
+
+
+def synced_files(source: Source) -> int:
+    """How many of the source's files its last sync registered (skipped ones left out)."""
+    return sum(1 for value in (source.manifest or {}).values() if isinstance(value, str))
 
 
 def source_documents(zhiku: Zhiku, source: Source) -> dict[str, Document]:
@@ -313,18 +319,22 @@ def _apply(zhiku: Zhiku, kb: KnowledgeBase, source: Source, entries: Sequence[_E
     settings = zhiku.settings
     documents = source_documents(zhiku, source)
     old_manifest = dict(source.manifest or {})
-    manifest: dict[str, str] = {}
+    manifest: dict[str, Any] = {}
     todo: list[_Entry] = []
     for entry in entries:
+        previous = old_manifest.get(entry.path)
         if len(entry.path) > MAX_PATH_CHARS:
             report.skipped.append((entry.path[:80] + "…", f"a path over {MAX_PATH_CHARS} characters"))
         elif entry.size > settings.max_file_bytes:
             report.skipped.append(
                 (entry.path, f"{entry.size:,} bytes, over the limit of {settings.max_file_bytes:,} (max_file_bytes)")
             )
-        elif old_manifest.get(entry.path) == entry.key:
+        elif previous == entry.key:
             manifest[entry.path] = entry.key  # the same content as last time: not even read
             report.unchanged += 1
+        elif isinstance(previous, list) and len(previous) == 2 and previous[0] == entry.key:
+            manifest[entry.path] = previous  # skipped last time, and unchanged since
+            report.skipped.append((entry.path, str(previous[1])))
         else:
             todo.append(entry)
     incoming = sum(entry.size for entry in todo)
@@ -350,7 +360,7 @@ def _apply(zhiku: Zhiku, kb: KnowledgeBase, source: Source, entries: Sequence[_E
                 zhiku.checkers.check(path, name)  # unsupported, empty, damaged: skipped, as an upload is refused
             except DocumentError as exc:
                 report.skipped.append((entry.path, exc.message))
-                manifest[entry.path] = entry.key  # not read again until it changes
+                manifest[entry.path] = [entry.key, exc.message]  # not read again until it changes
                 continue
             files.append(NewFile(path, document_source(source.id, entry.path), entry.path))
             accepted.append(entry)

@@ -264,7 +264,8 @@ class Source(Base):
 
     Its documents are those whose ``source`` starts with ``source:<id>:`` (then the file's path in the repository
     or folder). ``manifest`` maps each path registered at the last sync to what identified its content then (a
-    git blob id, or a folder file's size and modification time), so unchanged files are not even read again.
+    git blob id, or a folder file's size and modification time), so unchanged files are not even read again; a
+    file the sync skipped (say, not a document type) is recorded as ``[key, reason]``.
     """
 
     __tablename__ = "sources"

@@ -19,7 +19,15 @@ from zhiku.api.schemas import JsonBody
 from zhiku.errors import SourceFetchError
 from zhiku.ingest.git import MAX_REF_CHARS, MAX_URL_CHARS
 from zhiku.knowledge.bases import get_knowledge_base
-from zhiku.knowledge.sources import SyncReport, add_source, delete_source, get_source, list_sources, sync_source
+from zhiku.knowledge.sources import (
+    SyncReport,
+    add_source,
+    delete_source,
+    get_source,
+    list_sources,
+    sync_source,
+    synced_files,
+)
 from zhiku.storage.models import Source
 
 router = APIRouter(prefix="/api/v1/knowledge-bases/{kb_id}/sources", tags=["sources"])
@@ -69,7 +77,7 @@ class SourceOut(BaseModel):
             commit=source.commit,
             status=source.status,
             error=source.error,
-            files=len(source.manifest or {}),
+            files=synced_files(source),
             synced_at=source.synced_at,
             created_at=source.created_at,
         )
