@@ -276,6 +276,19 @@ def test_fetch_stops_at_the_size_cap_and_leaves_the_last_sync_intact(repo: Path,
         fetch(tmp_path / "other", repo.as_uri(), None, GitLimits(allow_private=True))  # file:// off by default
 
 
+def test_fetch_stops_at_the_deadline(tmp_path: Path) -> None:
+    """A server that accepts the connection and never answers: the fetch (and its helpers) end on time."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        limits = GitLimits(allow_private=True, timeout_seconds=2)
+        started = time.monotonic()
+        with pytest.raises(SourceFetchError, match="longer than 2 s"):
+            fetch(tmp_path / "bare", f"git://127.0.0.1:{port}/silent", None, limits)
+        assert time.monotonic() - started < 15
+
+
 def zhiku(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ZHIKU_HOME": str(home), "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
     env.pop("ZHIKU_URL", None)
@@ -307,3 +320,15 @@ def test_cli_ingests_a_local_repository_and_syncs_it(repo: Path, tmp_path: Path)
     removed = zhiku(home, "sources", "remove", source_id, "--kb", "notes")
     assert removed.returncode == 0, removed.stdout + removed.stderr
     assert "2 documents" in removed.stdout
+    assert not [p for p in (home / "sources").iterdir() if p.name.startswith(source_id)]  # repository, lock
+
+    # a source deleted with its knowledge base leaves its repository until `zhiku sync` prunes it (once old)
+    assert zhiku(home, "kb", "create", "other").returncode == 0
+    assert zhiku(home, "ingest", str(repo), "--kb", "other", "--no-wait").returncode == 0
+    assert zhiku(home, "kb", "delete", "other", "--yes").returncode == 0
+    (orphan,) = [p for p in (home / "sources").iterdir() if p.is_dir()]
+    old = time.time() - 2 * 3600
+    os.utime(orphan, (old, old))
+    pruned = zhiku(home, "sync")
+    assert "no sources to sync" in pruned.stdout, pruned.stdout + pruned.stderr
+    assert not orphan.exists()

@@ -25,6 +25,7 @@ from zhiku.knowledge.sources import (
     delete_source,
     is_local_repository,
     list_sources,
+    prune_repositories,
     sync_source,
     synced_files,
 )
@@ -185,6 +186,7 @@ def sync(
             _sync_on_server(server, source, kb_name, wait=wait)
         return
     with open_zhiku() as zhiku:
+        prune_repositories(zhiku)  # of sources deleted with their knowledge base
         kb = get_knowledge_base(zhiku, kb_name) if kb_name else None
         chosen = _choose(list_sources(zhiku, kb), source)
         kbs = {k.id: k for k in list_knowledge_bases(zhiku)} if kb is None else {kb.id: kb}

@@ -64,6 +64,9 @@ class GitLimits:
     """``file://`` URLs and local paths (the command line, never the API)."""
     allow_private: bool = False
     """Hosts on loopback, private, link-local, shared or reserved addresses."""
+    trusted: bool = False
+    """The command line: the user's own git and ssh configuration, keys and credential helpers apply (for their
+    private repositories). Never for the API, whose fetches see no configuration, credentials or keys at all."""
 
 
 @dataclass(frozen=True)
@@ -164,21 +167,27 @@ def check_ref(ref: str | None) -> str | None:
 
 
 def _environment(limits: GitLimits) -> dict[str, str]:
-    """git's environment: no prompts, no configuration but ours, only the allowed protocols."""
+    """git's environment: no prompts, only the allowed protocols; untrusted, no configuration but ours and no
+    credentials of any kind."""
     protocols = list(REMOTE_SCHEMES) + (["file"] if limits.allow_local else [])
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE")}
-    return {
-        **keep,
-        "HOME": "/nonexistent",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_ASKPASS": "true",
-        "SSH_ASKPASS": "true",
-        "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
+    confined = {
+        "GIT_TERMINAL_PROMPT": "0",  # a prompt would hang a server thread (or a progress bar)
         "GIT_ALLOW_PROTOCOL": ":".join(protocols),
         "GIT_PROTOCOL_FROM_USER": "0",
         "LC_MESSAGES": "C",
+    }
+    if limits.trusted:
+        return {**os.environ, **confined}
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE")}
+    return {
+        **keep,
+        **confined,
+        "HOME": "/nonexistent",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_ASKPASS": "true",
+        "SSH_ASKPASS": "true",
+        "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new -F /dev/null",
     }
 
 
@@ -187,7 +196,7 @@ def _config(limits: GitLimits) -> list[str]:
     return ["-c", f"protocol.file.allow={file_allowed}", "-c", "protocol.ext.allow=never",
             "-c", "core.hooksPath=/dev/null", "-c", "submodule.recurse=false",
             "-c", "fetch.recurseSubmodules=false", "-c", "http.followRedirects=false",
-            "-c", "credential.helper="]  # fmt: skip
+            *([] if limits.trusted else ["-c", "credential.helper="])]  # fmt: skip
 
 
 def _git(repo: Path, args: Sequence[str], limits: GitLimits, *, timeout: float = 60.0) -> str:
@@ -248,7 +257,7 @@ def fetch(repo: Path, url: str, ref: str | None, limits: GitLimits) -> str:
         with contextlib.suppress(SourceFetchError):
             _git(repo, ["update-ref", "-d", FETCHING], limits)
         _forget_objects(repo, limits)
-        raise SourceFetchError(problem)
+        raise SourceFetchError(problem, param="url")
     commit = _git(repo, ["rev-parse", "--verify", f"{FETCHING}^{{commit}}"], limits).strip()
     _git(repo, ["update-ref", SYNCED, commit], limits)  # only a fetch within the limits replaces the last one
     _git(repo, ["update-ref", "-d", FETCHING], limits)

@@ -16,6 +16,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,7 @@ def git_limits(settings: Settings, *, from_api: bool, location: str | None = Non
         max_bytes=settings.source_max_bytes,
         allow_local=local or not from_api,
         allow_private=settings.source_allow_private or not from_api,
+        trusted=not from_api,
     )
 
 
@@ -196,6 +198,7 @@ def delete_source(zhiku: Zhiku, kb: KnowledgeBase, source: Source, *, keep_docum
             if row is not None:
                 session.delete(row)
         remove_repository(_repository(zhiku, source))
+        (_repository(zhiku, source).parent / f"{source.id}.lock").unlink(missing_ok=True)  # held: no one syncs it
     return len(documents)
 
 
@@ -393,26 +396,30 @@ def _apply(zhiku: Zhiku, kb: KnowledgeBase, source: Source, entries: Sequence[_E
             setattr(source, name, getattr(row, name))
 
 
-def sync_all(
-    zhiku: Zhiku, kb: KnowledgeBase | None = None, *, on_error: Callable[[Source, ZhikuError], None] | None = None
-) -> list[tuple[Source, SyncReport]]:
-    """Sync every source of ``kb`` (or of every knowledge base) in turn; a source that fails is reported to
-    ``on_error`` (or raises without it) and the others go on."""
-    done = []
-    for source in list_sources(zhiku, kb):
-        owner = kb or _owner(zhiku, source)
-        try:
-            done.append((source, sync_source(zhiku, owner, source)))
-        except ZhikuError as exc:
-            if on_error is None:
-                raise
-            on_error(source, exc)
-    return done
+ORPHAN_AGE_SECONDS = 3600.0
+"""A repository folder without a source is removed once this old (a younger one may belong to a source being added
+right now)."""
 
 
-def _owner(zhiku: Zhiku, source: Source) -> KnowledgeBase:
-    with zhiku.db.session() as session:
-        return session.get_one(KnowledgeBase, source.kb_id)
+def prune_repositories(zhiku: Zhiku, *, now: float | None = None) -> list[Path]:
+    """Remove fetched repositories (and lock files) whose source is gone, e.g. with its deleted knowledge base (the
+    database drops the rows; their folders stay until this runs)."""
+    folder = zhiku.settings.ensure_home() / "sources"
+    if not folder.is_dir():
+        return []
+    known = {source.id for source in list_sources(zhiku)}
+    now = time.time() if now is None else now
+    removed = []
+    for entry in folder.iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.removesuffix(".lock") in known or now - entry.stat().st_mtime < ORPHAN_AGE_SECONDS:
+                continue
+            if entry.is_dir():
+                remove_repository(entry)
+            else:
+                entry.unlink()
+            removed.append(entry)
+    return removed
 
 
 class FolderWatcher:

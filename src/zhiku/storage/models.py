@@ -277,7 +277,7 @@ class Source(Base):
     """The repository's URL, or the folder's absolute path."""
     ref: Mapped[str | None] = mapped_column(String(200), nullable=True)
     """The branch or tag followed (git; ``None``: the remote's default branch)."""
-    commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    commit: Mapped[str | None] = mapped_column("synced_commit", String(64), nullable=True)
     """The commit of the last successful sync (git)."""
     manifest: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(20), default=SourceStatus.new)

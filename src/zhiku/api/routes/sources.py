@@ -126,7 +126,11 @@ class SourceAdded(BaseModel):
     sync: SyncOut | None
 
 
-@router.post("", status_code=201)
+@router.post(
+    "",
+    status_code=201,
+    responses={200: {"model": SourceAdded, "description": "The same URL and ref were added before: that source"}},
+)
 def add(kb_id: str, body: SourceCreate, state: State, principal: Writer, response: Response) -> SourceAdded:
     """Add a git repository by URL and (unless `sync` is false) sync it: its tracked files become documents.
     The same URL and ref again is the same source (200, synced again)."""

@@ -24,7 +24,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(20), nullable=False),
         sa.Column("location", sa.String(2000), nullable=False),
         sa.Column("ref", sa.String(200), nullable=True),
-        sa.Column("commit", sa.String(64), nullable=True),
+        sa.Column("synced_commit", sa.String(64), nullable=True),  # "commit" is an SQL keyword
         sa.Column("manifest", sa.JSON(), nullable=False),
         sa.Column("status", sa.String(20), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
