@@ -230,6 +230,9 @@ HOSTILE = [
     ("http://10.1.2.3/r.git", "loopback, private"),
     ("http://169.254.169.254/latest/meta-data", "loopback, private"),
     ("http://0.0.0.0/r.git", "loopback, private"),
+    ("http://2130706433/r.git", "loopback, private"),  # 127.0.0.1 as one number
+    ("http://0x7f.1/r.git", "loopback, private"),
+    ("http://[fe80::1%25eth0]/r.git", ""),  # link-local with a zone: refused either way
     ("https://example.com/" + "a" * 2100, ""),
     ("not a url at all", "spaces"),
 ]
@@ -289,9 +292,35 @@ def test_fetch_stops_at_the_deadline(tmp_path: Path) -> None:
         assert time.monotonic() - started < 15
 
 
-def zhiku(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ZHIKU_HOME": str(home), "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
-    env.pop("ZHIKU_URL", None)
+def test_cli_through_a_running_server_adds_and_syncs_by_url(server: str, repo: Path, served: str,
+                                                            tmp_path: Path) -> None:  # fmt: skip
+    """`zhiku ingest URL`, `zhiku sync` and `zhiku sources list` go through the server (ZHIKU_URL) as the other
+    commands do; a local repository is refused there (the server may not even see that path)."""
+    home = tmp_path / "client-home"
+    httpx.post(f"{server}/api/v1/knowledge-bases", json={"name": "remote"}).raise_for_status()
+    env = {"ZHIKU_URL": server}
+    done = zhiku(home, "ingest", served, "--kb", "remote", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    row = next(line for line in done.stdout.splitlines() if served in line)
+    assert [cell.strip() for cell in row.split("│")[3:5]] == ["3", "0"]  # added, changed
+    (repo / "notes.txt").write_text("Notes about the planning meeting, moved to Wednesday.\n")
+    commit_all(repo, "notes")
+    done = zhiku(home, "sync", "--kb", "remote", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    row = next(line for line in done.stdout.splitlines() if served in line)
+    assert [cell.strip() for cell in row.split("│")[3:7]] == ["0", "1", "0", "2"]  # added, changed, removed, same
+    listed = zhiku(home, "sources", "list", "--kb", "remote", env=env)
+    assert served in listed.stdout
+    refused = zhiku(home, "ingest", str(repo), "--kb", "remote", env=env)
+    assert refused.returncode == 2
+    assert "by URL only" in refused.stderr
+
+
+def zhiku(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the `zhiku` command on ``home`` (embedded unless ``env`` names a server)."""
+    base = {**os.environ, "ZHIKU_HOME": str(home), "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+    base.pop("ZHIKU_URL", None)
+    env = {**base, **(env or {})}
     return subprocess.run([ZHIKU, *args], env=env, capture_output=True, text=True, timeout=600, check=False)
 
 
