@@ -299,6 +299,28 @@ class Client:
         """Delete a document."""
         self.request("DELETE", f"/api/v1/knowledge-bases/{_part(kb_id)}/documents/{_part(document_id)}")
 
+    # sources
+
+    def add_source(self, kb_id: str, url: str, ref: str | None = None) -> dict[str, Any]:
+        """Add a git repository by URL and sync it; returns the source, whether it is new, and the sync."""
+        body = {"url": url, "ref": ref, "sync": True}
+        path = f"/api/v1/knowledge-bases/{_part(kb_id)}/sources"
+        return dict(self.request("POST", path, json=body, timeout=UPLOAD_TIMEOUT))
+
+    def list_sources(self, kb_id: str) -> list[dict[str, Any]]:
+        """A knowledge base's sources."""
+        return list(self.request("GET", f"/api/v1/knowledge-bases/{_part(kb_id)}/sources"))
+
+    def sync_source(self, kb_id: str, source_id: str) -> dict[str, Any]:
+        """Sync one source; returns what the sync did."""
+        path = f"/api/v1/knowledge-bases/{_part(kb_id)}/sources/{_part(source_id)}/sync"
+        return dict(self.request("POST", path, timeout=UPLOAD_TIMEOUT))
+
+    def delete_source(self, kb_id: str, source_id: str, *, keep_documents: bool = False) -> None:
+        """Forget a source (and delete its documents unless ``keep_documents``)."""
+        path = f"/api/v1/knowledge-bases/{_part(kb_id)}/sources/{_part(source_id)}"
+        self.request("DELETE", path, params={"keep_documents": str(keep_documents).lower()})
+
     # jobs
 
     def list_jobs(self, status: str | None = None, limit: int = 50, kb_id: str | None = None) -> list[dict[str, Any]]:

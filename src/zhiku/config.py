@@ -409,6 +409,36 @@ class Settings(BaseSettings):
     chat_api_key: SecretStr | None = Field(default=None, description="Bearer key for `chat_url`.")
     chat_timeout: float = Field(default=120.0, gt=0, description="Seconds before a chat request times out.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
+    source_allow_private: bool = Field(
+        default=False,
+        description="Let git sources added through the API reach hosts on loopback, private, link-local and other "
+        "non-public addresses (off: such URLs are refused, so a write key cannot make the server fetch from its own "
+        "networks). The command line (`zhiku ingest URL`, embedded) always may.",
+    )
+    source_max_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        ge=1024,
+        description="Most bytes a git source's fetched repository may hold on disk (the fetch is stopped beyond), "
+        "and most bytes of files one sync of a source registers.",
+    )
+    source_max_files: int = Field(
+        default=20_000, ge=1, description="Most files of one git source or folder source; a sync beyond fails."
+    )
+    source_timeout_seconds: float = Field(
+        default=300.0, gt=0, description="Seconds one fetch of a git source may take before it is stopped."
+    )
+    watch_folders: dict[str, str] = Field(
+        default_factory=dict,
+        description="Folders `zhiku serve` keeps in sync with knowledge bases while it runs: folder path to "
+        'knowledge base name, e.g. `{"/srv/handbook": "handbook"}` (env: JSON; TOML: a `[watch_folders]` '
+        "table). Each is synced at start and again on every change (see `zhiku watch`).",
+    )
+    watch_debounce_seconds: float = Field(
+        default=1.5,
+        gt=0,
+        le=600,
+        description="A watched folder is synced once changes have paused this long (a burst of saves is one sync).",
+    )
 
     @field_validator("remote_urls", "serve_models", "served_model_name", "model_folders", mode="before")
     @classmethod

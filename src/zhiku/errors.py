@@ -197,3 +197,10 @@ class VectorStoreError(ZhikuError):
 
     status_code = 500
     code = "vector_store_error"
+
+
+class SourceFetchError(ZhikuError):
+    """A source (a git repository) could not be fetched or read: unreachable, not a repository, too big, too slow."""
+
+    status_code = 422
+    code = "source_fetch_failed"

@@ -30,6 +30,7 @@ BEYOND_THE_SCHEMA: dict[str, set[str]] = {
     "POST /api/v1/chat/completions": {"filters", "filter", "query"},  # query: the last user message, searched
     f"POST {KB}/documents": {"files", "tags", "metadata"},  # file content (type, damage), tag and key rules
     f"PATCH {KB}/documents/{{document_id}}": {"add_tags", "remove_tags", "tags", "metadata", "set_metadata"},
+    f"POST {KB}/sources": {"url", "ref"},  # a URL git can fetch from a public host; a branch name git accepts
 }
 
 

@@ -22,13 +22,14 @@ from zhiku.api.limits import BodySizeLimit
 from zhiku.api.mcp import McpEndpoint
 from zhiku.api.metrics import Metrics, MetricsMiddleware
 from zhiku.api.ratelimit import RateLimiter
-from zhiku.api.routes import chat, documents, embeddings, health, jobs, keys, knowledge_bases, models
+from zhiku.api.routes import chat, documents, embeddings, health, jobs, keys, knowledge_bases, models, sources
 from zhiku.api.schemas import ERROR_RESPONSES
 from zhiku.api.security import SecurityHeaders
 from zhiku.config import Settings, get_settings
 from zhiku.core import Zhiku
 from zhiku.embedding.service import EmbeddingService
 from zhiku.keys import create_bootstrap_key
+from zhiku.knowledge.sources import FolderWatcher
 from zhiku.pipeline.tasks import job_runner
 from zhiku.storage.staging import clean_stale_staging
 from zhiku.web import STATIC_DIR
@@ -88,6 +89,10 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
         if run_jobs and settings.job_backend == "embedded":
             state.runner = job_runner(zhiku)
             state.runner.start()
+        folders = None
+        if settings.watch_folders:  # after the runner: the first syncs queue ingestion jobs
+            folders = FolderWatcher(zhiku, settings.watch_folders)
+            folders.start()
         watcher = None
         if settings.remote_urls:
             await service.check_upstreams()
@@ -99,6 +104,8 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
         finally:
             if watcher is not None:
                 watcher.cancel()
+            if folders is not None:
+                await asyncio.to_thread(folders.stop)
             if state.runner is not None:
                 await asyncio.to_thread(state.runner.stop)
             await service.stop()
@@ -116,7 +123,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     app.state.zhiku = state
     install_error_handlers(app)
     app.include_router(health.router)
-    for module in (embeddings, models, knowledge_bases, documents, jobs, keys, chat):
+    for module in (embeddings, models, knowledge_bases, documents, jobs, keys, chat, sources):
         app.include_router(module.router, responses=ERROR_RESPONSES)
 
     app.router.routes.append(mcp.route())  # MCP over streamable HTTP (zhiku.api.mcp)

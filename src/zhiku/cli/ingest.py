@@ -12,9 +12,10 @@ from rich.table import Table
 
 from zhiku.cli.common import find_server, open_zhiku, out, parse_meta
 from zhiku.cli.jobs import follow_on_server, progress_bar, run_with_progress
+from zhiku.cli.sync import ingest_source, looks_like_source
 from zhiku.client import Client
 from zhiku.core import Zhiku
-from zhiku.errors import DocumentError, ZhikuError
+from zhiku.errors import DocumentError, InvalidInputError, ZhikuError
 from zhiku.ingest.sources import SourceFile, SourceProblem, iter_sources
 from zhiku.knowledge.bases import get_knowledge_base
 from zhiku.knowledge.documents import Labels, Registration, documents_by_id, group_size, register_in_groups
@@ -26,7 +27,13 @@ from zhiku.storage.models import KnowledgeBase
 
 
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files and folders (recursively; .gitignore respected).")],
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            help="Files and folders (recursively; .gitignore respected), or one git repository: a URL or a local "
+            "repository's folder, whose tracked files are read and which `zhiku sync` brings up to date later."
+        ),
+    ],
     kb_name: Annotated[str, typer.Option("--kb", help="Knowledge base name or id.")],
     include: Annotated[list[str] | None, typer.Option("--include", help="Only files matching this glob.")] = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Skip files matching this glob.")] = None,
@@ -35,13 +42,28 @@ def ingest(
     meta: Annotated[
         list[str] | None, typer.Option("--meta", help="Set metadata KEY=VALUE on every file (repeatable).")
     ] = None,
+    ref: Annotated[
+        str | None, typer.Option("--ref", help="Git repository: the branch or tag to follow (default: its HEAD).")
+    ] = None,
 ) -> None:
-    """Ingest files into a knowledge base with a progress bar, then print what happened to each file."""
+    """Ingest files into a knowledge base with a progress bar, then print what happened to each file; or add a
+    git repository (URL or local) as a source of the knowledge base and sync it."""
+    if any(looks_like_source(path) for path in paths):
+        if len(paths) != 1 or include or exclude or tag or meta:
+            raise InvalidInputError(
+                "a git repository is ingested on its own (one URL or repository folder, without --include, "
+                "--exclude, --tag or --meta)"
+            )
+        ingest_source(kb_name, paths[0], ref, wait=wait)
+        return
+    if ref is not None:
+        raise InvalidInputError("--ref is for a git repository (a URL or a repository's folder)", param="ref")
+    files = [Path(path) for path in paths]
     labels = Labels(tags=[normalize_tag(t) for t in tag] if tag else None, metadata=parse_meta(meta) if meta else None)
     server = find_server()
     if server is not None:
         with server:
-            _ingest_on_server(server, kb_name, paths, include or (), exclude or (), labels, wait=wait)
+            _ingest_on_server(server, kb_name, files, include or (), exclude or (), labels, wait=wait)
         return
     with open_zhiku() as zhiku:
         runner = job_runner(zhiku)
@@ -49,7 +71,7 @@ def ingest(
             kb = get_knowledge_base(zhiku, kb_name)
             if wait and zhiku.settings.job_backend == "embedded":
                 runner.start()  # documents are ingested while the rest are still being registered
-            registrations = _register(zhiku, kb, list(iter_sources(paths, include or (), exclude or ())), labels)
+            registrations = _register(zhiku, kb, list(iter_sources(files, include or (), exclude or ())), labels)
             job_ids = [r.job_id for r in registrations if r.job_id]
             if wait:
                 job_ids += unfinished_jobs(zhiku, kb.id, exclude=set(job_ids))  # e.g. interrupted by a crash

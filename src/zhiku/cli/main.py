@@ -32,6 +32,8 @@ from zhiku.cli.jobs import jobs_app
 from zhiku.cli.kb import docs_app, kb_app, search_command
 from zhiku.cli.keys import keys_app
 from zhiku.cli.mcp import mcp_command
+from zhiku.cli.sync import sources_app, sync
+from zhiku.cli.watch import watch
 from zhiku.client import (
     ServerRecord,
     looks_like_zhiku,
@@ -487,6 +489,9 @@ app.add_typer(docs_app, name="docs")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(keys_app, name="keys")
 app.command("ingest")(ingest)
+app.command("sync")(sync)
+app.add_typer(sources_app, name="sources")
+app.command("watch")(watch)
 app.command("search")(search_command)
 app.command("mcp")(mcp_command)
 app.add_typer(bench_app, name="bench")

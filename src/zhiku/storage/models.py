@@ -260,3 +260,47 @@ class ApiKey(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class SourceKind(enum.StrEnum):
+    """Where a source's files come from."""
+
+    git = "git"
+    folder = "folder"
+
+
+class SourceStatus(enum.StrEnum):
+    """How a source's last sync went."""
+
+    new = "new"
+    syncing = "syncing"
+    synced = "synced"
+    failed = "failed"
+
+
+class Source(Base):
+    """A git repository or a folder whose files a knowledge base keeps in sync (``zhiku sync``).
+
+    Its documents are those whose ``source`` starts with ``source:<id>:`` (then the file's path in the repository
+    or folder). ``manifest`` maps each path registered at the last sync to what identified its content then (a
+    git blob id, or a folder file's size and modification time), so unchanged files are not even read again; a
+    file the sync skipped (say, not a document type) is recorded as ``[key, reason]``.
+    """
+
+    __tablename__ = "sources"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    kb_id: Mapped[str] = mapped_column(ForeignKey("knowledge_bases.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    location: Mapped[str] = mapped_column(String(2000))
+    """The repository's URL, or the folder's absolute path."""
+    ref: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    """The branch or tag followed (git; ``None``: the remote's default branch)."""
+    commit: Mapped[str | None] = mapped_column("synced_commit", String(64), nullable=True)
+    """The commit of the last successful sync (git)."""
+    manifest: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default=SourceStatus.new)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    synced_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

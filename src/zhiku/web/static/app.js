@@ -40,11 +40,12 @@ function rich(text) {
   return text.split("`").map((part, i) => (i % 2 ? h("code", {}, part) : part));
 }
 
-// Where a document came from, without its name: the folders of an uploaded path ("upload:docs/a/x.pdf" -> "docs/a/")
-// or of the path `zhiku add` read; "" for none.
+// Where a document came from, without its name: the folders of an uploaded path ("upload:docs/a/x.pdf" -> "docs/a/"),
+// of a synced source's file, or of the path `zhiku add` read; "" for none.
 function folderOf(source) {
   if (!source) return "";
-  const path = source.startsWith("upload:") ? source.slice(7) : source;
+  let path = source.startsWith("upload:") ? source.slice(7) : source;
+  if (path.startsWith("source:")) path = path.slice(path.indexOf(":", 7) + 1); // "source:<id>:docs/a.md" -> "docs/a.md"
   const cut = path.lastIndexOf("/");
   return cut >= 0 ? path.slice(0, cut + 1) : "";
 }
@@ -288,8 +289,82 @@ async function renderDocs(kbId) {
     uploadAll(entries);
   });
 
-  page(t("docs.title", { name: kb.name }), drop,
+  const syncSummary = (r) => t("sources.result", { added: r.added.length, changed: r.changed.length,
+    removed: r.removed.length, unchanged: r.unchanged, skipped: r.skipped.length });
+  // Sources kept in sync: git repositories added by URL (folders come from the server's watch_folders setting).
+  const sourceList = h("ul", { class: "kb-sources", id: "kb-sources" });
+  function sourceItem(source) {
+    const result = h("div", { class: "muted sync-result", role: "status" });
+    const syncButton = h("button", { type: "button", class: "sync" }, t("sources.sync"));
+    syncButton.addEventListener("click", async () => {
+      syncButton.disabled = true;
+      result.textContent = t("sources.syncing");
+      try {
+        const report = await api(`${base}/sources/${source.id}/sync`, { method: "POST" });
+        for (const path of report.removed) { // their documents are gone
+          for (const [key, row] of rows) {
+            if (row.source === `source:${source.id}:${path}`) { row.tr.remove(); rows.delete(key); }
+          }
+        }
+        const fresh = sourceItem(report.source); // its new commit, status and time
+        fresh.result.textContent = syncSummary(report);
+        item.replaceWith(fresh.item);
+      } catch (err) {
+        result.textContent = "";
+        showError(err);
+      } finally { syncButton.disabled = false; }
+    });
+    const removeButton = h("button", { type: "button", class: "danger", onclick: async () => {
+      if (!confirm(t("sources.confirm", { name: source.location }))) return;
+      try {
+        await api(`${base}/sources/${source.id}`, { method: "DELETE" });
+        item.remove();
+        for (const [key, row] of rows) {
+          if ((row.source || "").startsWith(`source:${source.id}:`)) { row.tr.remove(); rows.delete(key); }
+        }
+      } catch (err) { showError(err); }
+    } }, t("sources.remove"));
+    const facts = [t(`sources.kind.${source.kind}`), t(`sources.status.${source.status}`)];
+    if (source.ref) facts.push(source.ref);
+    if (source.commit) facts.push(source.commit.slice(0, 10));
+    if (source.synced_at) facts.push(formatDate(source.synced_at));
+    const item = h("li", { class: "card source", "data-id": source.id, "data-status": source.status },
+      h("div", { class: "row" },
+        h("div", { class: "grow" }, h("code", {}, source.location), h("div", { class: "muted" }, facts.join(" · ")),
+          source.error ? h("div", { class: "error-text" }, source.error) : null),
+        syncButton, removeButton),
+      result);
+    return { item, result };
+  }
+  const urlInput = h("input", { type: "url", name: "url", required: true, placeholder: "https://github.com/owner/repo.git",
+    "aria-label": t("sources.url") });
+  const refInput = h("input", { type: "text", name: "ref", placeholder: "main", "aria-label": t("sources.ref") });
+  const addForm = h("form", { class: "row", id: "add-source" },
+    h("label", { class: "grow" }, t("sources.url"), urlInput), h("label", {}, t("sources.ref"), refInput),
+    h("button", { type: "submit", class: "primary" }, t("sources.add")));
+  addForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const button = addForm.querySelector("button");
+    button.disabled = true;
+    try {
+      const added = await api(`${base}/sources`, { method: "POST",
+        json: { url: urlInput.value.trim(), ref: refInput.value.trim() || null } });
+      const { item, result } = sourceItem(added.source);
+      sourceList.querySelector(`[data-id="${added.source.id}"]`)?.remove();
+      sourceList.append(item);
+      if (added.sync) result.textContent = syncSummary(added.sync);
+      urlInput.value = "";
+      refInput.value = "";
+    } catch (err) { showError(err); } finally { button.disabled = false; }
+  });
+  const sources = h("section", { "aria-labelledby": "sources-title" },
+    h("h2", { id: "sources-title" }, t("sources.title")), h("p", { class: "muted" }, t("sources.help")),
+    sourceList, addForm);
+
+  page(t("docs.title", { name: kb.name }), drop, sources,
     h("p", {}, h("a", { href: `#/search?kb=${kb.id}` }, t("docs.search"))), table);
+  api(`${base}/sources`).then((list) => { for (const source of list) sourceList.append(sourceItem(source).item); })
+    .catch(showError);
 
   const [documents, jobs] = await Promise.all([api(`${base}/documents`), api(`/api/v1/jobs?knowledge_base_id=${kb.id}&limit=1000`)]);
   for (const job of [...jobs].reverse()) if (job.document_id) jobsByDoc.set(job.document_id, job.id);
