@@ -295,7 +295,7 @@ def _collect(root: Node, grammar: _Grammar, query: Query, data: bytes, offset: i
     Raises:
         _GiveUpError: past ``deadline``.
     """
-    if time.monotonic() > deadline:
+    if time.monotonic() >= deadline:
         raise _GiveUpError
     found: list[_Found] = []
     for node in QueryCursor(query).captures(root).get("def", []):
