@@ -357,9 +357,14 @@ def test_python_code_sections(tmp_path: Path) -> None:
     assert doc.language == "python"
     assert doc.mime_type == "text/x-python"
     assert doc.text == source.rstrip()
-    assert [s.heading_path for s in doc.sections] == [("def load",), ("class Store",)]
-    assert doc.text[doc.sections[0].start :].startswith("@cache\ndef load")
-    assert doc.heading_path_at(doc.text.index("def get")) == ("class Store",)
+    assert [s.heading_path for s in doc.sections] == [
+        ("store.py",),
+        ("store.py", "def load"),
+        ("store.py", "class Store"),
+        ("store.py", "class Store", "def get"),
+    ]
+    assert doc.text[doc.sections[1].start :].startswith("@cache\ndef load")
+    assert doc.heading_path_at(doc.text.index("def get")) == ("store.py", "class Store", "def get")
 
 
 def test_go_code_sections(tmp_path: Path) -> None:
@@ -368,7 +373,12 @@ def test_go_code_sections(tmp_path: Path) -> None:
     )
     doc = parse_file(_write(tmp_path, "main.go", source.encode()))
     assert doc.language == "go"
-    assert [s.heading_path for s in doc.sections] == [("type Server",), ("func Run",), ("func main",)]
+    assert [s.heading_path for s in doc.sections] == [
+        ("main.go",),
+        ("main.go", "type Server"),
+        ("main.go", "func (s *Server) Run"),
+        ("main.go", "func main"),
+    ]
 
 
 def test_errors_name_the_uploaded_file(tmp_path: Path) -> None:

@@ -7,8 +7,10 @@ are counted by a memoised callback into the caller's tokenizer. Around the libra
 
 * **Structure**: a document's sections are chunked separately, so a chunk does not straddle two headings' scopes
   and overlap stops at section boundaries. Consecutive sections are merged when together they fit one chunk
-  (never across top-level sections), and a heading-only stub (a parent section's text before its first subsection,
-  at most 1/8 of the budget) is carried into its first subsection's range. (The plain splitter then keeps the
+  (never across top-level sections; for documents whose sections are units, ``whole_sections`` as code
+  definitions are, never into a range that holds part of a section and part of what lies outside it), and a
+  heading-only stub (a parent section's text before its first subsection, at most 1/8 of the budget) is carried
+  into its first subsection's range. (The plain splitter then keeps the
   heading with the first paragraphs; ``MarkdownSplitter`` ranks headings highest and may still emit it alone.)
 * **CJK clause boundaries**: Unicode sentence segmentation ends sentences at 。！？ but not at ；, so a sentence
   longer than the budget was cut at an arbitrary word. The splitter therefore sees a same-length copy of the text
@@ -429,16 +431,26 @@ def _ranges(text: str, counter: _Tokenizer, chunk_tokens: int, headings: _Headin
     cur_tokens = counts[0]
     cur_top = headings.heading_path_at(cur_start)[:1]
     last_path = headings.heading_path_at(cur_start)
+    # whole sections: the earliest start and latest end of the sections bounded inside the current range
+    inner_low, inner_high = cur_start, cur_end
     for (start, end), tokens in zip(blocks[1:], counts[1:], strict=True):
         path = headings.heading_path_at(start)
-        if path[:1] == cur_top and (
-            cur_tokens + tokens <= chunk_tokens
-            or (cur_tokens <= stub and len(path) > len(last_path) and path[: len(last_path)] == last_path)
+        low, high = headings.reach_between(cur_end, start)
+        if (
+            path[:1] == cur_top
+            and (
+                cur_tokens + tokens <= chunk_tokens
+                or (cur_tokens <= stub and len(path) > len(last_path) and path[: len(last_path)] == last_path)
+            )
+            and min(inner_low, low) >= cur_start
+            and max(inner_high, high) <= end
         ):
             cur_end, cur_tokens = end, cur_tokens + tokens
+            inner_low, inner_high = min(inner_low, low), max(inner_high, high)
         else:
             ranges.append((cur_start, cur_end))
             cur_start, cur_end, cur_tokens, cur_top = start, end, tokens, path[:1]
+            inner_low, inner_high = start, end
         last_path = path
     ranges.append((cur_start, cur_end))
     return ranges
@@ -481,6 +493,24 @@ class _HeadingIndex:
             # heading_path_at keeps the deepest path, the later section winning ties.
             best = max(active, key=lambda s: (len(s[2]), s[3]), default=None)
             self._paths.append(best[2] if best else ())
+
+        # whole sections: per bound, the earliest start and the latest end of the sections that begin or end there
+        self.reach: dict[int, tuple[int, int]] = {}
+        if doc.whole_sections:
+            for start, end, _, _ in sections:
+                for bound in (start, end):
+                    low, high = self.reach.get(bound, (start, end))
+                    self.reach[bound] = (min(low, start), max(high, end))
+
+    def reach_between(self, lo: int, hi: int) -> tuple[int, int]:
+        """The earliest start and latest end of the sections bounded in ``[lo, hi]`` (``(hi, hi)`` when none):
+        a range that takes in both sides of ``[lo, hi]`` must hold all of them, for whole sections."""
+        low, high = hi, hi
+        if self.reach:
+            for cut in self.cuts[bisect.bisect_left(self.cuts, lo) : bisect.bisect_right(self.cuts, hi)]:
+                if cut in self.reach:
+                    low, high = min(low, self.reach[cut][0]), max(high, self.reach[cut][1])
+        return low, high
 
     def heading_path_at(self, offset: int) -> tuple[str, ...]:
         index = bisect.bisect_right(self.cuts, offset) - 1

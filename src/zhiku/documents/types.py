@@ -62,6 +62,9 @@ class ParsedDocument:
     title: str | None = None
     language: str | None = None
     pages_needing_ocr: list[int] = field(default_factory=list)
+    whole_sections: bool = False
+    """Sections are units (code definitions): chunks merging small sections never hold part of one (a class's
+    closing lines) with what follows it."""
     ocr_pages: dict[int, float] = field(default_factory=dict)
     """Pages whose text was read by OCR, with the OCR confidence (0-1)."""
     warnings: list[str] = field(default_factory=list)

@@ -34,7 +34,7 @@ from zhiku.ingest.watch import watch_changes
 from zhiku.knowledge.bases import get_knowledge_base, tenant_usage
 from zhiku.knowledge.documents import NewFile, Registration, delete_document, register_in_groups
 from zhiku.storage.lookup import find_by_id
-from zhiku.storage.models import Document, KnowledgeBase, Source, SourceKind, SourceStatus, utcnow
+from zhiku.storage.models import SOURCE_PREFIX, Document, KnowledgeBase, Source, SourceKind, SourceStatus, utcnow
 from zhiku.storage.staging import staging_folder
 
 log = logging.getLogger(__name__)
@@ -45,11 +45,11 @@ MAX_PATH_CHARS = 900
 
 def document_source(source_id: str, path: str) -> str:
     """The identity of the document of file ``path`` of source ``source_id``."""
-    return f"source:{source_id}:{path}"
+    return f"{SOURCE_PREFIX}{source_id}:{path}"
 
 
 def _prefix(source_id: str) -> str:
-    return f"source:{source_id}:"
+    return f"{SOURCE_PREFIX}{source_id}:"
 
 
 @dataclass

@@ -113,7 +113,7 @@ def _prepare(
         raise CorruptDocumentError(f"{document.filename}: the stored file is missing (blob {sha[:12]})")
     try:
         parsed = zhiku.parsers.parse(
-            blob, document.filename, should_stop=lambda: job.id in progress.report("parsing", 0.05)
+            blob, document.path, should_stop=lambda: job.id in progress.report("parsing", 0.05)
         )
         if parsed.pages_needing_ocr:
             parsed = read_scanned_pages(

@@ -109,6 +109,10 @@ class KnowledgeBase(Base):
     documents: Mapped[list[Document]] = relationship(back_populates="knowledge_base", cascade="all, delete-orphan")
 
 
+SOURCE_PREFIX = "source:"
+"""Documents of a synced source (:mod:`zhiku.knowledge.sources`) are identified as ``source:<source id>:<path>``."""
+
+
 class Document(Base):
     """One source document in a knowledge base; ``version`` is the active (searchable) version, 0 = none yet."""
 
@@ -153,6 +157,16 @@ class Document(Base):
     def tags(self) -> list[str]:
         """The document's tags, sorted."""
         return [row.tag for row in self.tag_rows]
+
+    @property
+    def path(self) -> str:
+        """The document's path in the repository or folder it is synced from (``src/pkg/mod.py``), else its file
+        name: what parsers are told the document is called (code sections are headed by it)."""
+        if self.source.startswith(SOURCE_PREFIX):
+            path = self.source.split(":", 2)[2]
+            if path:
+                return path
+        return self.filename
 
 
 class OcrPage(Base):
