@@ -361,3 +361,36 @@ def test_cli_ingests_a_local_repository_and_syncs_it(repo: Path, tmp_path: Path)
     pruned = zhiku(home, "sync")
     assert "no sources to sync" in pruned.stdout, pruned.stdout + pruned.stderr
     assert not orphan.exists()
+
+
+def test_code_in_a_synced_repository_is_headed_by_its_path_and_symbol(repo: Path, tmp_path: Path) -> None:
+    """A source file of a synced repository is parsed under its path in the repository: its chunks' heading path
+    begins with the path, then the definition (``src/billing/invoices.py`` > ``class InvoiceMailer``), not the bare
+    file name."""
+    from zhiku.config import Settings
+    from zhiku.core import Zhiku
+    from zhiku.knowledge.bases import create_knowledge_base
+    from zhiku.knowledge.sources import add_source, sync_source
+    from zhiku.pipeline.tasks import job_runner
+    from zhiku.search.options import SearchOptions
+    from zhiku.search.retrieve import search
+
+    (repo / "src" / "billing").mkdir(parents=True)
+    (repo / "src" / "billing" / "invoices.py").write_text(
+        "class InvoiceMailer:\n"
+        '    """Sends invoices to customers."""\n\n'
+        "    def send_reminder(self, invoice):\n"
+        '        """Email a payment reminder for an overdue invoice."""\n'
+        "        return self.outbox.send(invoice.customer.email, 'Your invoice is overdue')\n",
+        encoding="utf-8",
+    )
+    commit_all(repo, "code")
+    with Zhiku(Settings(home=tmp_path / "home", database_url=f"sqlite:///{tmp_path / 'z.db'}")) as app:
+        kb = create_knowledge_base(app, "code")
+        source, _ = add_source(app, kb, str(repo))
+        report = sync_source(app, kb, source)
+        with job_runner(app, workers=1, poll_interval=0.05) as runner:
+            runner.wait_for(report.job_ids, timeout=300)
+        hits = search(app, kb, "email a reminder for an overdue invoice", SearchOptions(mode="dense", top_k=1))
+    assert hits[0].heading_path == ["src/billing/invoices.py", "class InvoiceMailer"]  # the class fits one chunk
+    assert hits[0].filename == "invoices.py"
