@@ -309,6 +309,36 @@ def test_bm25_chinese_and_english(store: VectorStore, passages: dict[str, Vector
     assert store.search_text(COLLECTION, "量子计算 zyxwv") == []
 
 
+def test_bm25_matches_numbers(store: VectorStore) -> None:
+    """A number alone is a term: years, error codes and versions in a question match (Qdrant Edge's multilingual
+    tokenizer drops digit-only tokens; the store marks them so that it keeps them), and texts come back as given."""
+    texts = {
+        "year": "Background checks rose sharply in 2015 across the states.",
+        "code": "The server answered with status 404 and an empty body.",
+        "version": "Release 3.14 fixed the importer.",
+        "words": "Checks were counted by state and by month.",
+        "zh": "二〇一五年，即2015年的检查数量。",
+    }
+    store.ensure_collection(COLLECTION, DIM)
+    rng = np.random.default_rng(7)
+    store.upsert(
+        COLLECTION, [make_point(unit(rng.standard_normal(DIM)), text=t, document_id=k) for k, t in texts.items()]
+    )
+    for query, expected in {
+        "2015": "year",
+        "404": "code",
+        "status 404": "code",
+        "3.14": "version",
+        "2015年": "zh",
+    }.items():
+        hits = store.search_text(COLLECTION, query, top_k=5)
+        assert hits, query
+        assert hits[0].payload["document_id"] == expected, (query, [h.payload["document_id"] for h in hits])
+        assert hits[0].payload["text"] == texts[expected]
+    hybrid = store.search_hybrid(COLLECTION, unit(rng.standard_normal(DIM)), "checks in 2015", top_k=5)
+    assert {h.payload["document_id"] for h in hybrid} >= {"year", "words"}
+
+
 def test_hybrid_fuses_both_sides(store: VectorStore, passages: dict[str, VectorPoint]) -> None:
     # the vector points at the panda passage, the text at the volcano passage: both must come back
     hits = store.search_hybrid(COLLECTION, basis(1), "volcano magma", top_k=4)

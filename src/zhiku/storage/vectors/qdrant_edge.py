@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import threading
 from collections.abc import Iterator, Sequence
@@ -109,6 +110,30 @@ _FULL_VECTOR = "full"
 _INDEX_VECTOR = "index"
 """Named vector of a Matryoshka collection: the re-normalised prefix that carries the HNSW index."""
 _FLOAT32_BYTES = 4
+
+
+NUMBER_MARK = "\u2115"
+"""Put before a stand-alone number in the indexed text and in queries: the multilingual tokenizer drops tokens
+that are digits only (a question's "2015" or "404" matched nothing), and keeps "ℕ2015" as a word."""
+_NUMBER = re.compile(r"(?<![^\W_])(\d+)(?![^\W_])")
+_MARKED_NUMBER = re.compile(NUMBER_MARK + r"(?=\d)")
+
+
+def lexical_text(text: str) -> str:
+    """``text`` as the text index sees it: each stand-alone number marked with :data:`NUMBER_MARK`."""
+    return _NUMBER.sub(NUMBER_MARK + r"\1", text)
+
+
+def plain_text(text: str) -> str:
+    """The text of :func:`lexical_text` as it was given."""
+    return _MARKED_NUMBER.sub("", text)
+
+
+def _indexed_payload(point: VectorPoint) -> dict[str, Any]:
+    """The stored payload with its text as the text index sees it (:func:`lexical_text`)."""
+    payload = stored_payload(point)
+    payload[TEXT_FIELD] = lexical_text(payload[TEXT_FIELD])
+    return payload
 
 
 def _text_index() -> TextIndexParams:
@@ -383,7 +408,7 @@ class QdrantEdgeStore:
                     {_FULL_VECTOR: full, _INDEX_VECTOR: prefix} for full, prefix in zip(stored, prefixes, strict=True)
                 ]
             prepared = [
-                Point(point_uuid(p.id), vector, stored_payload(p)) for p, vector in zip(batch, stored, strict=True)
+                Point(point_uuid(p.id), vector, _indexed_payload(p)) for p, vector in zip(batch, stored, strict=True)
             ]
             with self._lock:
                 self._call(f"upsert into {name!r}", collection.shard.update, UpdateOperation.upsert_points(prepared))
@@ -448,7 +473,10 @@ class QdrantEdgeStore:
         if not query.strip() or (filter is not None and filter.matches_nothing):
             return []
         request = QueryRequest(
-            limit=top_k, query=TextQuery(TEXT_FIELD, query), filter=_to_filter(filter), with_payload=True
+            limit=top_k,
+            query=TextQuery(TEXT_FIELD, lexical_text(query)),
+            filter=_to_filter(filter),
+            with_payload=True,
         )
         return self._query(name, collection, request)
 
@@ -481,7 +509,9 @@ class QdrantEdgeStore:
             )
         prefetches = [dense]
         if query.strip():
-            prefetches.append(Prefetch(limit=candidates, query=TextQuery(TEXT_FIELD, query), filter=selector))
+            prefetches.append(
+                Prefetch(limit=candidates, query=TextQuery(TEXT_FIELD, lexical_text(query)), filter=selector)
+            )
         request = QueryRequest(
             limit=top_k,
             prefetches=prefetches,
@@ -608,7 +638,11 @@ class QdrantEdgeStore:
 
     def _query(self, name: str, collection: _Collection, request: QueryRequest) -> list[VectorHit]:
         points: list[ScoredPoint] = self._call(f"search {name!r}", collection.shard.query, request)
-        return [VectorHit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]
+        hits = [VectorHit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]
+        for hit in hits:
+            if isinstance(hit.payload.get(TEXT_FIELD), str):
+                hit.payload[TEXT_FIELD] = plain_text(hit.payload[TEXT_FIELD])
+        return hits
 
     @staticmethod
     def _call(what: str, function: Any, *args: Any) -> Any:
