@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from sqlalchemy import delete, insert, select, update
 
 from zhiku.core import Zhiku
@@ -28,6 +29,7 @@ from zhiku.documents.types import ChunkSpan, ParsedDocument
 from zhiku.embedding.base import Embedder
 from zhiku.errors import CorruptDocumentError
 from zhiku.jobs.runner import GroupProgress, JobCancelledError, JobDeferredError, Outcomes
+from zhiku.pipeline.document_vectors import pooled, save_document_vector
 from zhiku.pipeline.embed import embed_with_cache, text_hash
 from zhiku.pipeline.ocr import read_scanned_pages
 from zhiku.pipeline.points import chunk_id, chunk_points, embedded_text
@@ -183,14 +185,17 @@ def _index(
     live = _drop_cancelled(saved, progress.report("indexing", 0.92, force=True), outcomes)
     keep = {item.job_id for item in live}
     points: list[VectorPoint] = []
+    document_vectors: dict[str, np.ndarray] = {}
     offset = 0
     for item in saved:
         if item.job_id in keep:
             own = vectors[offset : offset + len(item.spans)]
             points.extend(chunk_points(kb.id, item.document_id, item.version, item.spans, own))
+            if item.spans:
+                document_vectors[item.document_id] = pooled(own, [max(1, span.tokens) for span in item.spans])
         offset += len(item.spans)
     zhiku.vectors.upsert(kb.collection, points)
-    for document_id, old_version in _flip(zhiku, kb, live, outcomes):
+    for document_id, old_version in _flip(zhiku, kb, live, document_vectors, outcomes):
         remove_version(zhiku, kb, document_id, old_version)
     return outcomes
 
@@ -203,8 +208,15 @@ def _drop_cancelled(items: list[_Prepared], cancelled: set[str], outcomes: Outco
     return [item for item in items if item.job_id not in cancelled]
 
 
-def _flip(zhiku: Zhiku, kb: KnowledgeBase, items: list[_Prepared], outcomes: Outcomes) -> list[tuple[str, int]]:
-    """Make the new versions the searchable ones in one transaction; return the (document, old version) pairs."""
+def _flip(
+    zhiku: Zhiku,
+    kb: KnowledgeBase,
+    items: list[_Prepared],
+    document_vectors: dict[str, np.ndarray],
+    outcomes: Outcomes,
+) -> list[tuple[str, int]]:
+    """Make the new versions the searchable ones in one transaction, with their document vectors; return the
+    (document, old version) pairs."""
     replaced: list[tuple[str, int]] = []
     superseded: list[_Prepared] = []
     with zhiku.db.session() as session:
@@ -226,6 +238,8 @@ def _flip(zhiku: Zhiku, kb: KnowledgeBase, items: list[_Prepared], outcomes: Out
             document.warnings = list(item.parsed.warnings)
             document.ocr_pages = {str(page): confidence for page, confidence in item.parsed.ocr_pages.items()}
             document.updated_at = utcnow()
+            if item.document_id in document_vectors:
+                save_document_vector(session, kb, item.document_id, item.version, document_vectors[item.document_id])
             job = session.get(Job, item.job_id)
             if job is not None:  # what the progress bars count (the CLI's, embedded and through a server)
                 job.payload = {**job.payload, "embedded": len(item.spans)}

@@ -248,6 +248,21 @@ class Job(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
 
 
+class DocumentVector(Base):
+    """One vector for a whole document version (its chunks' vectors pooled): similar documents, duplicates, maps."""
+
+    __tablename__ = "document_vectors"
+
+    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    """The document version it was pooled from (a vector of an older version is pooled again on use)."""
+    model_key: Mapped[str] = mapped_column(String(300))
+    """The embedding model and dimension of the chunk vectors it was pooled from (they change with a re-index)."""
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    """float32, little-endian, L2-normalised, of the knowledge base's dimension."""
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 class EmbeddingCacheEntry(Base):
     """A chunk text's vector for one model setup, so identical texts are embedded once."""
 

@@ -1,0 +1,113 @@
+"""Document vectors: a whole document version as one vector, its chunks' vectors pooled (token-weighted mean of
+the L2-normalised chunk vectors, normalised again).
+
+Ingestion stores the vector of each new version as it makes the version searchable (:func:`pooled`, in the flip).
+Documents indexed before document vectors existed, or whose stored vector is of an older version, are pooled on
+first use from their chunks' vectors in the embedding cache (every chunk's vector is there, by model and text
+hash), and stored; so are those pooled under another model or dimension before a re-index. Nothing is embedded again.
+
+Whole-document embedding (one pass over the document's text with a long-context model such as Qwen3's 32k
+tokens) is not done: pooling costs nothing at ingestion and needs no second model pass over long documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from zhiku.core import Zhiku
+from zhiku.pipeline.embed import model_key
+from zhiku.storage.models import Chunk, Document, DocumentStatus, DocumentVector, EmbeddingCacheEntry, KnowledgeBase
+
+_BATCH = 500
+
+
+def pooled(vectors: np.ndarray, weights: Sequence[int]) -> np.ndarray:
+    """The token-weighted mean of the L2-normalised rows of ``vectors``, L2-normalised (float32)."""
+    matrix = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    unit = matrix / np.where(norms == 0, 1.0, norms)
+    mean = (unit * np.asarray(weights, dtype=np.float32).reshape(-1, 1)).sum(axis=0)
+    norm = float(np.linalg.norm(mean))
+    result: np.ndarray = (mean / norm if norm > 0 else mean).astype(np.float32)
+    return result
+
+
+def save_document_vector(
+    session: Session, kb: KnowledgeBase, document_id: str, version: int, vector: np.ndarray
+) -> None:
+    """Store (or replace) the vector of ``document_id``'s ``version`` in ``session``'s transaction."""
+    row = session.get(DocumentVector, document_id)
+    data = np.asarray(vector, dtype="<f4").tobytes()
+    if row is None:
+        session.add(DocumentVector(document_id=document_id, version=version, model_key=model_key(kb), vector=data))
+    else:
+        row.version, row.model_key, row.vector = version, model_key(kb), data
+
+
+def document_vectors(
+    zhiku: Zhiku, kb: KnowledgeBase, document_ids: Collection[str] | None = None
+) -> tuple[list[str], np.ndarray]:
+    """The ready documents of ``kb`` (only those of ``document_ids`` when given) that have a vector, and their
+    vectors as the rows of a float32 matrix (``len(ids)`` × the knowledge base's dimension)."""
+    key = model_key(kb)
+    with zhiku.db.session() as session:
+        query = select(Document.id, Document.version).where(
+            Document.kb_id == kb.id, Document.status == DocumentStatus.ready, Document.version > 0
+        )
+        if document_ids is not None:
+            query = query.where(Document.id.in_(list(document_ids)))
+        versions = dict(session.execute(query).all())
+        stored: dict[str, np.ndarray] = {}
+        ids = list(versions)
+        for start in range(0, len(ids), _BATCH):
+            rows = session.scalars(
+                select(DocumentVector).where(DocumentVector.document_id.in_(ids[start : start + _BATCH]))
+            )
+            for row in rows:
+                if row.version == versions[row.document_id] and row.model_key == key:
+                    stored[row.document_id] = np.frombuffer(row.vector, dtype="<f4")
+        missing = {document_id: version for document_id, version in versions.items() if document_id not in stored}
+        if missing:
+            stored.update(_pool_from_cache(session, kb, missing))
+    ordered = sorted(stored)
+    if not ordered:
+        return [], np.zeros((0, kb.dimension), dtype=np.float32)
+    return ordered, np.stack([stored[document_id] for document_id in ordered])
+
+
+def _pool_from_cache(session: Session, kb: KnowledgeBase, versions: dict[str, int]) -> dict[str, np.ndarray]:
+    """Pool and store the vectors of the documents in ``versions`` (id → version) from the embedding cache."""
+    chunks: dict[str, list[tuple[str, int]]] = {}
+    ids = list(versions)
+    for start in range(0, len(ids), _BATCH):
+        rows = session.execute(
+            select(Chunk.document_id, Chunk.version, Chunk.text_hash, Chunk.tokens).where(
+                Chunk.document_id.in_(ids[start : start + _BATCH])
+            )
+        )
+        for document_id, version, hash_, tokens in rows:
+            if version == versions[document_id]:
+                chunks.setdefault(document_id, []).append((hash_, tokens))
+    hashes = sorted({hash_ for pairs in chunks.values() for hash_, _ in pairs})
+    cached: dict[str, np.ndarray] = {}
+    key = model_key(kb)
+    for start in range(0, len(hashes), _BATCH):
+        entries = session.execute(
+            select(EmbeddingCacheEntry.text_hash, EmbeddingCacheEntry.vector).where(
+                EmbeddingCacheEntry.model_key == key, EmbeddingCacheEntry.text_hash.in_(hashes[start : start + _BATCH])
+            )
+        )
+        cached.update((hash_, np.frombuffer(vector, dtype="<f4")) for hash_, vector in entries)
+    pooled_vectors: dict[str, np.ndarray] = {}
+    for document_id, pairs in chunks.items():
+        found = [(cached[hash_], tokens) for hash_, tokens in pairs if hash_ in cached]
+        if not found:
+            continue
+        vector = pooled(np.stack([v for v, _ in found]), [max(1, tokens) for _, tokens in found])
+        save_document_vector(session, kb, document_id, versions[document_id], vector)
+        pooled_vectors[document_id] = vector
+    return pooled_vectors
