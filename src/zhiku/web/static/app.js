@@ -1,98 +1,14 @@
 // zhiku's web UI: a small hash-routed app over the REST API. No build step, no framework.
 import { api, ApiError, fetchFile, readEvents, settings } from "/static/api.js";
+import { clearError, folderOf, formatDate, formatSize, h, marked, message, navigation, page, rich, showError,
+  statusBadge } from "/static/dom.js";
 import { language, plural, setLanguage, t, translateStatic } from "/static/i18n.js";
 
 // the server's search limits (zhiku.search.options TOP_K and MAX_TOP_K; tests/web/test_limits.py keeps them equal)
 const TOP_K = 10;
 const MAX_TOP_K = 100;
 
-const main = document.getElementById("main");
 let pageAbort = new AbortController(); // cancels the current page's streams when the user navigates away
-let navigated = false; // move focus to the new page's content after in-app navigation, not on first load
-
-// ---------- helpers ----------
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
-    else if (key === "class") el.className = value;
-    else el.setAttribute(key, value === true ? "" : value);
-  }
-  for (const child of children.flat()) if (child !== null && child !== undefined) el.append(child);
-  return el;
-}
-
-function marked(text, spans) { // text with <mark> around spans, built as DOM nodes (never as HTML)
-  const out = [];
-  let last = 0;
-  for (const [start, end] of spans) {
-    if (start < last) continue;
-    out.push(text.slice(last, start), h("mark", {}, text.slice(start, end)));
-    last = end;
-  }
-  out.push(text.slice(last));
-  return out;
-}
-
-// Words with `code` in backticks as text and <code> nodes (never HTML).
-function rich(text) {
-  return text.split("`").map((part, i) => (i % 2 ? h("code", {}, part) : part));
-}
-
-// Where a document came from, without its name: the folders of an uploaded path ("upload:docs/a/x.pdf" -> "docs/a/"),
-// of a synced source's file, or of the path `zhiku add` read; "" for none.
-function folderOf(source) {
-  if (!source) return "";
-  let path = source.startsWith("upload:") ? source.slice(7) : source;
-  if (path.startsWith("source:")) path = path.slice(path.indexOf(":", 7) + 1); // "source:<id>:docs/a.md" -> "docs/a.md"
-  const cut = path.lastIndexOf("/");
-  return cut >= 0 ? path.slice(0, cut + 1) : "";
-}
-
-function formatSize(bytes) {
-  if (bytes === undefined || bytes === null) return "";
-  const units = ["B", "KB", "MB", "GB", "TB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
-  const digits = unit === 0 || value >= 100 ? 0 : 1;
-  return `${new Intl.NumberFormat(locale(), { maximumFractionDigits: digits }).format(value)} ${units[unit]}`;
-}
-
-function formatDate(iso) {
-  if (!iso) return "";
-  const date = new Date(/[zZ]|[+-]\d\d:?\d\d$/.test(iso) ? iso : `${iso}Z`); // the server's times are UTC
-  if (Number.isNaN(date.getTime())) return "";
-  return new Intl.DateTimeFormat(locale(), { dateStyle: "medium", timeStyle: "short" }).format(date);
-}
-
-function locale() { return language() === "zh" ? "zh-CN" : "en"; }
-
-function message(err) {
-  if (err instanceof ApiError) {
-    if (err.status === 0) return t("error.network");
-    if (err.status === 401) return t("error.auth");
-    return err.message;
-  }
-  return err && err.message ? err.message : String(err);
-}
-
-export function showError(err) {
-  if (err && err.name === "AbortError") return;
-  document.getElementById("alert-text").textContent = message(err);
-  document.getElementById("alert").hidden = false;
-}
-
-function clearError() { document.getElementById("alert").hidden = true; }
-
-function page(title, ...children) {
-  main.replaceChildren(h("h1", {}, title), ...children);
-  if (navigated) main.focus({ preventScroll: true });
-  document.title = `${title} · zhiku 智库`;
-}
-
-function statusBadge(status) { return h("span", { class: `status ${status}` }, t(`status.${status}`)); }
 
 // ---------- knowledge bases ----------
 const PRESETS = ["retrieval", "question-answering", "classification", "clustering", "code-search", "bitext",
@@ -625,7 +541,7 @@ async function refresh() {
 }
 
 document.getElementById("alert-close").addEventListener("click", clearError);
-window.addEventListener("hashchange", () => { navigated = true; refresh(); });
+window.addEventListener("hashchange", () => { navigation.navigated = true; refresh(); });
 window.addEventListener("unhandledrejection", (e) => showError(e.reason));
 applyTheme();
 refresh();
