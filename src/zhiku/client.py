@@ -295,6 +295,11 @@ class Client:
         path = f"/api/v1/knowledge-bases/{_part(kb_id)}/documents/{_part(document_id)}"
         return dict(self.request("PATCH", path, json=body))
 
+    def similar_documents(self, kb_id: str, document_id: str, top_k: int) -> list[dict[str, Any]]:
+        """The documents most like one document (``SimilarDocumentOut`` items), most similar first."""
+        path = f"/api/v1/knowledge-bases/{_part(kb_id)}/documents/{_part(document_id)}/similar"
+        return list(self.request("GET", path, params={"top_k": top_k}))
+
     def delete_document(self, kb_id: str, document_id: str) -> None:
         """Delete a document."""
         self.request("DELETE", f"/api/v1/knowledge-bases/{_part(kb_id)}/documents/{_part(document_id)}")

@@ -328,6 +328,13 @@ class PageOut(BaseModel):
     )
 
 
+class SimilarDocumentOut(BaseModel):
+    """A document similar to the one asked about, with the cosine similarity of their document vectors."""
+
+    score: float = Field(description="Cosine similarity of the two documents' vectors (-1 to 1; 1 is the same).")
+    document: DocumentOut
+
+
 class ChunkOut(BaseModel):
     """A chunk with the text around it."""
 

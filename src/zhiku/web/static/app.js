@@ -96,6 +96,9 @@ async function renderDocs(kbId) {
     if (row.id && status === "failed" && jobsByDoc.get(row.id)) {
       actions.append(h("button", { type: "button", onclick: () => retry(row) }, t("docs.retry")));
     }
+    if (row.id && status === "ready") {
+      actions.append(h("button", { type: "button", class: "similar", onclick: () => openSimilar(kb.id, row) }, t("docs.similar")));
+    }
     if (row.id) actions.append(h("button", { type: "button", class: "danger", onclick: () => removeDoc(row) }, t("docs.delete")));
     row.progress.value = status === "ready" ? 1 : row.fraction || 0;
     row.progress.setAttribute("aria-label", `${row.filename} ${t(`status.${status}`)}`);
@@ -303,6 +306,28 @@ async function renderDocs(kbId) {
     rows.get(job.document_id).detail.textContent = detail;
     if (["succeeded", "failed", "cancelled"].includes(job.status)) refreshDoc(job.document_id);
   }, { signal: pageAbort.signal }).catch(showError);
+}
+
+// "More like this": the documents nearest to one document (by their document vectors), in a dialog; each found
+// document can be followed in turn.
+async function openSimilar(kbId, doc) {
+  const dialog = document.getElementById("similar") || document.body.appendChild(h("dialog", { id: "similar", "aria-labelledby": "similar-title" }));
+  try {
+    const found = await api(`/api/v1/knowledge-bases/${kbId}/documents/${doc.id}/similar?top_k=${TOP_K}`);
+    const list = h("ol", { class: "similar-list" }, found.map(({ score, document: other }) =>
+      h("li", { "data-id": other.id },
+        h("div", { class: "row" },
+          h("div", { class: "grow" }, h("span", { class: "filename" }, other.filename),
+            other.title && other.title !== other.filename ? h("div", { class: "muted" }, other.title) : null),
+          h("meter", { min: 0, max: 1, value: Math.max(0, score), "aria-label": t("similar.score", { score: score.toFixed(2) }) }),
+          h("span", { class: "num score" }, score.toFixed(2)),
+          h("button", { type: "button", onclick: () => openSimilar(kbId, other) }, t("similar.more"))))));
+    dialog.replaceChildren(
+      h("h2", { id: "similar-title" }, t("similar.title", { name: doc.filename })),
+      found.length ? list : h("p", { class: "muted" }, t("similar.none")),
+      h("div", { class: "row" }, h("button", { type: "button", class: "primary", onclick: () => dialog.close() }, t("viewer.close"))));
+    if (!dialog.open) dialog.showModal();
+  } catch (err) { showError(err); }
 }
 
 // ---------- search and the page viewer ----------
