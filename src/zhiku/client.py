@@ -300,6 +300,18 @@ class Client:
         path = f"/api/v1/knowledge-bases/{_part(kb_id)}/documents/{_part(document_id)}/similar"
         return list(self.request("GET", path, params={"top_k": top_k}))
 
+    def auto_tag_labels(self, kb_id: str, labels: list[dict[str, str]] | None = None) -> list[dict[str, str]]:
+        """The knowledge base's auto-tag labels; replaced first by ``labels`` when given."""
+        path = f"/api/v1/knowledge-bases/{_part(kb_id)}/auto-tags"
+        if labels is None:
+            return list(self.request("GET", path)["labels"])
+        return list(self.request("PUT", path, json={"labels": labels})["labels"])
+
+    def run_auto_tags(self, kb_id: str, min_confidence: float | None = None) -> dict[str, Any]:
+        """Tag every ready document again with the labels (an ``AutoTagRunOut``)."""
+        path = f"/api/v1/knowledge-bases/{_part(kb_id)}/auto-tags/run"
+        return dict(self.request("POST", path, json={"min_confidence": min_confidence}))
+
     def delete_document(self, kb_id: str, document_id: str) -> None:
         """Delete a document."""
         self.request("DELETE", f"/api/v1/knowledge-bases/{_part(kb_id)}/documents/{_part(document_id)}")

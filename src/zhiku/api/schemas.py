@@ -142,6 +142,10 @@ class DocumentOut(BaseModel):
     chunk_count: int
     duplicate_of: str | None
     tags: list[str]
+    auto_tags: dict[str, float] = Field(
+        default_factory=dict,
+        description="Which of `tags` auto-tagging gave, with its confidence (0-1); the others were given by people.",
+    )
     metadata: dict[str, Any]
     document_date: dt.datetime | None
     created_at: dt.datetime
@@ -166,6 +170,7 @@ class DocumentOut(BaseModel):
             chunk_count=d.chunk_count,
             duplicate_of=d.duplicate_of,
             tags=d.tags,
+            auto_tags=d.auto_tags,
             metadata=dict(d.meta or {}),
             document_date=d.document_date,
             created_at=d.created_at,
@@ -421,3 +426,42 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         429: "Rate limited or overloaded (see Retry-After)",
     }.items()
 }
+
+
+class AutoTagLabelBody(BaseModel):
+    """An auto-tag label: the tag's name and, optionally, what documents of it are about (embedded with it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, description="The tag documents get (trimmed, case-folded).")
+    description: str = Field(default="", max_length=1000, description="What it means, in a phrase (any language).")
+
+
+class AutoTagLabels(BaseModel):
+    """A knowledge base's auto-tag labels (an empty list turns auto-tagging at ingestion off)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    labels: list[AutoTagLabelBody] = Field(max_length=100)
+
+
+class AutoTagRunBody(BaseModel):
+    """Options of an auto-tagging run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_confidence: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Tag a document only at this confidence or above (default: the "
+        "server's `auto_tag_min_confidence`).",
+    )
+
+
+class AutoTagRunOut(BaseModel):
+    """What an auto-tagging run did."""
+
+    documents: int = Field(description="Ready documents looked at.")
+    tagged: int = Field(description="Documents that got a tag.")
+    by_label: dict[str, int] = Field(description="Documents per tag.")

@@ -351,3 +351,24 @@ def bench_ocr_command(
     )
     append_report(output, "OCR engines", table, notes)
     err.print(f"appended to {output}")
+
+
+@bench_app.command("autotags")
+def bench_autotags_command(
+    evaldata: Annotated[Path, typer.Argument(help="The shared evaluation data folder (retrieval/xquad-en, -zh).")],
+    output: Annotated[Path, typer.Option(help="Markdown file the results are appended to.")] = Path("BENCHMARKS.md"),
+) -> None:
+    """Auto-tagging accuracy on XQuAD paragraphs (six subject labels; en, zh, and both in one knowledge base),
+    through the real pipeline, and the time of a run."""
+    from zhiku.bench.autotags import bench_autotags, markdown_table  # (see bench embed)
+
+    scores, seconds_10k = bench_autotags(evaldata, err.print)
+    table = "\n".join(markdown_table(scores, seconds_10k))
+    out.print(table)
+    notes = (
+        "48 XQuAD articles given one of 6 subjects (zhiku/bench/autotags.py), each paragraph labelled with its "
+        "article's; English labels with a one-line description; default model; minimum confidence "
+        "auto_tag_min_confidence"
+    )
+    append_report(output, "Auto-tags", table, notes)
+    err.print(f"appended to {output}")

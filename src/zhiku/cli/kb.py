@@ -233,6 +233,7 @@ def docs_list(kb_name: Annotated[str, typer.Option("--kb", help="Knowledge base 
                     d["tags"],
                     d["metadata"],
                     d["error"],
+                    d.get("auto_tags") or {},
                 )
                 for d in listed
             ),
@@ -242,7 +243,17 @@ def docs_list(kb_name: Annotated[str, typer.Option("--kb", help="Knowledge base 
         kb = get_knowledge_base(zhiku, kb_name)
         rows = [
             DocumentRow(
-                d.id, d.filename, d.status, d.version, d.pages, d.chunk_count, d.mime_type, d.tags, d.meta, d.error
+                d.id,
+                d.filename,
+                d.status,
+                d.version,
+                d.pages,
+                d.chunk_count,
+                d.mime_type,
+                d.tags,
+                d.meta,
+                d.error,
+                d.auto_tags,
             )
             for d in list_documents(zhiku, kb)
         ]
@@ -263,6 +274,8 @@ class DocumentRow:
     tags: Sequence[str]
     meta: Mapping[str, Any]
     error: str | None
+    auto_tags: Mapping[str, float]
+    """Which of ``tags`` auto-tagging gave, with its confidence."""
 
 
 def _print_documents(kb_name: str, rows: Iterable[DocumentRow]) -> None:
@@ -279,7 +292,7 @@ def _print_documents(kb_name: str, rows: Iterable[DocumentRow]) -> None:
             str(d.pages or ""),
             str(d.chunk_count),
             d.mime_type or "",
-            ", ".join(d.tags),
+            ", ".join(f"{t} ({d.auto_tags[t]:.2f})" if t in d.auto_tags else t for t in d.tags),
             meta,
             d.error or "",
         )

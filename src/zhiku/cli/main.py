@@ -33,6 +33,7 @@ from zhiku.cli.kb import docs_app, kb_app, search_command
 from zhiku.cli.keys import keys_app
 from zhiku.cli.mcp import mcp_command
 from zhiku.cli.sync import sources_app, sync
+from zhiku.cli.tags import tags_app
 from zhiku.cli.watch import watch
 from zhiku.client import (
     ServerRecord,
@@ -486,6 +487,7 @@ def _evaluate_model_only(
 app.command("reindex")(reindex)
 app.add_typer(kb_app, name="kb")
 app.add_typer(docs_app, name="docs")
+app.add_typer(tags_app, name="tags")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(keys_app, name="keys")
 app.command("ingest")(ingest)

@@ -29,6 +29,7 @@ from zhiku.documents.types import ChunkSpan, ParsedDocument
 from zhiku.embedding.base import Embedder
 from zhiku.errors import CorruptDocumentError
 from zhiku.jobs.runner import GroupProgress, JobCancelledError, JobDeferredError, Outcomes
+from zhiku.pipeline.auto_tags import kb_labels, tag_documents
 from zhiku.pipeline.document_vectors import pooled, save_document_vector
 from zhiku.pipeline.embed import embed_with_cache, text_hash
 from zhiku.pipeline.ocr import read_scanned_pages
@@ -197,7 +198,18 @@ def _index(
     zhiku.vectors.upsert(kb.collection, points)
     for document_id, old_version in _flip(zhiku, kb, live, document_vectors, outcomes):
         remove_version(zhiku, kb, document_id, old_version)
+    _auto_tag(zhiku, kb, [item.document_id for item in live])
     return outcomes
+
+
+def _auto_tag(zhiku: Zhiku, kb: KnowledgeBase, document_ids: list[str]) -> None:
+    """Tag the new versions with the knowledge base's auto-tag labels, if it has any. Tags are an extra: a failure
+    here is logged and the documents stay ingested (``zhiku tags run`` tags them later)."""
+    try:
+        if document_ids and kb_labels(zhiku, kb):
+            tag_documents(zhiku, kb, document_ids)
+    except Exception:  # tags are an extra (see the docstring)
+        log.warning("auto-tagging %d new documents of %s failed", len(document_ids), kb.name, exc_info=True)
 
 
 def _drop_cancelled(items: list[_Prepared], cancelled: set[str], outcomes: Outcomes) -> list[_Prepared]:

@@ -110,7 +110,8 @@ async function renderDocs(kbId) {
     row.tr.replaceChildren(
       h("td", { "data-label": t("docs.file") }, h("span", { class: "filename" }, row.filename),
         folder ? h("div", { class: "muted path", title: folder }, folder) : null,
-        row.pages ? h("div", { class: "muted pages" }, plural("docs.pages", row.pages)) : null),
+        row.pages ? h("div", { class: "muted pages" }, plural("docs.pages", row.pages)) : null,
+        row.tags && row.tags.length ? h("div", { class: "tags" }, row.tags.map((tag) => tagChip(tag, row.auto_tags))) : null),
       h("td", { "data-label": t("docs.status") }, statusBadge(status),
         row.error ? h("div", { class: "error-text" }, row.error) : null),
       h("td", { "data-label": t("docs.chunks"), class: "num chunks" }, counted ? String(row.chunk_count ?? "") : ""),
@@ -280,7 +281,41 @@ async function renderDocs(kbId) {
     h("h2", { id: "sources-title" }, t("sources.title")), h("p", { class: "muted" }, t("sources.help")),
     sourceList, addForm);
 
-  page(t("docs.title", { name: kb.name }), drop, sources,
+  // Auto-tags: the labels (one per line, "name: what it means"), saved, and a run over every document.
+  const labelsInput = h("textarea", { id: "auto-tag-labels", rows: 4, "aria-label": t("tags.labels"),
+    placeholder: "finance: budgets, invoices and pay\nhr: hiring, leave and benefits" });
+  const tagResult = h("div", { class: "muted", role: "status", id: "auto-tag-result" });
+  const parseLabels = () => labelsInput.value.split("\n").map((line) => line.trim()).filter(Boolean).map((line) => {
+    const cut = line.search(/[:：]/);
+    return cut < 0 ? { name: line, description: "" } : { name: line.slice(0, cut).trim(), description: line.slice(cut + 1).trim() };
+  });
+  const showLabels = (labels) => {
+    labelsInput.value = labels.map((l) => (l.description ? `${l.name}: ${l.description}` : l.name)).join("\n");
+  };
+  const saveLabels = h("button", { type: "button", onclick: async () => {
+    try {
+      const saved = await api(`${base}/auto-tags`, { method: "PUT", json: { labels: parseLabels() } });
+      showLabels(saved.labels);
+      tagResult.textContent = plural("tags.saved", saved.labels.length);
+    } catch (err) { showError(err); }
+  } }, t("tags.save"));
+  const runTags = h("button", { type: "button", class: "primary", onclick: async () => {
+    runTags.disabled = true;
+    try {
+      const saved = await api(`${base}/auto-tags`, { method: "PUT", json: { labels: parseLabels() } });
+      showLabels(saved.labels);
+      const done = await api(`${base}/auto-tags/run`, { method: "POST", json: {} });
+      const counts = Object.entries(done.by_label).map(([name, n]) => `${name} ${n}`).join(", ");
+      tagResult.textContent = `${t("tags.result", done)}${counts ? ` ${counts}` : ""}`;
+      for (const id of rows.keys()) if (rows.get(id).id) refreshDoc(id);
+    } catch (err) { showError(err); } finally { runTags.disabled = false; }
+  } }, t("tags.run"));
+  const autoTags = h("section", { "aria-labelledby": "auto-tags-title" },
+    h("h2", { id: "auto-tags-title" }, t("tags.title")), h("p", { class: "muted" }, t("tags.help")),
+    h("label", { class: "stack" }, t("tags.labels"), labelsInput), h("div", { class: "row" }, saveLabels, runTags), tagResult);
+  api(`${base}/auto-tags`).then((saved) => showLabels(saved.labels)).catch(showError);
+
+  page(t("docs.title", { name: kb.name }), drop, sources, autoTags,
     h("p", {}, h("a", { href: `#/search?kb=${kb.id}` }, t("docs.search"))), table);
   api(`${base}/sources`).then((list) => { for (const source of list) sourceList.append(sourceItem(source).item); })
     .catch(showError);
@@ -306,6 +341,14 @@ async function renderDocs(kbId) {
     rows.get(job.document_id).detail.textContent = detail;
     if (["succeeded", "failed", "cancelled"].includes(job.status)) refreshDoc(job.document_id);
   }, { signal: pageAbort.signal }).catch(showError);
+}
+
+// A document's tag; an auto-tag says so, with its confidence.
+function tagChip(tag, autoTags) {
+  const confidence = autoTags && autoTags[tag];
+  if (confidence === undefined) return h("span", { class: "tag" }, tag);
+  const said = t("tags.auto", { confidence: confidence.toFixed(2) });
+  return h("span", { class: "tag auto", title: said, "aria-label": `${tag}, ${said}` }, tag, h("small", {}, ` ${confidence.toFixed(2)}`));
 }
 
 // "More like this": the documents nearest to one document (by their document vectors), in a dialog; each found
