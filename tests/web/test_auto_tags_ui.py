@@ -61,7 +61,8 @@ def test_auto_tags_over_rest_cli_and_ui(server: tuple[str, Path], evaldata: Path
         assert refused.status_code == 400, (body, refused.status_code, refused.text)
         assert refused.json()["error"]["param"]
     for raw in (b"{", b"[]", b'{"min_confidence": NaN}', b'{"min_confidence": 1.5}', b'{"min_confidence": -0.1}',
-                b'{"min_confidence": "high"}', b'{"min_confidence": 1e400}'):  # fmt: skip
+                b'{"min_confidence": "high"}', b'{"min_confidence": 1e400}', b'{"min_confidence": false}',
+                b'{"min_confidence": true}', b'{"min_confidence": "0.5"}'):  # fmt: skip
         refused = httpx.post(f"{base}/run", content=raw, headers={**headers, "content-type": "application/json"})
         assert refused.status_code == 400, (raw, refused.status_code, refused.text)
     assert httpx.get(base, headers=headers).json() == {"labels": []}

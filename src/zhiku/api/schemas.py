@@ -445,7 +445,7 @@ class AutoTagLabels(BaseModel):
     labels: list[AutoTagLabelBody] = Field(max_length=100)
 
 
-class AutoTagRunBody(BaseModel):
+class AutoTagRunBody(JsonBody):
     """Options of an auto-tagging run."""
 
     model_config = ConfigDict(extra="forbid")
@@ -454,6 +454,7 @@ class AutoTagRunBody(BaseModel):
         default=None,
         ge=0.0,
         le=1.0,
+        allow_inf_nan=False,
         description="Tag a document only at this confidence or above (default: the "
         "server's `auto_tag_min_confidence`).",
     )

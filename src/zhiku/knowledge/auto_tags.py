@@ -31,7 +31,10 @@ def set_labels(zhiku: Zhiku, kb: KnowledgeBase, labels: Sequence[Label]) -> list
         raise InvalidInputError(f"at most {MAX_LABELS} labels per knowledge base", param="labels")
     checked: list[Label] = []
     for label in labels:
-        name = normalize_tag(label.name)
+        try:
+            name = normalize_tag(label.name)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"label: {exc}", param="labels") from None
         description = label.description.strip()
         if len(description) > MAX_DESCRIPTION_CHARS or any(
             not ch.isprintable() and ch not in "\n\t" for ch in description
