@@ -448,7 +448,7 @@ class DuplicateGroupOut(BaseModel):
     pairs: list[DuplicatePairOut]
     kinds: list[Literal["copy", "translation", "similar"]]
     score: float = Field(description="The group's weakest confirmed pair")
-    keep: int = Field(description="Position of the member kept by a resolve: most chunks, then oldest")
+    keep: int = Field(description="Position of the member kept by a resolve: oldest, then most chunks")
 
 
 class DuplicatesOut(BaseModel):
@@ -473,7 +473,7 @@ class DuplicatesResolve(JsonBody):
         default=None,
         max_length=1000,
         description="Documents to keep: only their groups are resolved. Without: every group keeps its member "
-        "with the most chunks (the oldest on a tie)",
+        "the oldest (most chunks on a tie)",
     )
 
 

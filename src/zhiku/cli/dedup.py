@@ -40,7 +40,7 @@ def dedup(
         False
     ),
     keep_one: Annotated[
-        bool, typer.Option("--keep-one", help="Keep one document per group (most chunks, then oldest); delete others.")
+        bool, typer.Option("--keep-one", help="Keep one document per group (oldest, then most chunks); delete others.")
     ] = False,
     limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_GROUPS, help="Most groups shown.")] = 100,
 ) -> None:

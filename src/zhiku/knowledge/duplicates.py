@@ -2,8 +2,9 @@
 re-saved versions, translations — found from document vectors or the chunks' cached vectors
 (:mod:`zhiku.pipeline.near_duplicates`), and keeping one document per group.
 
-Which one is kept: the document with the most chunks (the most complete: an edited copy usually lost text), the
-oldest on a tie (the original upload, the one links and citations point to).
+Which one is kept: the oldest document (the original upload: the one links, citations and people already point
+to; a copy or a translation usually came later), the one with more chunks on a tie. The number of chunks alone
+is a poor guide to the most complete text: a copy's typos or another tokenisation can add chunks to less text.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ def check_options(level: str, threshold: float | None, kinds: Sequence[str] | No
     """Validate a request's level, threshold and kinds; return the threshold to use (precise 400s otherwise)."""
     if level not in LEVELS:
         raise InvalidInputError(f"level must be one of {', '.join(LEVELS)}; got {level!r}", param="level")
+    for kind in kinds or ():
+        if kind not in KINDS:
+            raise InvalidInputError(f"kinds must be among {', '.join(KINDS)}; got {kind!r}", param="kinds")
     if threshold is None:
         return zhiku.settings.near_duplicate_threshold
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or threshold != threshold:
@@ -79,9 +83,6 @@ def check_options(level: str, threshold: float | None, kinds: Sequence[str] | No
         raise InvalidInputError(
             f"threshold must be between {MIN_THRESHOLD} and 1 (a cosine); got {threshold}", param="threshold"
         )
-    for kind in kinds or ():
-        if kind not in KINDS:
-            raise InvalidInputError(f"kinds must be among {', '.join(KINDS)}; got {kind!r}", param="kinds")
     return float(threshold)
 
 
@@ -159,7 +160,7 @@ def _member(document: Document, text: str, score: float) -> Member:
 
 def _group(group: Group, members: list[Member]) -> DuplicateGroup:
     position = {m: i for i, m in enumerate(group.members)}
-    keep = min(range(len(members)), key=lambda i: (-members[i].chunk_count, members[i].created_at))
+    keep = min(range(len(members)), key=lambda i: (members[i].created_at, -members[i].chunk_count))
     return DuplicateGroup(
         members=members,
         pairs=[GroupPair(position[p.left], position[p.right], p.score, p.kind) for p in group.pairs],
@@ -187,7 +188,7 @@ def keep_one_per_group(
 ) -> Resolution:
     """Delete all but one document of each near-duplicate group (found as :func:`find_duplicates` does).
 
-    Each group keeps its document with the most chunks (the oldest on a tie); with ``keep`` (document ids), only
+    Each group keeps its oldest document (the one with more chunks on a tie); with ``keep`` (document ids), only
     the groups holding one of them are resolved, and each keeps that one. ``NotFoundError`` when a ``keep`` id is
     in no group (nothing is deleted then); ``InvalidInputError`` when two of them are in one group.
     """

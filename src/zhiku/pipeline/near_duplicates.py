@@ -45,6 +45,9 @@ CROSS_LINGUAL_OFFSET = 0.17
 Chinese translation score 0.56-0.92 (median 0.79, 5th percentile 0.69), while an English and a Chinese paragraph
 of the same article that are not translations reach 0.75 at most (99th percentile 0.65)."""
 
+TRANSLATION_MARGIN = 0.05
+"""A translation pair must score within this of the best translation pair of each of its items."""
+
 COPY_SLACK = 0.10
 """Pairs of one script that share their wording (shingle Jaccard ≥ :data:`COPY_JACCARD`) are confirmed this much
 below the threshold: the wording confirms them, so copies with sentences dropped (cosine down to 0.82) are found."""
@@ -66,6 +69,7 @@ MAX_TEXT_CHARS = 20_000
 _BLOCK_CELLS = 8_000_000
 """Cells of one block of the cosine matrix (32 MB of float32): the rows per block are this over ``n``."""
 
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _PUNCT = re.compile(r"[\s\W_]+", re.UNICODE)
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _KANA = re.compile(r"[\u3040-\u30ff]")
@@ -133,6 +137,16 @@ def shingles(text: str) -> set[str]:
     return {flat[i : i + size] for i in range(len(flat) - size + 1)}
 
 
+def numbers(text: str) -> set[str]:
+    """The numbers written in digits in the text (thousands separators dropped): a translation keeps them."""
+    return {n.replace(",", "") for n in _NUMBER.findall(unicodedata.normalize("NFKC", text[:MAX_TEXT_CHARS]))}
+
+
+def numbers_agree(a: set[str], b: set[str]) -> bool | None:
+    """Whether two texts' numbers meet (None when one has none)."""
+    return bool(a & b) if a and b else None
+
+
 def jaccard(a: set[str], b: set[str]) -> float:
     """|a ∩ b| / |a ∪ b| (0 for two empty sets)."""
     union = len(a | b)
@@ -181,15 +195,24 @@ def candidate_pairs(
             yield i, j, float(block[a, b])
 
 
-def confirm(score: float, hints: tuple[str, str] | None, similarity: float | None, threshold: float) -> Kind | None:
+def confirm(
+    score: float,
+    hints: tuple[str, str] | None,
+    similarity: float | None,
+    threshold: float,
+    numbers_agree: bool | None = None,
+) -> Kind | None:
     """The kind of a candidate pair with full-vector cosine ``score``, or None when it is not confirmed.
 
-    ``hints`` are the two texts' script hints and ``similarity`` their shingle Jaccard (both None without texts).
+    ``hints`` are the two texts' script hints and ``similarity`` their shingle Jaccard (both None without texts);
+    ``numbers_agree`` whether they share a number (None when one of them has none: no evidence either way).
     """
     if hints is None or similarity is None:
         return "similar" if score >= threshold else None
     left, right = hints
     if left and right and left != right:
+        if numbers_agree is False and score < threshold:
+            return None  # both texts cite numbers, none in common: neighbours on one topic, not translations
         return "translation" if score >= threshold - CROSS_LINGUAL_OFFSET else None
     if similarity >= COPY_JACCARD and score >= threshold - COPY_SLACK:
         return "copy"
@@ -222,23 +245,40 @@ def near_duplicate_pairs(
         ]
     hints = [script_hint(text) for text in texts] if texts is not None else None
     shingle_sets: dict[int, set[str]] = {}
+    number_sets: dict[int, set[str]] = {}
     pairs: list[Pair] = []
     for i, j, score in candidates:
         if score < minimum:
             continue
-        similarity = None
+        similarity = agree = None
         pair_hints = None
         if texts is not None and hints is not None:
             for k in (i, j):
                 if k not in shingle_sets:
-                    shingle_sets[k] = shingles(texts[k])
+                    shingle_sets[k], number_sets[k] = shingles(texts[k]), numbers(texts[k])
             similarity = jaccard(shingle_sets[i], shingle_sets[j])
+            agree = numbers_agree(number_sets[i], number_sets[j])
             pair_hints = (hints[i], hints[j])
-        kind = confirm(score, pair_hints, similarity, threshold)
+        kind = confirm(score, pair_hints, similarity, threshold, agree)
         if kind is not None:
             pairs.append(Pair(i, j, score, similarity, kind))
+    pairs = best_translations(pairs)
     pairs.sort(key=lambda p: (-p.score, p.left, p.right))
     return pairs
+
+
+def best_translations(pairs: Sequence[Pair]) -> list[Pair]:
+    """``pairs`` without the translations that are not (within :data:`TRANSLATION_MARGIN`) the best translation of
+    both their items: another paragraph of the same article in the other language can score as high as a
+    translation does, but not higher than the translation itself."""
+    best: dict[int, float] = {}
+    for pair in pairs:
+        if pair.kind == "translation":
+            for item in (pair.left, pair.right):
+                best[item] = max(best.get(item, -1.0), pair.score)
+    return [
+        p for p in pairs if p.kind != "translation" or p.score >= max(best[p.left], best[p.right]) - TRANSLATION_MARGIN
+    ]
 
 
 def group_pairs(pairs: Sequence[Pair]) -> list[Group]:
@@ -283,10 +323,14 @@ def matches_of(
         return []
     found: list[tuple[int, float, Kind]] = []
     if text is not None and other_texts is not None:
-        own_hint, own_shingles = script_hint(text), shingles(text)
+        own_hint, own_shingles, own_numbers = script_hint(text), shingles(text), numbers(text)
         for row, other in zip(rows, other_texts(rows), strict=True):
             kind = confirm(
-                float(scores[row]), (own_hint, script_hint(other)), jaccard(own_shingles, shingles(other)), threshold
+                float(scores[row]),
+                (own_hint, script_hint(other)),
+                jaccard(own_shingles, shingles(other)),
+                threshold,
+                numbers_agree(own_numbers, numbers(other)),
             )
             if kind is not None:
                 found.append((row, float(scores[row]), kind))
