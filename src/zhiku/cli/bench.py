@@ -366,11 +366,11 @@ def bench_duplicates_command(
     from XQuAD, ingested through the real pipeline, and the time to group 10,000 chunks."""
     from zhiku.bench.duplicates import bench_duplicates, render  # (see bench embed)
 
-    items, seconds, scores, timings = bench_duplicates(evaldata, get_settings(), threshold or [0.80, 0.85, 0.90])
-    table = render(items, seconds, scores, timings)
+    runs, timings = bench_duplicates(evaldata, get_settings(), threshold or [0.80, 0.85, 0.90])
+    table = render(runs, timings)
     out.print(table)
     notes = (
-        "set: XQuAD en/zh first paragraphs as translation pairs and seeded edited copies (a sentence dropped, two "
+        "sets: XQuAD en/zh paragraphs as translation pairs and seeded edited copies (a sentence dropped, two "
         "swapped, a typo every 80 characters), other paragraphs of the same articles as negatives; default model, "
         "64-token chunks, SQLite + Qdrant Edge; the 10,000-chunk timing is of the algorithm on synthetic vectors"
     )

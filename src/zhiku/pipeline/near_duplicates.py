@@ -10,7 +10,10 @@ Pure: ids, L2-normalised vectors and (optionally) texts in, pairs and groups out
    character shingles (CJK-aware: 3-grams for CJK text, 5-grams otherwise, whitespace and punctuation dropped):
 
    - ``translation``: the two texts are in different scripts; confirmed from ``threshold - CROSS_LINGUAL_OFFSET``,
-     since a multilingual model puts a text and its translation less close than a text and its edited copy;
+     since a multilingual model puts a text and its translation less close than a text and its edited copy; but
+     below ``threshold`` not when both texts write numbers and share none (a translation keeps its numbers), and
+     only when the pair is, within :data:`TRANSLATION_MARGIN`, the best translation of both its items (another
+     paragraph of the same article in the other language can score as high as a translation, not higher than it);
    - ``copy``: same script and shingle Jaccard ≥ :data:`COPY_JACCARD`; confirmed from ``threshold - COPY_SLACK``
      (the shared wording confirms what a slightly lower cosine suggests: copies with a few sentences dropped);
    - ``similar``: same script, little shared wording (a paraphrase, or a translation between two languages of one
