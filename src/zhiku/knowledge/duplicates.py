@@ -59,7 +59,8 @@ class GroupPair:
 
 @dataclass(frozen=True)
 class DuplicateGroup:
-    """Members that say the same thing; ``keep`` is the position of the one to keep (documents level)."""
+    """Members that say the same thing, oldest first; ``keep`` is the position of the one a resolve keeps (the
+    first: the oldest, the one with more chunks on a tie)."""
 
     members: list[Member]
     pairs: list[GroupPair]
@@ -159,14 +160,20 @@ def _member(document: Document, text: str, score: float) -> Member:
 
 
 def _group(group: Group, members: list[Member]) -> DuplicateGroup:
-    position = {m: i for i, m in enumerate(group.members)}
-    keep = min(range(len(members)), key=lambda i: (members[i].created_at, -members[i].chunk_count))
+    """The group with its members oldest first (the one kept first), pairs by their members' new positions."""
+    order = sorted(range(len(members)), key=lambda i: (members[i].created_at, -members[i].chunk_count, i))
+    position = {group.members[old]: new for new, old in enumerate(order)}
     return DuplicateGroup(
-        members=members,
-        pairs=[GroupPair(position[p.left], position[p.right], p.score, p.kind) for p in group.pairs],
+        members=[members[old] for old in order],
+        pairs=[
+            GroupPair(
+                min(position[p.left], position[p.right]), max(position[p.left], position[p.right]), p.score, p.kind
+            )
+            for p in group.pairs
+        ],
         kinds=group.kinds,
         score=group.score,
-        keep=keep,
+        keep=0,
     )
 
 
