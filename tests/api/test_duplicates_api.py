@@ -81,7 +81,7 @@ def test_duplicates_api_cli_and_resolve(server: tuple[str, Path], evaldata: Path
         for params, param in [({"threshold": "2"}, "threshold"), ({"threshold": "0.2"}, "threshold"),
                               ({"threshold": "nan"}, "threshold"), ({"threshold": "abc"}, "threshold"),
                               ({"level": "pages"}, "level"), ({"level": "x" * 50}, "level"),
-                              ({"kinds": "twin"}, "kinds"), ({"limit": "0"}, "limit")]:  # fmt: skip
+                              ({"kinds": "twin"}, "kinds.0"), ({"limit": "0"}, "limit")]:  # fmt: skip
             refused = http.get(f"{base}/duplicates", params=params)
             assert refused.status_code == 400, (params, refused.text)
             assert refused.json()["error"]["param"] in (param, f"query.{param}"), (params, refused.text)

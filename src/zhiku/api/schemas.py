@@ -465,7 +465,9 @@ class DuplicatesResolve(JsonBody):
 
     model_config = ConfigDict(extra="forbid")
 
-    threshold: float | None = Field(default=None, description="As for the list (default: the server's setting)")
+    threshold: float | None = Field(
+        default=None, ge=0.5, le=1.0, description="As for the list (default: the server's setting)"
+    )
     kinds: list[Literal["copy", "translation", "similar"]] | None = Field(
         default=None, description="Only pairs of these kinds join groups (default: all)"
     )

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from zhiku.cli.common import find_server, open_zhiku, out
+from zhiku.config import get_settings
 from zhiku.knowledge.bases import get_knowledge_base
 from zhiku.knowledge.duplicates import MAX_GROUPS, check_options, find_duplicates, keep_one_per_group
 
@@ -49,6 +50,7 @@ def dedup(
     level = "chunks" if chunks else "documents"
     if keep_one and chunks:
         raise typer.BadParameter("--keep-one deletes documents: use it without --chunks", param_hint="--keep-one")
+    cut = check_options(level, threshold, kind, get_settings().near_duplicate_threshold)  # refused before anything
     server = find_server()
     resolved: dict[str, Any] | None = None
     if server is not None:
@@ -61,7 +63,6 @@ def dedup(
                 resolved = server.resolve_duplicates(kb_id, {k: v for k, v in body.items() if v is not None})
     else:
         with open_zhiku() as zhiku:
-            cut = check_options(level, threshold, kind, zhiku)
             kb = get_knowledge_base(zhiku, kb_name)
             listed = find_duplicates(zhiku, kb, level=level, threshold=cut, kinds=kind, limit=limit)
             groups = _json([asdict(g) for g in listed])

@@ -69,15 +69,16 @@ class DuplicateGroup:
     keep: int
 
 
-def check_options(level: str, threshold: float | None, kinds: Sequence[str] | None, zhiku: Zhiku) -> float:
-    """Validate a request's level, threshold and kinds; return the threshold to use (precise 400s otherwise)."""
+def check_options(level: str, threshold: float | None, kinds: Sequence[str] | None, default: float) -> float:
+    """Validate a request's level, threshold and kinds; return the threshold to use (``default`` when none is
+    given; precise 400s otherwise)."""
     if level not in LEVELS:
         raise InvalidInputError(f"level must be one of {', '.join(LEVELS)}; got {level!r}", param="level")
     for kind in kinds or ():
         if kind not in KINDS:
             raise InvalidInputError(f"kinds must be among {', '.join(KINDS)}; got {kind!r}", param="kinds")
     if threshold is None:
-        return zhiku.settings.near_duplicate_threshold
+        return default
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or threshold != threshold:
         raise InvalidInputError("threshold must be a number", param="threshold")
     if not MIN_THRESHOLD <= threshold <= 1.0:
@@ -99,7 +100,7 @@ def find_duplicates(
     """The near-duplicate groups of ``kb``'s ready documents (``level="documents"``, from document vectors) or of
     their chunks (``"chunks"``, chunk vectors from the embedding cache; chunks of one document are not compared),
     largest first. ``kinds`` keeps only pairs of those kinds (``copy``, ``translation``, ``similar``)."""
-    cut = check_options(level, threshold, kinds, zhiku)
+    cut = check_options(level, threshold, kinds, zhiku.settings.near_duplicate_threshold)
     if level == "chunks":
         return _chunk_groups(zhiku, kb, cut, kinds, limit)
     ids, matrix = document_vectors(zhiku, kb)

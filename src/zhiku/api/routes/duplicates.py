@@ -18,7 +18,15 @@ from zhiku.api.schemas import (
     DuplicatesResolved,
 )
 from zhiku.knowledge.bases import get_knowledge_base
-from zhiku.knowledge.duplicates import MAX_GROUPS, check_options, find_duplicates, keep_one_per_group
+from zhiku.knowledge.duplicates import (
+    MAX_GROUPS,
+    MIN_THRESHOLD,
+    Level,
+    check_options,
+    find_duplicates,
+    keep_one_per_group,
+)
+from zhiku.pipeline.near_duplicates import Kind
 
 router = APIRouter(prefix="/api/v1/knowledge-bases/{kb_id}", tags=["duplicates"])
 
@@ -28,23 +36,22 @@ def duplicates(
     kb_id: str,
     state: State,
     principal: Reader,
-    level: Annotated[str, Query(max_length=20, description="documents or chunks")] = "documents",
+    level: Annotated[Level, Query(description="documents, or chunks (of different documents)")] = "documents",
     threshold: Annotated[
-        float | None, Query(description="Cosine from 0.5 to 1 (default: the server's near_duplicate_threshold)")
+        float | None,
+        Query(ge=MIN_THRESHOLD, le=1.0, description="Cosine from 0.5 to 1 (default: setting near_duplicate_threshold)"),
     ] = None,
-    kinds: Annotated[
-        list[str] | None, Query(max_length=3, description="Only pairs of these kinds: copy, translation, similar")
-    ] = None,
+    kinds: Annotated[list[Kind] | None, Query(max_length=3, description="Only pairs of these kinds")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_GROUPS, description="Most groups returned, largest first")] = 100,
 ) -> DuplicatesOut:
     """Groups of documents (or of chunks of different documents) that say the same thing: edited copies, re-saved
     versions, translations."""
     kb = get_knowledge_base(state.zhiku, kb_id, principal.tenant_id)
-    cut = check_options(level, threshold, kinds, state.zhiku)
+    cut = check_options(level, threshold, kinds, state.zhiku.settings.near_duplicate_threshold)
     groups = find_duplicates(state.zhiku, kb, level=level, threshold=cut, kinds=kinds, limit=limit)
     return DuplicatesOut(
         knowledge_base_id=kb.id,
-        level="chunks" if level == "chunks" else "documents",
+        level=level,
         threshold=cut,
         groups=[DuplicateGroupOut.model_validate(asdict(group)) for group in groups],
     )
