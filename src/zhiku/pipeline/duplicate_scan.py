@@ -140,22 +140,22 @@ def flag_near_duplicates(
     own_texts = document_texts(zhiku, new)
     flags: dict[str, list[Flag]] = {}
     for document_id in new:
-        others = [i for i in range(len(ids)) if ids[i] != document_id]
 
-        def texts_of(rows: list[int], others: list[int] = others) -> list[str]:
-            wanted = [ids[others[row]] for row in rows]
+        def texts_of(rows: list[int]) -> list[str]:
+            wanted = [ids[row] for row in rows]
             found = document_texts(zhiku, wanted)
             return [found.get(w, "") for w in wanted]
 
         matches = matches_of(
             matrix[index[document_id]],
-            matrix[others] if others else np.zeros((0, matrix.shape[1]), dtype=np.float32),
+            matrix,
             threshold=threshold,
             text=own_texts.get(document_id, ""),
             other_texts=texts_of,
+            exclude=index[document_id],
         )[:MAX_FLAGS]
         if matches:
-            flags[document_id] = [Flag(ids[others[row]], "", score, kind) for row, score, kind in matches]
+            flags[document_id] = [Flag(ids[row], "", score, kind) for row, score, kind in matches]
     _record(zhiku, jobs_by_document, new, flags)
     return flags
 

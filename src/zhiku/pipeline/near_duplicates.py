@@ -314,12 +314,16 @@ def matches_of(
     threshold: float = DEFAULT_THRESHOLD,
     text: str | None = None,
     other_texts: Callable[[list[int]], list[str]] | None = None,
+    exclude: int | None = None,
 ) -> list[tuple[int, float, Kind]]:
     """The rows of ``others`` that nearly duplicate ``vector`` (one 1 × n product): (row, cosine, kind), best
-    first. ``other_texts`` fetches the texts of the candidate rows only (a kb's texts are not all read)."""
+    first. ``other_texts`` fetches the texts of the candidate rows only (a kb's texts are not all read); row
+    ``exclude`` (the vector's own row in ``others``) is left out."""
     if len(others) == 0:
         return []
     scores = unit_rows(others) @ unit_rows(vector.reshape(1, -1))[0]
+    if exclude is not None:
+        scores[exclude] = -np.inf
     with_texts = text is not None and other_texts is not None
     rows = [int(i) for i in np.nonzero(scores >= floor(threshold, with_texts))[0]]
     if not rows:
