@@ -366,8 +366,8 @@ def bench_duplicates_command(
     from XQuAD, ingested through the real pipeline, and the time to group 10,000 chunks."""
     from zhiku.bench.duplicates import bench_duplicates, render  # (see bench embed)
 
-    runs, timings = bench_duplicates(evaldata, get_settings(), threshold or [0.80, 0.85, 0.90])
-    table = render(runs, timings)
+    runs, timings, stored = bench_duplicates(evaldata, get_settings(), threshold or [0.80, 0.85, 0.90])
+    table = render(runs, timings, stored)
     out.print(table)
     notes = (
         "sets: XQuAD en/zh paragraphs as translation pairs and seeded edited copies (a sentence dropped, two "

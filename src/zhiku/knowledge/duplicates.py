@@ -14,9 +14,11 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from sqlalchemy import select
+
 from zhiku.core import Zhiku
 from zhiku.errors import InvalidInputError, NotFoundError
-from zhiku.knowledge.documents import delete_document, documents_by_id
+from zhiku.knowledge.documents import delete_document
 from zhiku.pipeline.document_vectors import document_vectors
 from zhiku.pipeline.duplicate_scan import chunk_vectors, document_texts, is_matryoshka
 from zhiku.pipeline.near_duplicates import KINDS, Group, Kind, group_pairs, near_duplicate_pairs, script_hint
@@ -109,7 +111,7 @@ def find_duplicates(
         matrix, threshold=cut, texts=[texts.get(i, "") for i in ids], matryoshka=is_matryoshka(kb)
     )
     groups = group_pairs([p for p in pairs if not kinds or p.kind in kinds])[:limit]
-    documents = documents_by_id(zhiku, {ids[m] for g in groups for m in g.members})
+    documents = _documents(zhiku, {ids[m] for g in groups for m in g.members})
     found: list[DuplicateGroup] = []
     for group in groups:
         if not all(ids[m] in documents for m in group.members):
@@ -131,7 +133,7 @@ def _chunk_groups(
         matryoshka=is_matryoshka(kb),
     )
     groups = group_pairs([p for p in pairs if not kinds or p.kind in kinds])[:limit]
-    documents = documents_by_id(zhiku, {chunks[m].document_id for g in groups for m in g.members})
+    documents = _documents(zhiku, {chunks[m].document_id for g in groups for m in g.members})
     found: list[DuplicateGroup] = []
     for group in groups:
         if not all(chunks[m].document_id in documents for m in group.members):
@@ -144,6 +146,17 @@ def _chunk_groups(
                 Member(**{**base.__dict__, "chunk_id": chunk.id, "ordinal": chunk.ordinal, "page": chunk.page_start})
             )
         found.append(_group(group, members))
+    return found
+
+
+def _documents(zhiku: Zhiku, document_ids: Collection[str]) -> dict[str, Document]:
+    """The documents of ``document_ids`` that exist, by id (a few queries, not one per document)."""
+    ids = list(document_ids)
+    found: dict[str, Document] = {}
+    with zhiku.db.session() as session:
+        for start in range(0, len(ids), 500):
+            batch = ids[start : start + 500]
+            found.update((d.id, d) for d in session.scalars(select(Document).where(Document.id.in_(batch))))
     return found
 
 
@@ -220,7 +233,7 @@ def keep_one_per_group(
     for group, index in chosen:
         kept.append(group.members[index])
         others = [m for i, m in enumerate(group.members) if i != index]
-        documents = documents_by_id(zhiku, [m.document_id for m in others])
+        documents = _documents(zhiku, [m.document_id for m in others])
         for member in others:
             if member.document_id in documents:
                 delete_document(zhiku, kb, documents[member.document_id])

@@ -130,11 +130,11 @@ def script_hint(text: str) -> str:
     return "latin" if latin else ""
 
 
-def shingles(text: str) -> set[str]:
+def shingles(text: str, hint: str | None = None) -> set[str]:
     """Character shingles of the text, normalised (NFKC, lower case, no whitespace or punctuation): 3-grams for
-    CJK text (a character is about a word), 5-grams otherwise."""
+    CJK text (a character is about a word), 5-grams otherwise. ``hint``: the text's :func:`script_hint`, if known."""
     flat = _PUNCT.sub("", unicodedata.normalize("NFKC", text[:MAX_TEXT_CHARS]).lower())
-    size = 3 if script_hint(text) in ("zh", "ja", "ko") else 5
+    size = 3 if (hint if hint is not None else script_hint(text)) in ("zh", "ja", "ko") else 5
     if len(flat) <= size:
         return {flat} if flat else set()
     return {flat[i : i + size] for i in range(len(flat) - size + 1)}
@@ -246,7 +246,7 @@ def near_duplicate_pairs(
         candidates = [
             (i, j, float(full[i] @ full[j])) for i, j, _ in candidate_pairs(coarse, minimum - COARSE_SLACK, owners)
         ]
-    hints = [script_hint(text) for text in texts] if texts is not None else None
+    hints: dict[int, str] = {}  # of the candidates' texts only, as their shingles and numbers
     shingle_sets: dict[int, set[str]] = {}
     number_sets: dict[int, set[str]] = {}
     pairs: list[Pair] = []
@@ -255,10 +255,11 @@ def near_duplicate_pairs(
             continue
         similarity = agree = None
         pair_hints = None
-        if texts is not None and hints is not None:
+        if texts is not None:
             for k in (i, j):
                 if k not in shingle_sets:
-                    shingle_sets[k], number_sets[k] = shingles(texts[k]), numbers(texts[k])
+                    hints[k] = script_hint(texts[k])
+                    shingle_sets[k], number_sets[k] = shingles(texts[k], hints[k]), numbers(texts[k])
             similarity = jaccard(shingle_sets[i], shingle_sets[j])
             agree = numbers_agree(number_sets[i], number_sets[j])
             pair_hints = (hints[i], hints[j])
@@ -330,12 +331,14 @@ def matches_of(
         return []
     found: list[tuple[int, float, Kind]] = []
     if text is not None and other_texts is not None:
-        own_hint, own_shingles, own_numbers = script_hint(text), shingles(text), numbers(text)
+        own_hint = script_hint(text)
+        own_shingles, own_numbers = shingles(text, own_hint), numbers(text)
         for row, other in zip(rows, other_texts(rows), strict=True):
+            other_hint = script_hint(other)
             kind = confirm(
                 float(scores[row]),
-                (own_hint, script_hint(other)),
-                jaccard(own_shingles, shingles(other)),
+                (own_hint, other_hint),
+                jaccard(own_shingles, shingles(other, other_hint)),
                 threshold,
                 numbers_agree(own_numbers, numbers(other)),
             )
