@@ -316,6 +316,29 @@ class Client:
         """Delete a document."""
         self.request("DELETE", f"/api/v1/knowledge-bases/{_part(kb_id)}/documents/{_part(document_id)}")
 
+    def duplicates(
+        self,
+        kb_id: str,
+        *,
+        level: str = "documents",
+        threshold: float | None = None,
+        kinds: list[str] | None = None,
+        limit: int = 100,
+    ) -> dict[str, Any]:
+        """A knowledge base's near-duplicate groups (``DuplicatesOut``)."""
+        params: dict[str, Any] = {"level": level, "limit": limit}
+        if threshold is not None:
+            params["threshold"] = threshold
+        if kinds:
+            params["kinds"] = kinds
+        path = f"/api/v1/knowledge-bases/{_part(kb_id)}/duplicates"
+        return dict(self.request("GET", path, params=params, timeout=UPLOAD_TIMEOUT))
+
+    def resolve_duplicates(self, kb_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Keep one document per near-duplicate group (a ``DuplicatesResolve`` body); what was kept and deleted."""
+        path = f"/api/v1/knowledge-bases/{_part(kb_id)}/duplicates/resolve"
+        return dict(self.request("POST", path, json=body, timeout=UPLOAD_TIMEOUT))
+
     # sources
 
     def add_source(self, kb_id: str, url: str, ref: str | None = None) -> dict[str, Any]:

@@ -402,6 +402,19 @@ class Settings(BaseSettings):
     tenant_quota_bytes: int | None = Field(
         default=None, ge=0, description="Most bytes of documents one tenant may store; empty = unlimited."
     )
+    near_duplicate_threshold: float = Field(
+        default=0.85,
+        ge=0.5,
+        le=1.0,
+        description="Cosine from which two documents (or chunks) of one script are near-duplicates (`zhiku dedup`, "
+        "the duplicates API, the check at ingestion); edited copies that share their wording count from 0.10 "
+        "lower, translations from 0.17 lower. See docs/duplicates.md for how these were measured.",
+    )
+    near_duplicate_check: bool = Field(
+        default=True,
+        description="Compare each newly ingested document with the knowledge base's others and flag near-duplicates "
+        "in its job's outcome and its warnings (never refused).",
+    )
     reranker: str | None = Field(
         default=None,
         description="Reranker used when a search asks for `rerank` (API/UI): `qwen3-reranker-0.6b`, a local "

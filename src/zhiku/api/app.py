@@ -26,6 +26,7 @@ from zhiku.api.routes import (
     auto_tags,
     chat,
     documents,
+    duplicates,
     embeddings,
     health,
     jobs,
@@ -134,7 +135,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     app.state.zhiku = state
     install_error_handlers(app)
     app.include_router(health.router)
-    for module in (embeddings, models, knowledge_bases, documents, auto_tags, jobs, keys, chat, sources):
+    for module in (embeddings, models, knowledge_bases, documents, auto_tags, duplicates, jobs, keys, chat, sources):
         app.include_router(module.router, responses=ERROR_RESPONSES)
 
     app.router.routes.append(mcp.route())  # MCP over streamable HTTP (zhiku.api.mcp)

@@ -466,3 +466,73 @@ class AutoTagRunOut(BaseModel):
     documents: int = Field(description="Ready documents looked at.")
     tagged: int = Field(description="Documents that got a tag.")
     by_label: dict[str, int] = Field(description="Documents per tag.")
+
+
+class DuplicateMemberOut(BaseModel):
+    """A document (or one of its chunks) in a near-duplicate group."""
+
+    document_id: str
+    filename: str
+    title: str | None
+    language: str = Field(description="Script hint of its text: zh, ja, ko, latin, or empty")
+    score: float = Field(description="Its highest cosine with another member of the group")
+    chunk_count: int
+    created_at: dt.datetime
+    text: str = Field(description="The beginning of its text (the chunk's text at the chunks level)")
+    chunk_id: str | None = None
+    ordinal: int | None = None
+    page: int | None = None
+
+
+class DuplicatePairOut(BaseModel):
+    """Two members (positions in ``members``) and how they are near-duplicates."""
+
+    left: int
+    right: int
+    score: float
+    kind: Literal["copy", "translation", "similar"]
+
+
+class DuplicateGroupOut(BaseModel):
+    """Documents (or chunks) that say the same thing."""
+
+    members: list[DuplicateMemberOut]
+    pairs: list[DuplicatePairOut]
+    kinds: list[Literal["copy", "translation", "similar"]]
+    score: float = Field(description="The group's weakest confirmed pair")
+    keep: int = Field(description="Position of the member kept by a resolve: oldest, then most chunks")
+
+
+class DuplicatesOut(BaseModel):
+    """A knowledge base's near-duplicate groups."""
+
+    knowledge_base_id: str
+    level: Literal["documents", "chunks"]
+    threshold: float
+    groups: list[DuplicateGroupOut]
+
+
+class DuplicatesResolve(JsonBody):
+    """Keep one document per near-duplicate group, delete the others."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float | None = Field(
+        default=None, ge=0.5, le=1.0, description="As for the list (default: the server's setting)"
+    )
+    kinds: list[Literal["copy", "translation", "similar"]] | None = Field(
+        default=None, description="Only pairs of these kinds join groups (default: all)"
+    )
+    keep: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        default=None,
+        max_length=1000,
+        description="Documents to keep: only their groups are resolved. Without: every group keeps its member "
+        "the oldest (most chunks on a tie)",
+    )
+
+
+class DuplicatesResolved(BaseModel):
+    """What a resolve kept and deleted."""
+
+    kept: list[DuplicateMemberOut]
+    deleted: list[DuplicateMemberOut]

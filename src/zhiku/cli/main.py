@@ -27,6 +27,7 @@ from zhiku import __version__
 from zhiku.bench.report import append_report
 from zhiku.cli.bench import bench_app
 from zhiku.cli.common import err, out, quiet_libraries
+from zhiku.cli.dedup import dedup
 from zhiku.cli.ingest import ingest, reindex
 from zhiku.cli.jobs import jobs_app
 from zhiku.cli.kb import docs_app, kb_app, search_command
@@ -495,6 +496,7 @@ app.command("sync")(sync)
 app.add_typer(sources_app, name="sources")
 app.command("watch")(watch)
 app.command("search")(search_command)
+app.command("dedup")(dedup)
 app.command("mcp")(mcp_command)
 app.add_typer(bench_app, name="bench")
 
