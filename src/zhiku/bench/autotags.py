@@ -104,10 +104,10 @@ def score_corpus(
     zhiku: Zhiku, name: str, paragraphs: list[tuple[str, str, str]], folder: Path, min_confidence: float
 ) -> TagScore:
     """Ingest ``paragraphs`` into a new knowledge base ``name``, tag them, score the tags."""
-    kb = create_knowledge_base(zhiku, name)
+    kb = create_knowledge_base(zhiku, name.replace("+", "-"))
     files = []
     for paragraph_id, text, _ in paragraphs:
-        path = folder / name / f"{paragraph_id}.txt"
+        path = folder / kb.name / f"{paragraph_id}.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         files.append(NewFile(path=path, filename=path.name, source=str(path)))
