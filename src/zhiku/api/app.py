@@ -22,7 +22,18 @@ from zhiku.api.limits import BodySizeLimit
 from zhiku.api.mcp import McpEndpoint
 from zhiku.api.metrics import Metrics, MetricsMiddleware
 from zhiku.api.ratelimit import RateLimiter
-from zhiku.api.routes import chat, documents, embeddings, health, jobs, keys, knowledge_bases, models, sources
+from zhiku.api.routes import (
+    chat,
+    documents,
+    embeddings,
+    health,
+    jobs,
+    keys,
+    knowledge_bases,
+    models,
+    sources,
+    topics,
+)
 from zhiku.api.schemas import ERROR_RESPONSES
 from zhiku.api.security import SecurityHeaders
 from zhiku.config import Settings, get_settings
@@ -123,7 +134,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     app.state.zhiku = state
     install_error_handlers(app)
     app.include_router(health.router)
-    for module in (embeddings, models, knowledge_bases, documents, jobs, keys, chat, sources):
+    for module in (embeddings, models, knowledge_bases, documents, jobs, keys, chat, sources, topics):
         app.include_router(module.router, responses=ERROR_RESPONSES)
 
     app.router.routes.append(mcp.route())  # MCP over streamable HTTP (zhiku.api.mcp)

@@ -33,6 +33,7 @@ from zhiku.cli.kb import docs_app, kb_app, search_command
 from zhiku.cli.keys import keys_app
 from zhiku.cli.mcp import mcp_command
 from zhiku.cli.sync import sources_app, sync
+from zhiku.cli.topics import topics_command
 from zhiku.cli.watch import watch
 from zhiku.client import (
     ServerRecord,
@@ -495,6 +496,7 @@ app.command("watch")(watch)
 app.command("search")(search_command)
 app.command("mcp")(mcp_command)
 app.add_typer(bench_app, name="bench")
+app.command("topics")(topics_command)
 
 
 @app.command()
