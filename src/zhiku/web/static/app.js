@@ -3,6 +3,7 @@ import { api, ApiError, fetchFile, readEvents, settings } from "/static/api.js";
 import { clearError, folderOf, formatDate, formatSize, h, marked, message, navigation, page, rich, showError,
   statusBadge } from "/static/dom.js";
 import { language, plural, setLanguage, t, translateStatic } from "/static/i18n.js";
+import { renderTopics } from "/static/topics.js";
 
 // the server's search limits (zhiku.search.options TOP_K and MAX_TOP_K; tests/web/test_limits.py keeps them equal)
 const TOP_K = 10;
@@ -278,7 +279,8 @@ async function renderDocs(kbId) {
     sourceList, addForm);
 
   page(t("docs.title", { name: kb.name }), drop, sources,
-    h("p", {}, h("a", { href: `#/search?kb=${kb.id}` }, t("docs.search"))), table);
+    h("p", { class: "row" }, h("a", { href: `#/search?kb=${kb.id}` }, t("docs.search")),
+      h("a", { href: `#/kb/${kb.id}/topics` }, t("topics.open"))), table);
   api(`${base}/sources`).then((list) => { for (const source of list) sourceList.append(sourceItem(source).item); })
     .catch(showError);
 
@@ -528,7 +530,8 @@ async function refresh() {
     current ? link.setAttribute("aria-current", "page") : link.removeAttribute("aria-current");
   }
   try {
-    if (path.startsWith("/kb/")) await renderDocs(decodeURIComponent(path.slice(4)));
+    if (/^\/kb\/[^/]+\/topics$/.test(path)) await renderTopics(decodeURIComponent(path.slice(4, -7)), params);
+    else if (path.startsWith("/kb/")) await renderDocs(decodeURIComponent(path.slice(4)));
     else if (path === "/search") await renderSearch(params);
     else if (path === "/chat") await renderChat();
     else if (path === "/settings") renderSettings();
