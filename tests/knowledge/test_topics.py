@@ -242,3 +242,42 @@ def test_the_api_and_the_cli_and_hostile_inputs(tmp_path: Path, evaldata: Path) 
                                  capture_output=True, text=True, timeout=300)  # fmt: skip
         assert refused.returncode == 2
         assert "clusters must be between 2 and 100" in refused.stderr
+
+
+def test_an_instruction_aware_model_clusters_query_vectors_of_the_clustering_instruction(
+    tiny_qwen3: Path, tmp_path: Path
+) -> None:
+    """Qwen3 documents carry no instruction; the map embeds their leading text as queries with the clustering
+    instruction, once (cached). The tiny model is random: this checks the mechanics, not the clusters."""
+    from sqlalchemy import func
+
+    from zhiku.knowledge.topics import clustering_vectors
+    from zhiku.pipeline.document_vectors import document_vectors
+    from zhiku.storage.models import EmbeddingCacheEntry
+
+    zhiku = Zhiku(Settings(home=tmp_path / "home"))
+    try:
+        kb = create_knowledge_base(zhiku, "qwen", model=str(tiny_qwen3))
+        texts = [f"Document {i} is about topic {i % 3}." for i in range(9)]
+        for index, text in enumerate(texts):
+            path = tmp_path / f"{index}.txt"
+            path.write_text(text, encoding="utf-8")
+            register_file(zhiku, kb, path)
+        run_all(zhiku)
+        found = topic_map(zhiku, kb, clusters=3)
+        assert found.vectors == "clustering-instruction"
+        assert len(found.clusters) == 3
+        ids, pooled = document_vectors(zhiku, kb)
+        vectors = clustering_vectors(zhiku, kb, ids)
+        embedder = zhiku.embedder_for(kb)
+        with zhiku.db.session() as session:
+            key = f"{kb.embedding_model}|{kb.dimension}|clustering"
+            assert session.scalar(select(func.count()).where(EmbeddingCacheEntry.model_key == key)) == 9
+        order = {d.id: d.filename for d in found.documents}
+        expected = embedder.embed(
+            [texts[int(order[i].split(".")[0])] for i in ids], input_type="query", instruction="clustering"
+        ).vectors
+        np.testing.assert_allclose(vectors, expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-4)
+        assert not np.allclose(vectors, pooled, atol=1e-3)  # not the documents' own (instruction-less) vectors
+    finally:
+        zhiku.close()

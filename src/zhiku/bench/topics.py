@@ -7,8 +7,8 @@ asked for; in the mixed knowledge base, the share of paragraphs whose translatio
 
 Time: a 10,000-chunk knowledge base made directly in the metadata database (documents, chunks with XQuAD texts,
 and *synthetic* document vectors around 50 random topic directions: the vectors are for timing only, their
-clusters mean nothing), mapped (vectors, clustering, names, layout) first in a fresh process (which imports
-scikit-learn and loads jieba's dictionary), then again as after a change of the documents, then from the cache.
+clusters mean nothing), mapped (vectors, clustering, names, layout), then again as after a change of the
+documents, then from the cache. The quality part runs first, so scikit-learn and jieba are loaded by then.
 """
 
 from __future__ import annotations
@@ -256,7 +256,7 @@ def quality_table(rows: list[QualityRow]) -> str:
 def time_table(rows: list[TimeRow]) -> str:
     """The time rows as a Markdown table."""
     lines = [
-        "| documents | chunks | clusters (auto) | first map of the process | a new map | from the cache |",
+        "| documents | chunks | clusters (auto) | first map | computed again | from the cache |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:

@@ -376,7 +376,9 @@ def bench_topics_command(
     out.print(timing)
     notes = (
         "synthetic document vectors (50 random topic directions + noise; for timing only), real chunk texts "
-        "(XQuAD) for the names, SQLite; first map = vectors, clustering, names and layout; then the cached map"
+        "(XQuAD) for the names, SQLite; a map = vectors, clustering, names and layout; computed again = as after a "
+        "change of the documents; scikit-learn and jieba were loaded by the quality part before (about 5 s once per "
+        "process, paid by its first map)"
     )
     append_report(output, f"topic map time, {chunks:,} chunks", timing, notes)
     err.print(f"appended to {output}")
