@@ -24,7 +24,7 @@ from zhiku.config import Settings
 from zhiku.core import Zhiku
 from zhiku.errors import InvalidInputError
 from zhiku.knowledge.bases import create_knowledge_base
-from zhiku.knowledge.documents import register_file
+from zhiku.knowledge.documents import delete_document, get_document, register_file
 from zhiku.knowledge.topics import MAX_CLUSTERS, cluster_terms, name_terms, topic_map
 from zhiku.pipeline.tasks import job_runner
 from zhiku.storage.models import Job, KnowledgeBase
@@ -162,6 +162,10 @@ def test_the_map_is_cached_until_the_documents_change(built: Built, evaldata: Pa
     assert len(second.documents) == 61
     placed = {d.id: d.cluster for d in second.documents}
     assert placed[registration.document_id] == placed[built.ids["en-xq-03-00"]]
+    delete_document(built.zhiku, built.kb, get_document(built.zhiku, built.kb, registration.document_id))
+    third = topic_map(built.zhiku, built.kb)
+    assert len(third.documents) == 60
+    assert registration.document_id not in {d.id for d in third.documents}
 
 
 def test_names_segment_chinese_and_drop_stop_words() -> None:
@@ -242,6 +246,14 @@ def test_the_api_and_the_cli_and_hostile_inputs(tmp_path: Path, evaldata: Path) 
                                  capture_output=True, text=True, timeout=300)  # fmt: skip
         assert refused.returncode == 2
         assert "clusters must be between 2 and 100" in refused.stderr
+    # without a server, the CLI opens the stores itself (the server's home, now free)
+    env = {key: value for key, value in env.items() if key not in ("ZHIKU_URL", "ZHIKU_API_KEY")}
+    env["ZHIKU_HOME"] = str(tmp_path / "home")
+    embedded = subprocess.run([zhiku_cli, "topics", "--kb", "topics", "-k", "2"], env=env,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert embedded.returncode == 0, embedded.stderr
+    assert "2 topics (as asked) of 10 documents" in embedded.stdout
+    assert "rhine" in embedded.stdout
 
 
 def test_an_instruction_aware_model_clusters_query_vectors_of_the_clustering_instruction(

@@ -36,6 +36,7 @@ import numpy as np
 from sqlalchemy import select
 
 from zhiku.core import Zhiku
+from zhiku.embedding.models import resolve_model
 from zhiku.errors import InvalidInputError
 from zhiku.pipeline.document_vectors import document_vectors
 from zhiku.pipeline.embed import model_key, text_hash
@@ -184,7 +185,7 @@ def topic_map(zhiku: Zhiku, kb: KnowledgeBase, *, clusters: int | None = None) -
 def _build(zhiku: Zhiku, kb: KnowledgeBase, clusters: int | None) -> TopicMap:
     ids, matrix = document_vectors(zhiku, kb)
     kind = "document"
-    if ids and zhiku.embedder_for(kb).spec.instruction_aware:
+    if ids and resolve_model(kb.embedding_model).instruction_aware:  # (no model is loaded to know)
         matrix, kind = clustering_vectors(zhiku, kb, ids), "clustering-instruction"
     if clusters is not None and clusters > len(ids):
         raise InvalidInputError(
