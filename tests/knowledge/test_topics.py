@@ -26,6 +26,7 @@ from zhiku.errors import InvalidInputError
 from zhiku.knowledge.bases import create_knowledge_base
 from zhiku.knowledge.documents import delete_document, get_document, register_file
 from zhiku.knowledge.topics import MAX_CLUSTERS, cluster_terms, name_terms, topic_map
+from zhiku.pipeline.document_vectors import document_vectors
 from zhiku.pipeline.tasks import job_runner
 from zhiku.storage.models import Job, KnowledgeBase
 
@@ -117,6 +118,13 @@ def test_clusters_follow_the_articles_across_languages_and_are_named_by_their_te
     assert by_cluster[tesla].name == " · ".join(terms)
     khan = Counter(label[i] for name, i in built.ids.items() if article(name) == "Genghis_Khan").most_common(1)[0][0]
     assert {"khan", "成吉思汗", "temüjin", "铁木真", "mongol", "蒙古"} & set(by_cluster[khan].terms), by_cluster[khan]
+    # each cluster's documents: the most typical (nearest its mean vector) first
+    ids, vectors = document_vectors(built.zhiku, built.kb)
+    row = {i: n for n, i in enumerate(ids)}
+    for cluster in found.clusters:
+        members = vectors[[row[i] for i in cluster.document_ids]]
+        scores = members @ members.mean(axis=0)
+        assert np.all(np.diff(scores) <= 1e-5), scores
     # positions: within the square; documents closer to their own centre than to the others' on average
     points = np.array([[d.x, d.y] for d in found.documents])
     centres = np.array([[c.x, c.y] for c in found.clusters])
@@ -264,7 +272,6 @@ def test_an_instruction_aware_model_clusters_query_vectors_of_the_clustering_ins
     from sqlalchemy import func
 
     from zhiku.knowledge.topics import clustering_vectors
-    from zhiku.pipeline.document_vectors import document_vectors
     from zhiku.storage.models import EmbeddingCacheEntry
 
     zhiku = Zhiku(Settings(home=tmp_path / "home"))

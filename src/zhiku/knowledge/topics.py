@@ -100,7 +100,8 @@ class TopicDocument:
 
 @dataclass(frozen=True)
 class Topic:
-    """One cluster: its name (its most distinctive terms, joined), size, centre on the map and documents."""
+    """One cluster: its name (its most distinctive terms, joined), size, centre on the map and documents (the most
+    typical first)."""
 
     id: int
     name: str
@@ -208,7 +209,7 @@ def _build(zhiku: Zhiku, kb: KnowledgeBase, clusters: int | None) -> TopicMap:
             size=int((labels == c).sum()),
             x=float(centres[c, 0]),
             y=float(centres[c, 1]),
-            document_ids=[i for i, label in zip(ids, labels, strict=True) if label == c],
+            document_ids=typical_first(ids, matrix, labels, c),
         )
         for c in range(len(groups))
     ]
@@ -224,6 +225,14 @@ def _build(zhiku: Zhiku, kb: KnowledgeBase, clusters: int | None) -> TopicMap:
         for n, i in enumerate(ids)
     ]
     return TopicMap(kb.id, topics, placed, clusters is None, kind)
+
+
+def typical_first(ids: Sequence[str], matrix: np.ndarray, labels: np.ndarray, cluster: int) -> list[str]:
+    """The ids of ``cluster``'s documents, the most typical first (by cosine to the cluster's mean vector)."""
+    rows = np.flatnonzero(labels == cluster)
+    unit = _unit(matrix[rows])
+    scores = unit @ unit.mean(axis=0)
+    return [ids[int(rows[j])] for j in np.argsort(-scores, kind="stable")]
 
 
 def cluster_labels(matrix: np.ndarray, clusters: int | None = None) -> np.ndarray:

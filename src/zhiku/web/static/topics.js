@@ -104,8 +104,13 @@ export async function renderTopics(kbId, params = new URLSearchParams()) {
     groups.set(cluster.id, group);
     svg.append(group);
   }
+  const placed = []; // the labels' boxes so far: a label that would overlap one is left out (the list has it)
   for (const cluster of map.clusters.slice(0, LABELS)) { // labels last: above every dot
     const label = cluster.terms.slice(0, 2).join(" · ") || cluster.name;
+    const width = [...label].reduce((sum, ch) => sum + (/[\u3000-\u9fff]/.test(ch) ? 0.056 : 0.032), 0);
+    const box = { x: cluster.x - width / 2, y: -cluster.y - 0.05, w: width, h: 0.065 };
+    if (placed.some((o) => box.x < o.x + o.w && o.x < box.x + box.w && box.y < o.y + o.h && o.y < box.y + box.h)) continue;
+    placed.push(box);
     svg.append(s("text", { x: cluster.x.toFixed(4), y: (-cluster.y).toFixed(4), class: "topic-label",
       "text-anchor": "middle", "aria-hidden": "true", onclick: () => select(cluster) }, label));
   }
