@@ -300,3 +300,20 @@ def test_an_instruction_aware_model_clusters_query_vectors_of_the_clustering_ins
         assert not np.allclose(vectors, pooled, atol=1e-3)  # not the documents' own (instruction-less) vectors
     finally:
         zhiku.close()
+
+
+def test_the_cut_without_topics_the_cap_and_the_sampled_tree(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zhiku.knowledge import topics
+
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal((300, 64))  # nothing in common: the cut would leave 300 clusters of one
+    labels = topics.cluster_labels(noise)
+    assert int(labels.max()) + 1 == topics.MAX_CLUSTERS
+    # three topics of 100 documents each, the tree built on a sample of 50: every document joins its topic
+    centres = rng.standard_normal((3, 64)) * 3
+    truth = np.repeat(np.arange(3), 100)
+    blobs = centres[truth] + rng.standard_normal((300, 64)) * 0.5
+    monkeypatch.setattr(topics, "MAX_TREE_DOCUMENTS", 50)
+    labels = topics.cluster_labels(blobs)
+    assert normalized_mutual_info_score(truth, labels) == pytest.approx(1.0)
+    assert normalized_mutual_info_score(truth, topics.cluster_labels(blobs, clusters=3)) == pytest.approx(1.0)
