@@ -295,9 +295,49 @@ class Client:
         path = f"/api/v1/knowledge-bases/{_part(kb_id)}/documents/{_part(document_id)}"
         return dict(self.request("PATCH", path, json=body))
 
+    def similar_documents(self, kb_id: str, document_id: str, top_k: int) -> list[dict[str, Any]]:
+        """The documents most like one document (``SimilarDocumentOut`` items), most similar first."""
+        path = f"/api/v1/knowledge-bases/{_part(kb_id)}/documents/{_part(document_id)}/similar"
+        return list(self.request("GET", path, params={"top_k": top_k}))
+
+    def auto_tag_labels(self, kb_id: str, labels: list[dict[str, str]] | None = None) -> list[dict[str, str]]:
+        """The knowledge base's auto-tag labels; replaced first by ``labels`` when given."""
+        path = f"/api/v1/knowledge-bases/{_part(kb_id)}/auto-tags"
+        if labels is None:
+            return list(self.request("GET", path)["labels"])
+        return list(self.request("PUT", path, json={"labels": labels})["labels"])
+
+    def run_auto_tags(self, kb_id: str, min_confidence: float | None = None) -> dict[str, Any]:
+        """Tag every ready document again with the labels (an ``AutoTagRunOut``)."""
+        path = f"/api/v1/knowledge-bases/{_part(kb_id)}/auto-tags/run"
+        return dict(self.request("POST", path, json={"min_confidence": min_confidence}))
+
     def delete_document(self, kb_id: str, document_id: str) -> None:
         """Delete a document."""
         self.request("DELETE", f"/api/v1/knowledge-bases/{_part(kb_id)}/documents/{_part(document_id)}")
+
+    def duplicates(
+        self,
+        kb_id: str,
+        *,
+        level: str = "documents",
+        threshold: float | None = None,
+        kinds: list[str] | None = None,
+        limit: int = 100,
+    ) -> dict[str, Any]:
+        """A knowledge base's near-duplicate groups (``DuplicatesOut``)."""
+        params: dict[str, Any] = {"level": level, "limit": limit}
+        if threshold is not None:
+            params["threshold"] = threshold
+        if kinds:
+            params["kinds"] = kinds
+        path = f"/api/v1/knowledge-bases/{_part(kb_id)}/duplicates"
+        return dict(self.request("GET", path, params=params, timeout=UPLOAD_TIMEOUT))
+
+    def resolve_duplicates(self, kb_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Keep one document per near-duplicate group (a ``DuplicatesResolve`` body); what was kept and deleted."""
+        path = f"/api/v1/knowledge-bases/{_part(kb_id)}/duplicates/resolve"
+        return dict(self.request("POST", path, json=body, timeout=UPLOAD_TIMEOUT))
 
     # sources
 

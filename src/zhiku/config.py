@@ -237,6 +237,14 @@ class Settings(BaseSettings):
         description="Most scanned pages of one document read by OCR (a few seconds each); the pages after them are "
         "left out with a warning.",
     )
+    auto_tag_min_confidence: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Auto-tagging gives a document its most likely label only at this confidence or above (0-1). "
+        "At 0.5, 75% of measured documents got a tag, 70% of them the right one (BENCHMARKS.md, auto-tags); "
+        "higher tags fewer documents, more surely.",
+    )
     ocr_pages_per_turn: int = Field(
         default=6,
         ge=1,
@@ -393,6 +401,19 @@ class Settings(BaseSettings):
     max_upload_files: int = Field(default=100, ge=1, le=10_000, description="Most files in one upload request.")
     tenant_quota_bytes: int | None = Field(
         default=None, ge=0, description="Most bytes of documents one tenant may store; empty = unlimited."
+    )
+    near_duplicate_threshold: float = Field(
+        default=0.85,
+        ge=0.5,
+        le=1.0,
+        description="Cosine from which two documents (or chunks) of one script are near-duplicates (`zhiku dedup`, "
+        "the duplicates API, the check at ingestion); edited copies that share their wording count from 0.10 "
+        "lower, translations from 0.17 lower. See docs/duplicates.md for how these were measured.",
+    )
+    near_duplicate_check: bool = Field(
+        default=True,
+        description="Compare each newly ingested document with the knowledge base's others and flag near-duplicates "
+        "in its job's outcome and its warnings (never refused).",
     )
     reranker: str | None = Field(
         default=None,

@@ -31,6 +31,8 @@ BEYOND_THE_SCHEMA: dict[str, set[str]] = {
     f"POST {KB}/documents": {"files", "tags", "metadata"},  # file content (type, damage), tag and key rules
     f"PATCH {KB}/documents/{{document_id}}": {"add_tags", "remove_tags", "tags", "metadata", "set_metadata"},
     f"POST {KB}/sources": {"url", "ref"},  # a URL git can fetch from a public host; a branch name git accepts
+    f"PUT {KB}/auto-tags": {"labels"},  # label names are tags (case-folded, printable), each given once
+    f"POST {KB}/duplicates/resolve": {"keep"},  # two documents of one near-duplicate group
     f"GET {KB}/topics": {"clusters"},  # at most the number of ready documents
 }
 

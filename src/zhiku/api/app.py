@@ -23,8 +23,10 @@ from zhiku.api.mcp import McpEndpoint
 from zhiku.api.metrics import Metrics, MetricsMiddleware
 from zhiku.api.ratelimit import RateLimiter
 from zhiku.api.routes import (
+    auto_tags,
     chat,
     documents,
+    duplicates,
     embeddings,
     health,
     jobs,
@@ -134,7 +136,19 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     app.state.zhiku = state
     install_error_handlers(app)
     app.include_router(health.router)
-    for module in (embeddings, models, knowledge_bases, documents, jobs, keys, chat, sources, topics):
+    for module in (
+        embeddings,
+        models,
+        knowledge_bases,
+        documents,
+        auto_tags,
+        duplicates,
+        jobs,
+        keys,
+        chat,
+        sources,
+        topics,
+    ):
         app.include_router(module.router, responses=ERROR_RESPONSES)
 
     app.router.routes.append(mcp.route())  # MCP over streamable HTTP (zhiku.api.mcp)

@@ -142,6 +142,10 @@ class DocumentOut(BaseModel):
     chunk_count: int
     duplicate_of: str | None
     tags: list[str]
+    auto_tags: dict[str, float] = Field(
+        default_factory=dict,
+        description="Which of `tags` auto-tagging gave, with its confidence (0-1); the others were given by people.",
+    )
     metadata: dict[str, Any]
     document_date: dt.datetime | None
     created_at: dt.datetime
@@ -166,6 +170,7 @@ class DocumentOut(BaseModel):
             chunk_count=d.chunk_count,
             duplicate_of=d.duplicate_of,
             tags=d.tags,
+            auto_tags=d.auto_tags,
             metadata=dict(d.meta or {}),
             document_date=d.document_date,
             created_at=d.created_at,
@@ -328,6 +333,13 @@ class PageOut(BaseModel):
     )
 
 
+class SimilarDocumentOut(BaseModel):
+    """A document similar to the one asked about, with the cosine similarity of their document vectors."""
+
+    score: float = Field(description="Cosine similarity of the two documents' vectors (-1 to 1; 1 is the same).")
+    document: DocumentOut
+
+
 class ChunkOut(BaseModel):
     """A chunk with the text around it."""
 
@@ -414,6 +426,116 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         429: "Rate limited or overloaded (see Retry-After)",
     }.items()
 }
+
+
+class AutoTagLabelBody(BaseModel):
+    """An auto-tag label: the tag's name and, optionally, what documents of it are about (embedded with it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, description="The tag documents get (trimmed, case-folded).")
+    description: str = Field(default="", max_length=1000, description="What it means, in a phrase (any language).")
+
+
+class AutoTagLabels(BaseModel):
+    """A knowledge base's auto-tag labels (an empty list turns auto-tagging at ingestion off)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    labels: list[AutoTagLabelBody] = Field(max_length=100)
+
+
+class AutoTagRunBody(JsonBody):
+    """Options of an auto-tagging run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_confidence: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        description="Tag a document only at this confidence or above (default: the "
+        "server's `auto_tag_min_confidence`).",
+    )
+
+
+class AutoTagRunOut(BaseModel):
+    """What an auto-tagging run did."""
+
+    documents: int = Field(description="Ready documents looked at.")
+    tagged: int = Field(description="Documents that got a tag.")
+    by_label: dict[str, int] = Field(description="Documents per tag.")
+
+
+class DuplicateMemberOut(BaseModel):
+    """A document (or one of its chunks) in a near-duplicate group."""
+
+    document_id: str
+    filename: str
+    title: str | None
+    language: str = Field(description="Script hint of its text: zh, ja, ko, latin, or empty")
+    score: float = Field(description="Its highest cosine with another member of the group")
+    chunk_count: int
+    created_at: dt.datetime
+    text: str = Field(description="The beginning of its text (the chunk's text at the chunks level)")
+    chunk_id: str | None = None
+    ordinal: int | None = None
+    page: int | None = None
+
+
+class DuplicatePairOut(BaseModel):
+    """Two members (positions in ``members``) and how they are near-duplicates."""
+
+    left: int
+    right: int
+    score: float
+    kind: Literal["copy", "translation", "similar"]
+
+
+class DuplicateGroupOut(BaseModel):
+    """Documents (or chunks) that say the same thing."""
+
+    members: list[DuplicateMemberOut]
+    pairs: list[DuplicatePairOut]
+    kinds: list[Literal["copy", "translation", "similar"]]
+    score: float = Field(description="The group's weakest confirmed pair")
+    keep: int = Field(description="Position of the member kept by a resolve: oldest, then most chunks")
+
+
+class DuplicatesOut(BaseModel):
+    """A knowledge base's near-duplicate groups."""
+
+    knowledge_base_id: str
+    level: Literal["documents", "chunks"]
+    threshold: float
+    groups: list[DuplicateGroupOut]
+
+
+class DuplicatesResolve(JsonBody):
+    """Keep one document per near-duplicate group, delete the others."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float | None = Field(
+        default=None, ge=0.5, le=1.0, description="As for the list (default: the server's setting)"
+    )
+    kinds: list[Literal["copy", "translation", "similar"]] | None = Field(
+        default=None, description="Only pairs of these kinds join groups (default: all)"
+    )
+    keep: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        default=None,
+        max_length=1000,
+        description="Documents to keep: only their groups are resolved. Without: every group keeps its member "
+        "the oldest (most chunks on a tie)",
+    )
+
+
+class DuplicatesResolved(BaseModel):
+    """What a resolve kept and deleted."""
+
+    kept: list[DuplicateMemberOut]
+    deleted: list[DuplicateMemberOut]
 
 
 class TopicDocumentOut(BaseModel):

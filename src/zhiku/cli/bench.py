@@ -353,6 +353,50 @@ def bench_ocr_command(
     err.print(f"appended to {output}")
 
 
+@bench_app.command("autotags")
+def bench_autotags_command(
+    evaldata: Annotated[Path, typer.Argument(help="The shared evaluation data folder (retrieval/xquad-en, -zh).")],
+    output: Annotated[Path, typer.Option(help="Markdown file the results are appended to.")] = Path("BENCHMARKS.md"),
+) -> None:
+    """Auto-tagging accuracy on XQuAD paragraphs (six subject labels; en, zh, and both in one knowledge base),
+    through the real pipeline, and the time of a run."""
+    from zhiku.bench.autotags import bench_autotags, markdown_table  # (see bench embed)
+
+    scores, seconds_10k = bench_autotags(evaldata, err.print)
+    table = "\n".join(markdown_table(scores, seconds_10k))
+    out.print(table)
+    notes = (
+        "48 XQuAD articles given one of 6 subjects (zhiku/bench/autotags.py), each paragraph labelled with its "
+        "article's; English labels with a one-line description; default model; minimum confidence "
+        "auto_tag_min_confidence"
+    )
+    append_report(output, "Auto-tags", table, notes)
+
+
+@bench_app.command("duplicates")
+def bench_duplicates_command(
+    evaldata: Annotated[Path, typer.Argument(help="The shared evaluation data folder (retrieval/xquad-en, -zh).")],
+    threshold: Annotated[
+        list[float] | None,
+        typer.Option("--threshold", help="A threshold to score (repeatable; default 0.80, 0.85, 0.90)."),
+    ] = None,
+    output: Annotated[Path, typer.Option(help="Markdown file the results are appended to.")] = Path("BENCHMARKS.md"),
+) -> None:
+    """Near-duplicate precision and recall (edited copies, en-zh translations; documents and chunks) on a set built
+    from XQuAD, ingested through the real pipeline, and the time to group 10,000 chunks."""
+    from zhiku.bench.duplicates import bench_duplicates, render  # (see bench embed)
+
+    runs, timings, stored = bench_duplicates(evaldata, get_settings(), threshold or [0.80, 0.85, 0.90])
+    table = render(runs, timings, stored)
+    out.print(table)
+    notes = (
+        "sets: XQuAD en/zh paragraphs as translation pairs and seeded edited copies (a sentence dropped, two "
+        "swapped, a typo every 80 characters), other paragraphs of the same articles as negatives; default model, "
+        "64-token chunks, SQLite + Qdrant Edge; the 10,000-chunk timing is of the algorithm on synthetic vectors"
+    )
+    append_report(output, "near-duplicates", table, notes)
+
+
 @bench_app.command("topics")
 def bench_topics_command(
     evaldata: Annotated[Path, typer.Argument(help="The shared evaluation data folder (retrieval/xquad-en, -zh).")],

@@ -21,6 +21,7 @@ from zhiku.knowledge.bases import (
     list_knowledge_bases,
 )
 from zhiku.knowledge.documents import delete_document, get_document, label_document, list_documents
+from zhiku.knowledge.similar import similar_documents
 from zhiku.search.filters import parse_date, parse_filters
 from zhiku.search.highlight import mark
 from zhiku.search.options import MAX_TOP_K, TOP_K, SearchOptions
@@ -232,6 +233,7 @@ def docs_list(kb_name: Annotated[str, typer.Option("--kb", help="Knowledge base 
                     d["tags"],
                     d["metadata"],
                     d["error"],
+                    d.get("auto_tags") or {},
                 )
                 for d in listed
             ),
@@ -241,7 +243,17 @@ def docs_list(kb_name: Annotated[str, typer.Option("--kb", help="Knowledge base 
         kb = get_knowledge_base(zhiku, kb_name)
         rows = [
             DocumentRow(
-                d.id, d.filename, d.status, d.version, d.pages, d.chunk_count, d.mime_type, d.tags, d.meta, d.error
+                d.id,
+                d.filename,
+                d.status,
+                d.version,
+                d.pages,
+                d.chunk_count,
+                d.mime_type,
+                d.tags,
+                d.meta,
+                d.error,
+                d.auto_tags,
             )
             for d in list_documents(zhiku, kb)
         ]
@@ -262,6 +274,8 @@ class DocumentRow:
     tags: Sequence[str]
     meta: Mapping[str, Any]
     error: str | None
+    auto_tags: Mapping[str, float]
+    """Which of ``tags`` auto-tagging gave, with its confidence."""
 
 
 def _print_documents(kb_name: str, rows: Iterable[DocumentRow]) -> None:
@@ -278,7 +292,7 @@ def _print_documents(kb_name: str, rows: Iterable[DocumentRow]) -> None:
             str(d.pages or ""),
             str(d.chunk_count),
             d.mime_type or "",
-            ", ".join(d.tags),
+            ", ".join(f"{t} ({d.auto_tags[t]:.2f})" if t in d.auto_tags else t for t in d.tags),
             meta,
             d.error or "",
         )
@@ -329,6 +343,59 @@ def docs_label(
 def _print_labels(filename: str, tags: Sequence[str], meta: Mapping[str, Any]) -> None:
     meta_text = ", ".join(f"{k}={v}" for k, v in sorted(meta.items()))
     out.print(f"{filename}: tags [{', '.join(tags)}], metadata {{{meta_text}}}", markup=False)
+
+
+@docs_app.command("similar")
+def docs_similar(
+    document_id: Annotated[str, typer.Argument(help="Document id (or a unique prefix).")],
+    kb_name: Annotated[str, typer.Option("--kb", help="Knowledge base name or id.")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=MAX_TOP_K, help="How many documents.")] = TOP_K,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Documents most like this one ("more like this"), across languages: by the cosine of document vectors."""
+    server = find_server()
+    if server is not None:
+        with server:
+            kb_out = server.get_knowledge_base(kb_name)
+            target = server.get_document(kb_out["id"], document_id)
+            listed = server.similar_documents(kb_out["id"], target["id"], top_k)
+        rows = [
+            SimilarRow(s["document"]["id"], s["document"]["filename"], s["document"]["title"], s["score"])
+            for s in listed
+        ]
+        _print_similar(target["filename"], rows, as_json)
+        return
+    with open_zhiku() as zhiku:
+        kb = get_knowledge_base(zhiku, kb_name)
+        document = get_document(zhiku, kb, document_id)
+        found = similar_documents(zhiku, kb, document, top_k)
+    rows = [SimilarRow(s.document.id, s.document.filename, s.document.title, s.score) for s in found]
+    _print_similar(document.filename, rows, as_json)
+
+
+@dataclass(frozen=True)
+class SimilarRow:
+    """What ``zhiku docs similar`` shows of a similar document."""
+
+    id: str
+    filename: str
+    title: str | None
+    score: float
+
+
+def _print_similar(filename: str, rows: Sequence[SimilarRow], as_json: bool) -> None:
+    if as_json:
+        out.print_json(data=[asdict(row) for row in rows])
+        return
+    if not rows:
+        out.print(f"no other ready documents to compare with {filename}", markup=False)
+        return
+    table = Table(title=f"documents like {escape(filename)}")
+    for column in ("similarity", "id", "file", "title"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(f"{row.score:.3f}", row.id[:12], escape(row.filename), escape(row.title or ""))
+    out.print(table)
 
 
 @docs_app.command("delete")

@@ -27,12 +27,14 @@ from zhiku import __version__
 from zhiku.bench.report import append_report
 from zhiku.cli.bench import bench_app
 from zhiku.cli.common import err, out, quiet_libraries
+from zhiku.cli.dedup import dedup
 from zhiku.cli.ingest import ingest, reindex
 from zhiku.cli.jobs import jobs_app
 from zhiku.cli.kb import docs_app, kb_app, search_command
 from zhiku.cli.keys import keys_app
 from zhiku.cli.mcp import mcp_command
 from zhiku.cli.sync import sources_app, sync
+from zhiku.cli.tags import tags_app
 from zhiku.cli.topics import topics_command
 from zhiku.cli.watch import watch
 from zhiku.client import (
@@ -487,6 +489,7 @@ def _evaluate_model_only(
 app.command("reindex")(reindex)
 app.add_typer(kb_app, name="kb")
 app.add_typer(docs_app, name="docs")
+app.add_typer(tags_app, name="tags")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(keys_app, name="keys")
 app.command("ingest")(ingest)
@@ -494,6 +497,7 @@ app.command("sync")(sync)
 app.add_typer(sources_app, name="sources")
 app.command("watch")(watch)
 app.command("search")(search_command)
+app.command("dedup")(dedup)
 app.command("mcp")(mcp_command)
 app.add_typer(bench_app, name="bench")
 app.command("topics")(topics_command)

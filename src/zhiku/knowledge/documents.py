@@ -243,11 +243,16 @@ def label_document(
     removed = {normalize_tag(t) for t in remove_tags}
     with zhiku.db.session() as session:
         row = session.get_one(Document, document.id)
+        # an auto-tag a person removes is gone (until auto-tagging runs again); one a person adds becomes theirs
+        confidence = {tag.tag: tag.confidence for tag in row.tag_rows if tag.tag not in added}
         tags = (set(row.tags) | added) - removed
         metadata = {
             k: v for k, v in {**row.meta, **check_metadata(set_metadata or {})}.items() if k not in set(unset_metadata)
         }
-        _apply_labels(row, sorted(tags), metadata, document_date)
+        _apply_labels(row, None, metadata, document_date)
+        row.tag_rows = [
+            DocumentTag(document_id=row.id, tag=tag, confidence=confidence.get(tag)) for tag in sorted(tags)
+        ]
         session.flush()
         session.refresh(row)
         return row

@@ -29,7 +29,9 @@ from zhiku.documents.types import ChunkSpan, ParsedDocument
 from zhiku.embedding.base import Embedder
 from zhiku.errors import CorruptDocumentError
 from zhiku.jobs.runner import GroupProgress, JobCancelledError, JobDeferredError, Outcomes
+from zhiku.pipeline.auto_tags import kb_labels, tag_documents
 from zhiku.pipeline.document_vectors import pooled, save_document_vector
+from zhiku.pipeline.duplicate_scan import flag_near_duplicates
 from zhiku.pipeline.embed import embed_with_cache, text_hash
 from zhiku.pipeline.ocr import read_scanned_pages
 from zhiku.pipeline.points import chunk_id, chunk_points, embedded_text
@@ -197,7 +199,30 @@ def _index(
     zhiku.vectors.upsert(kb.collection, points)
     for document_id, old_version in _flip(zhiku, kb, live, document_vectors, outcomes):
         remove_version(zhiku, kb, document_id, old_version)
+    _check_near_duplicates(zhiku, kb, {item.document_id: item.job_id for item in live})
+    _auto_tag(zhiku, kb, [item.document_id for item in live])
     return outcomes
+
+
+def _check_near_duplicates(zhiku: Zhiku, kb: KnowledgeBase, jobs_by_document: dict[str, str]) -> None:
+    """Flag the new versions that nearly duplicate another document of the knowledge base (their job's outcome and
+    warnings); never refused, and a failure of the check does not fail the ingestion."""
+    if not zhiku.settings.near_duplicate_check:
+        return
+    try:
+        flag_near_duplicates(zhiku, kb, jobs_by_document, zhiku.settings.near_duplicate_threshold)
+    except Exception:  # the documents are ingested; the flag is advice
+        log.warning("near-duplicate check of %d documents failed", len(jobs_by_document), exc_info=True)
+
+
+def _auto_tag(zhiku: Zhiku, kb: KnowledgeBase, document_ids: list[str]) -> None:
+    """Tag the new versions with the knowledge base's auto-tag labels, if it has any. Tags are an extra: a failure
+    here is logged and the documents stay ingested (``zhiku tags run`` tags them later)."""
+    try:
+        if document_ids and kb_labels(zhiku, kb):
+            tag_documents(zhiku, kb, document_ids)
+    except Exception:  # tags are an extra (see the docstring)
+        log.warning("auto-tagging %d new documents of %s failed", len(document_ids), kb.name, exc_info=True)
 
 
 def _drop_cancelled(items: list[_Prepared], cancelled: set[str], outcomes: Outcomes) -> list[_Prepared]:

@@ -159,6 +159,11 @@ class Document(Base):
         return [row.tag for row in self.tag_rows]
 
     @property
+    def auto_tags(self) -> dict[str, float]:
+        """The tags given by auto-tagging, with their confidence (0-1)."""
+        return {row.tag: row.confidence for row in self.tag_rows if row.confidence is not None}
+
+    @property
     def path(self) -> str:
         """The document's path in the repository or folder it is synced from (``src/pkg/mod.py``), else its file
         name: what parsers are told the document is called (code sections are headed by it)."""
@@ -192,6 +197,22 @@ class DocumentTag(Base):
 
     document_id: Mapped[str] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True)
     tag: Mapped[str] = mapped_column(String(100), primary_key=True)
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True, default=None)
+    """For a tag given by auto-tagging (:mod:`zhiku.pipeline.auto_tags`): its confidence (0-1); ``None`` for a tag a
+    person gave. Auto-tags are replaced when auto-tagging runs again; a person's tags never are."""
+
+
+class AutoTagLabel(Base):
+    """A label the knowledge base's owner wants documents tagged with, zero-shot, and what it means."""
+
+    __tablename__ = "auto_tag_labels"
+
+    kb_id: Mapped[str] = mapped_column(ForeignKey("knowledge_bases.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    """The tag given (normalised like every tag)."""
+    description: Mapped[str] = mapped_column(Text, default="")
+    """What documents of this label are about, in a phrase (any language): it is embedded with the name."""
+    position: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Chunk(Base):

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 
 from zhiku.api.auth import Reader, Writer
 from zhiku.api.deps import AppState, State
-from zhiku.api.schemas import ChunkOut, DocumentLabels, DocumentOut, PageOut, UploadOutcome
+from zhiku.api.schemas import ChunkOut, DocumentLabels, DocumentOut, PageOut, SimilarDocumentOut, UploadOutcome
 from zhiku.api.security import file_headers
 from zhiku.core import Zhiku
 from zhiku.errors import (
@@ -43,7 +43,9 @@ from zhiku.knowledge.documents import (
     sanitize_filename,
 )
 from zhiku.knowledge.pages import document_page
+from zhiku.knowledge.similar import similar_documents
 from zhiku.search.filters import check_metadata, normalize_tag, parse_date
+from zhiku.search.options import MAX_TOP_K, TOP_K
 from zhiku.search.retrieve import chunk_in_context
 from zhiku.storage.models import Document, KnowledgeBase
 from zhiku.storage.staging import staging_folder
@@ -299,6 +301,24 @@ def page_text(kb_id: str, document_id: str, page: int, state: State, principal: 
         text=found.text,
         ocr_confidence=found.ocr_confidence,
     )
+
+
+@router.get("/documents/{document_id}/similar")
+def similar(
+    kb_id: str,
+    document_id: str,
+    state: State,
+    principal: Reader,
+    top_k: Annotated[int, Query(ge=1, le=MAX_TOP_K, description="How many similar documents to return.")] = TOP_K,
+) -> list[SimilarDocumentOut]:
+    """The knowledge base's documents most like this one ("more like this"), most similar first: the cosine of
+    document vectors (each the pooled vectors of its chunks), across languages as far as the model goes. 409 while
+    the document has no searchable version."""
+    kb, document = _document(state, principal, kb_id, document_id)
+    return [
+        SimilarDocumentOut(score=round(found.score, 6), document=DocumentOut.of(found.document))
+        for found in similar_documents(state.zhiku, kb, document, top_k)
+    ]
 
 
 @router.get("/chunks/{chunk_id}")

@@ -3,6 +3,7 @@ import { api, ApiError, fetchFile, readEvents, settings } from "/static/api.js";
 import { clearError, folderOf, formatDate, formatSize, h, marked, message, navigation, page, rich, showError,
   statusBadge } from "/static/dom.js";
 import { language, plural, setLanguage, t, translateStatic } from "/static/i18n.js";
+import { renderDuplicates } from "/static/duplicates.js";
 import { renderTopics } from "/static/topics.js";
 
 // the server's search limits (zhiku.search.options TOP_K and MAX_TOP_K; tests/web/test_limits.py keeps them equal)
@@ -97,6 +98,9 @@ async function renderDocs(kbId) {
     if (row.id && status === "failed" && jobsByDoc.get(row.id)) {
       actions.append(h("button", { type: "button", onclick: () => retry(row) }, t("docs.retry")));
     }
+    if (row.id && status === "ready") {
+      actions.append(h("button", { type: "button", class: "similar", onclick: () => openSimilar(kb.id, row) }, t("docs.similar")));
+    }
     if (row.id) actions.append(h("button", { type: "button", class: "danger", onclick: () => removeDoc(row) }, t("docs.delete")));
     row.progress.value = status === "ready" ? 1 : row.fraction || 0;
     row.progress.setAttribute("aria-label", `${row.filename} ${t(`status.${status}`)}`);
@@ -108,7 +112,8 @@ async function renderDocs(kbId) {
     row.tr.replaceChildren(
       h("td", { "data-label": t("docs.file") }, h("span", { class: "filename" }, row.filename),
         folder ? h("div", { class: "muted path", title: folder }, folder) : null,
-        row.pages ? h("div", { class: "muted pages" }, plural("docs.pages", row.pages)) : null),
+        row.pages ? h("div", { class: "muted pages" }, plural("docs.pages", row.pages)) : null,
+        row.tags && row.tags.length ? h("div", { class: "tags" }, row.tags.map((tag) => tagChip(tag, row.auto_tags))) : null),
       h("td", { "data-label": t("docs.status") }, statusBadge(status),
         row.error ? h("div", { class: "error-text" }, row.error) : null),
       h("td", { "data-label": t("docs.chunks"), class: "num chunks" }, counted ? String(row.chunk_count ?? "") : ""),
@@ -278,8 +283,43 @@ async function renderDocs(kbId) {
     h("h2", { id: "sources-title" }, t("sources.title")), h("p", { class: "muted" }, t("sources.help")),
     sourceList, addForm);
 
-  page(t("docs.title", { name: kb.name }), drop, sources,
+  // Auto-tags: the labels (one per line, "name: what it means"), saved, and a run over every document.
+  const labelsInput = h("textarea", { id: "auto-tag-labels", rows: 4, "aria-label": t("tags.labels"),
+    placeholder: "finance: budgets, invoices and pay\nhr: hiring, leave and benefits" });
+  const tagResult = h("div", { class: "muted", role: "status", id: "auto-tag-result" });
+  const parseLabels = () => labelsInput.value.split("\n").map((line) => line.trim()).filter(Boolean).map((line) => {
+    const cut = line.search(/[:：]/);
+    return cut < 0 ? { name: line, description: "" } : { name: line.slice(0, cut).trim(), description: line.slice(cut + 1).trim() };
+  });
+  const showLabels = (labels) => {
+    labelsInput.value = labels.map((l) => (l.description ? `${l.name}: ${l.description}` : l.name)).join("\n");
+  };
+  const saveLabels = h("button", { type: "button", onclick: async () => {
+    try {
+      const saved = await api(`${base}/auto-tags`, { method: "PUT", json: { labels: parseLabels() } });
+      showLabels(saved.labels);
+      tagResult.textContent = plural("tags.saved", saved.labels.length);
+    } catch (err) { showError(err); }
+  } }, t("tags.save"));
+  const runTags = h("button", { type: "button", class: "primary", onclick: async () => {
+    runTags.disabled = true;
+    try {
+      const saved = await api(`${base}/auto-tags`, { method: "PUT", json: { labels: parseLabels() } });
+      showLabels(saved.labels);
+      const done = await api(`${base}/auto-tags/run`, { method: "POST", json: {} });
+      const counts = Object.entries(done.by_label).map(([name, n]) => `${name} ${n}`).join(", ");
+      tagResult.textContent = `${t("tags.result", done)}${counts ? ` ${counts}` : ""}`;
+      for (const id of rows.keys()) if (rows.get(id).id) refreshDoc(id);
+    } catch (err) { showError(err); } finally { runTags.disabled = false; }
+  } }, t("tags.run"));
+  const autoTags = h("section", { "aria-labelledby": "auto-tags-title" },
+    h("h2", { id: "auto-tags-title" }, t("tags.title")), h("p", { class: "muted" }, t("tags.help")),
+    h("label", { class: "stack" }, t("tags.labels"), labelsInput), h("div", { class: "row" }, saveLabels, runTags), tagResult);
+  api(`${base}/auto-tags`).then((saved) => showLabels(saved.labels)).catch(showError);
+
+  page(t("docs.title", { name: kb.name }), drop, sources, autoTags,
     h("p", { class: "row" }, h("a", { href: `#/search?kb=${kb.id}` }, t("docs.search")),
+      h("a", { href: `#/kb/${kb.id}/duplicates` }, t("dup.link")),
       h("a", { href: `#/kb/${kb.id}/topics` }, t("topics.open"))), table);
   api(`${base}/sources`).then((list) => { for (const source of list) sourceList.append(sourceItem(source).item); })
     .catch(showError);
@@ -305,6 +345,36 @@ async function renderDocs(kbId) {
     rows.get(job.document_id).detail.textContent = detail;
     if (["succeeded", "failed", "cancelled"].includes(job.status)) refreshDoc(job.document_id);
   }, { signal: pageAbort.signal }).catch(showError);
+}
+
+// A document's tag; an auto-tag says so, with its confidence.
+function tagChip(tag, autoTags) {
+  const confidence = autoTags && autoTags[tag];
+  if (confidence === undefined) return h("span", { class: "tag" }, tag);
+  const said = t("tags.auto", { confidence: confidence.toFixed(2) });
+  return h("span", { class: "tag auto", title: said, "aria-label": `${tag}, ${said}` }, tag, h("small", {}, ` ${confidence.toFixed(2)}`));
+}
+
+// "More like this": the documents nearest to one document (by their document vectors), in a dialog; each found
+// document can be followed in turn.
+async function openSimilar(kbId, doc) {
+  const dialog = document.getElementById("similar") || document.body.appendChild(h("dialog", { id: "similar", "aria-labelledby": "similar-title" }));
+  try {
+    const found = await api(`/api/v1/knowledge-bases/${kbId}/documents/${doc.id}/similar?top_k=${TOP_K}`);
+    const list = h("ol", { class: "similar-list" }, found.map(({ score, document: other }) =>
+      h("li", { "data-id": other.id },
+        h("div", { class: "row" },
+          h("div", { class: "grow" }, h("span", { class: "filename" }, other.filename),
+            other.title && other.title !== other.filename ? h("div", { class: "muted" }, other.title) : null),
+          h("meter", { min: 0, max: 1, value: Math.max(0, score), "aria-label": t("similar.score", { score: score.toFixed(2) }) }),
+          h("span", { class: "num score" }, score.toFixed(2)),
+          h("button", { type: "button", onclick: () => openSimilar(kbId, other) }, t("similar.more"))))));
+    dialog.replaceChildren(
+      h("h2", { id: "similar-title" }, t("similar.title", { name: doc.filename })),
+      found.length ? list : h("p", { class: "muted" }, t("similar.none")),
+      h("div", { class: "row" }, h("button", { type: "button", class: "primary", onclick: () => dialog.close() }, t("viewer.close"))));
+    if (!dialog.open) dialog.showModal();
+  } catch (err) { showError(err); }
 }
 
 // ---------- search and the page viewer ----------
@@ -530,7 +600,8 @@ async function refresh() {
     current ? link.setAttribute("aria-current", "page") : link.removeAttribute("aria-current");
   }
   try {
-    if (/^\/kb\/[^/]+\/topics$/.test(path)) await renderTopics(decodeURIComponent(path.slice(4, -7)), params);
+    if (/^\/kb\/[^/]+\/duplicates$/.test(path)) await renderDuplicates(decodeURIComponent(path.split("/")[2]), params);
+    else if (/^\/kb\/[^/]+\/topics$/.test(path)) await renderTopics(decodeURIComponent(path.slice(4, -7)), params);
     else if (path.startsWith("/kb/")) await renderDocs(decodeURIComponent(path.slice(4)));
     else if (path === "/search") await renderSearch(params);
     else if (path === "/chat") await renderChat();
