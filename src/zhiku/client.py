@@ -341,6 +341,12 @@ class Client:
 
     # sources
 
+    def topics(self, kb_id: str, clusters: int | None = None) -> dict[str, Any]:
+        """The knowledge base's topic map (``GET .../topics``)."""
+        params = {"clusters": clusters} if clusters is not None else {}
+        result: dict[str, Any] = self.request("GET", f"/api/v1/knowledge-bases/{_part(kb_id)}/topics", params=params)
+        return result
+
     def add_source(self, kb_id: str, url: str, ref: str | None = None) -> dict[str, Any]:
         """Add a git repository by URL and sync it; returns the source, whether it is new, and the sync."""
         body = {"url": url, "ref": ref, "sync": True}

@@ -33,6 +33,7 @@ BEYOND_THE_SCHEMA: dict[str, set[str]] = {
     f"POST {KB}/sources": {"url", "ref"},  # a URL git can fetch from a public host; a branch name git accepts
     f"PUT {KB}/auto-tags": {"labels"},  # label names are tags (case-folded, printable), each given once
     f"POST {KB}/duplicates/resolve": {"keep"},  # two documents of one near-duplicate group
+    f"GET {KB}/topics": {"clusters"},  # at most the number of ready documents
 }
 
 

@@ -34,6 +34,7 @@ from zhiku.api.routes import (
     knowledge_bases,
     models,
     sources,
+    topics,
 )
 from zhiku.api.schemas import ERROR_RESPONSES
 from zhiku.api.security import SecurityHeaders
@@ -135,7 +136,19 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     app.state.zhiku = state
     install_error_handlers(app)
     app.include_router(health.router)
-    for module in (embeddings, models, knowledge_bases, documents, auto_tags, duplicates, jobs, keys, chat, sources):
+    for module in (
+        embeddings,
+        models,
+        knowledge_bases,
+        documents,
+        auto_tags,
+        duplicates,
+        jobs,
+        keys,
+        chat,
+        sources,
+        topics,
+    ):
         app.include_router(module.router, responses=ERROR_RESPONSES)
 
     app.router.routes.append(mcp.route())  # MCP over streamable HTTP (zhiku.api.mcp)

@@ -536,3 +536,47 @@ class DuplicatesResolved(BaseModel):
 
     kept: list[DuplicateMemberOut]
     deleted: list[DuplicateMemberOut]
+
+
+class TopicDocumentOut(BaseModel):
+    """A document on the topic map: its cluster and position (each coordinate in -1..1)."""
+
+    id: str
+    filename: str
+    title: str | None
+    cluster: int
+    x: float
+    y: float
+
+
+class TopicOut(BaseModel):
+    """One cluster of the topic map: its name (distinctive terms), size, centre and documents."""
+
+    id: int
+    name: str
+    terms: list[str]
+    size: int
+    x: float
+    y: float
+    document_ids: list[str]
+
+
+class TopicMapOut(BaseModel):
+    """A knowledge base's documents in clusters, with a 2-D layout."""
+
+    kb_id: str
+    automatic: bool = Field(description="Whether the number of clusters was chosen automatically.")
+    vectors: str = Field(description="`document` (pooled document vectors) or `clustering-instruction`.")
+    clusters: list[TopicOut]
+    documents: list[TopicDocumentOut]
+
+    @classmethod
+    def of(cls, found: Any) -> TopicMapOut:
+        """From a :class:`zhiku.knowledge.topics.TopicMap`."""
+        return cls(
+            kb_id=found.kb_id,
+            automatic=found.automatic,
+            vectors=found.vectors,
+            clusters=[TopicOut(**vars(c)) for c in found.clusters],
+            documents=[TopicDocumentOut(**vars(d)) for d in found.documents],
+        )

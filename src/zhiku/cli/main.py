@@ -35,6 +35,7 @@ from zhiku.cli.keys import keys_app
 from zhiku.cli.mcp import mcp_command
 from zhiku.cli.sync import sources_app, sync
 from zhiku.cli.tags import tags_app
+from zhiku.cli.topics import topics_command
 from zhiku.cli.watch import watch
 from zhiku.client import (
     ServerRecord,
@@ -499,6 +500,7 @@ app.command("search")(search_command)
 app.command("dedup")(dedup)
 app.command("mcp")(mcp_command)
 app.add_typer(bench_app, name="bench")
+app.command("topics")(topics_command)
 
 
 @app.command()

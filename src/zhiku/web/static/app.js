@@ -4,6 +4,7 @@ import { clearError, folderOf, formatDate, formatSize, h, marked, message, navig
   statusBadge } from "/static/dom.js";
 import { language, plural, setLanguage, t, translateStatic } from "/static/i18n.js";
 import { renderDuplicates } from "/static/duplicates.js";
+import { renderTopics } from "/static/topics.js";
 
 // the server's search limits (zhiku.search.options TOP_K and MAX_TOP_K; tests/web/test_limits.py keeps them equal)
 const TOP_K = 10;
@@ -318,7 +319,8 @@ async function renderDocs(kbId) {
 
   page(t("docs.title", { name: kb.name }), drop, sources, autoTags,
     h("p", { class: "row" }, h("a", { href: `#/search?kb=${kb.id}` }, t("docs.search")),
-      h("a", { href: `#/kb/${kb.id}/duplicates` }, t("dup.link"))), table);
+      h("a", { href: `#/kb/${kb.id}/duplicates` }, t("dup.link")),
+      h("a", { href: `#/kb/${kb.id}/topics` }, t("topics.open"))), table);
   api(`${base}/sources`).then((list) => { for (const source of list) sourceList.append(sourceItem(source).item); })
     .catch(showError);
 
@@ -599,6 +601,7 @@ async function refresh() {
   }
   try {
     if (/^\/kb\/[^/]+\/duplicates$/.test(path)) await renderDuplicates(decodeURIComponent(path.split("/")[2]), params);
+    else if (/^\/kb\/[^/]+\/topics$/.test(path)) await renderTopics(decodeURIComponent(path.slice(4, -7)), params);
     else if (path.startsWith("/kb/")) await renderDocs(decodeURIComponent(path.slice(4)));
     else if (path === "/search") await renderSearch(params);
     else if (path === "/chat") await renderChat();
