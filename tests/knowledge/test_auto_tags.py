@@ -4,14 +4,13 @@ demand, beside tags people gave, and found by the ``tag=`` search filter."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from sqlalchemy import select
 
+from tests.knowledge.helpers import run_queued_jobs
 from zhiku.bench.autotags import SUBJECTS, labelled_paragraphs
 from zhiku.config import Settings
 from zhiku.core import Zhiku
@@ -20,29 +19,14 @@ from zhiku.knowledge.auto_tags import get_labels, run_auto_tags, set_labels
 from zhiku.knowledge.bases import create_knowledge_base
 from zhiku.knowledge.documents import get_document, label_document, register_file
 from zhiku.pipeline.auto_tags import Label, classify
-from zhiku.pipeline.tasks import job_runner
 from zhiku.search.filters import parse_filters
 from zhiku.search.options import SearchOptions
 from zhiku.search.retrieve import search
-from zhiku.storage.models import Document, Job
+from zhiku.storage.models import Document
 
 CHOSEN = ("education", "history", "science and technology")
 PER_ARTICLE = 2
 ARTICLES_PER_SUBJECT = 4
-
-
-@pytest.fixture
-def zhiku(tmp_path: Path, storage: dict[str, Any]) -> Iterator[Zhiku]:
-    app = Zhiku(Settings(home=tmp_path / "home", job_retry_backoff=0.05, **storage))
-    yield app
-    app.close()
-
-
-def run_all(zhiku: Zhiku) -> None:
-    with zhiku.db.session() as session:
-        ids = list(session.scalars(select(Job.id).where(Job.status.in_(["queued", "running"]))))
-    with job_runner(zhiku, workers=1, poll_interval=0.05) as runner:
-        runner.wait_for(ids, timeout=600)
 
 
 def corpus(evaldata: Path) -> list[tuple[str, str, str]]:
@@ -82,7 +66,7 @@ def test_documents_are_tagged_zero_shot_at_ingestion_and_on_demand(
         registration = register_file(zhiku, kb, path)
         assert registration.document_id is not None
         truth[registration.document_id] = subject
-    run_all(zhiku)  # tagged as they are ingested
+    run_queued_jobs(zhiku)  # tagged as they are ingested
 
     with zhiku.db.session() as session:
         documents = {d.id: d for d in session.scalars(select(Document).where(Document.kb_id == kb.id))}

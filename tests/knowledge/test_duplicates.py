@@ -5,16 +5,13 @@ translations (XQuAD shares paragraph ids across languages) and edited copies."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from sqlalchemy import select
 
 from zhiku.bench.duplicates import edited_copy, load_corpus
-from zhiku.config import Settings
 from zhiku.core import Zhiku
 from zhiku.errors import InvalidInputError, NotFoundError
 from zhiku.knowledge.bases import create_knowledge_base
@@ -111,13 +108,6 @@ def test_kinds_and_thresholds() -> None:
 
 A, B, C = "xq-04-00", "xq-08-00", "xq-11-00"  # a translation family, an English and a Chinese copy family
 NEGATIVES = {"en": ["xq-04-01", "xq-04-02", "xq-01-00", "xq-06-00"], "zh": ["xq-04-03", "xq-13-00"]}
-
-
-@pytest.fixture
-def zhiku(tmp_path: Path, storage: dict[str, Any]) -> Iterator[Zhiku]:
-    app = Zhiku(Settings(home=tmp_path / "home", job_retry_backoff=0.05, **storage))
-    yield app
-    app.close()
 
 
 def run_all(zhiku: Zhiku, jobs: list[str]) -> None:

@@ -3,51 +3,28 @@ database, Qdrant Edge or pgvector): XQuAD paragraphs in English and Chinese, who
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from sqlalchemy import delete, select
 
-from zhiku.config import Settings
+from tests.knowledge.helpers import run_queued_jobs, xquad_rows
 from zhiku.core import Zhiku
 from zhiku.errors import ConflictError
 from zhiku.knowledge.bases import create_knowledge_base
 from zhiku.knowledge.documents import get_document, register_file
 from zhiku.knowledge.similar import similar_documents
 from zhiku.pipeline.document_vectors import document_vectors
-from zhiku.pipeline.tasks import job_runner
-from zhiku.storage.models import Document, DocumentVector, Job
+from zhiku.storage.models import Document, DocumentVector
 
 ARTICLES = 8
 
 
 def paragraphs(evaldata: Path, language: str) -> dict[str, str]:
     """The first paragraph of each of the first ``ARTICLES`` XQuAD articles, by id."""
-    found: dict[str, str] = {}
-    with (evaldata / "retrieval" / f"xquad-{language}" / "corpus.jsonl").open(encoding="utf-8") as lines:
-        for line in lines:
-            row = json.loads(line)
-            if row["_id"].endswith("-00") and len(found) < ARTICLES:
-                found[row["_id"]] = row["text"]
-    return found
-
-
-@pytest.fixture
-def zhiku(tmp_path: Path, storage: dict[str, Any]) -> Iterator[Zhiku]:
-    app = Zhiku(Settings(home=tmp_path / "home", job_retry_backoff=0.05, **storage))
-    yield app
-    app.close()
-
-
-def run_all(zhiku: Zhiku) -> None:
-    with zhiku.db.session() as session:
-        ids = list(session.scalars(select(Job.id).where(Job.status.in_(["queued", "running"]))))
-    with job_runner(zhiku, workers=1, poll_interval=0.05) as runner:
-        runner.wait_for(ids, timeout=300)
+    firsts = (row for row in xquad_rows(evaldata, language) if row["_id"].endswith("-00"))
+    return {row["_id"]: row["text"] for row, _ in zip(firsts, range(ARTICLES), strict=False)}
 
 
 def test_a_translation_is_the_most_similar_document_and_vectors_follow_versions(
@@ -68,7 +45,7 @@ def test_a_translation_is_the_most_similar_document_and_vectors_follow_versions(
     outsider = folder / "outsider.txt"
     outsider.write_text(paragraphs(evaldata, "en")["xq-00-00"], encoding="utf-8")
     register_file(zhiku, other, outsider)
-    run_all(zhiku)
+    run_queued_jobs(zhiku)
     name_of = {document_id: name for name, document_id in ids.items()}
 
     for name, document_id in ids.items():
@@ -103,7 +80,7 @@ def test_a_translation_is_the_most_similar_document_and_vectors_follow_versions(
     assert queued.document_id is not None
     with pytest.raises(ConflictError, match="no searchable version yet"):  # until it is ingested
         similar_documents(zhiku, other, get_document(zhiku, other, queued.document_id), top_k=3)
-    run_all(zhiku)
+    run_queued_jobs(zhiku)
     renewed = get_document(zhiku, kb, pending.id)
     assert renewed.version == 2
     found = similar_documents(zhiku, kb, renewed, top_k=3)

@@ -19,6 +19,7 @@ import pytest
 from sklearn.metrics import normalized_mutual_info_score
 from sqlalchemy import select
 
+from tests.knowledge.helpers import run_queued_jobs, xquad_rows
 from tests.servers import zhiku_server
 from zhiku.config import Settings
 from zhiku.core import Zhiku
@@ -27,8 +28,7 @@ from zhiku.knowledge.bases import create_knowledge_base
 from zhiku.knowledge.documents import delete_document, get_document, register_file
 from zhiku.knowledge.topics import MAX_CLUSTERS, cluster_terms, name_terms, topic_map
 from zhiku.pipeline.document_vectors import document_vectors
-from zhiku.pipeline.tasks import job_runner
-from zhiku.storage.models import Job, KnowledgeBase
+from zhiku.storage.models import KnowledgeBase
 
 ARTICLES = {
     "xq-00": "Super_Bowl_50",
@@ -45,20 +45,7 @@ pairs apart from their article), 0.901 with 6 clusters asked for; every translat
 
 def paragraphs(evaldata: Path, language: str) -> dict[str, str]:
     """The five paragraphs of each article of ``ARTICLES``, by id."""
-    found: dict[str, str] = {}
-    with (evaldata / "retrieval" / f"xquad-{language}" / "corpus.jsonl").open(encoding="utf-8") as lines:
-        for line in lines:
-            row = json.loads(line)
-            if row["_id"][:5] in ARTICLES:
-                found[row["_id"]] = row["text"]
-    return found
-
-
-def run_all(zhiku: Zhiku) -> None:
-    with zhiku.db.session() as session:
-        ids = list(session.scalars(select(Job.id).where(Job.status.in_(["queued", "running"]))))
-    with job_runner(zhiku, workers=1, poll_interval=0.05) as runner:
-        runner.wait_for(ids, timeout=600)
+    return {row["_id"]: row["text"] for row in xquad_rows(evaldata, language) if row["_id"][:5] in ARTICLES}
 
 
 class Built:
@@ -84,7 +71,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, evaldata: Path) -> Iterator[
             registration = register_file(zhiku, kb, path)
             assert registration.document_id is not None
             ids[path.stem] = registration.document_id
-    run_all(zhiku)
+    run_queued_jobs(zhiku)
     yield Built(zhiku, kb, ids, folder)
     zhiku.close()
 
@@ -164,7 +151,7 @@ def test_the_map_is_cached_until_the_documents_change(built: Built, evaldata: Pa
     registration = register_file(built.zhiku, built.kb, newcomer)
     assert registration.document_id is not None
     assert topic_map(built.zhiku, built.kb) is first  # not ready yet: the same documents, the same map
-    run_all(built.zhiku)
+    run_queued_jobs(built.zhiku)
     second = topic_map(built.zhiku, built.kb)
     assert second is not first
     assert len(second.documents) == 61
@@ -282,7 +269,7 @@ def test_an_instruction_aware_model_clusters_query_vectors_of_the_clustering_ins
             path = tmp_path / f"{index}.txt"
             path.write_text(text, encoding="utf-8")
             register_file(zhiku, kb, path)
-        run_all(zhiku)
+        run_queued_jobs(zhiku)
         found = topic_map(zhiku, kb, clusters=3)
         assert found.vectors == "clustering-instruction"
         assert len(found.clusters) == 3
