@@ -113,7 +113,9 @@ async function renderDocs(kbId) {
       h("td", { "data-label": t("docs.file") }, h("span", { class: "filename" }, row.filename),
         folder ? h("div", { class: "muted path", title: folder }, folder) : null,
         row.pages ? h("div", { class: "muted pages" }, plural("docs.pages", row.pages)) : null,
-        row.tags && row.tags.length ? h("div", { class: "tags" }, row.tags.map((tag) => tagChip(tag, row.auto_tags))) : null),
+        row.tags && row.tags.length ? h("div", { class: "tags" }, row.tags.map((tag) => tagChip(tag, row.auto_tags))) : null,
+        nearDuplicates(row.warnings).map((said) =>
+          h("div", { class: "near-duplicate" }, h("a", { href: `#/kb/${kb.id}/duplicates` }, t("docs.nearDuplicate", { said }))))),
       h("td", { "data-label": t("docs.status") }, statusBadge(status),
         row.error ? h("div", { class: "error-text" }, row.error) : null),
       h("td", { "data-label": t("docs.chunks"), class: "num chunks" }, counted ? String(row.chunk_count ?? "") : ""),
@@ -345,6 +347,13 @@ async function renderDocs(kbId) {
     rows.get(job.document_id).detail.textContent = detail;
     if (["succeeded", "failed", "cancelled"].includes(job.status)) refreshDoc(job.document_id);
   }, { signal: pageAbort.signal }).catch(showError);
+}
+
+// The ingestion's near-duplicate flags among a document's warnings ("near-duplicate of X (kind, similarity 0.9, id …)",
+// zhiku.pipeline.duplicate_scan), without their prefix and id (the link leads to the groups).
+const NEAR_DUPLICATE = "near-duplicate of ";
+function nearDuplicates(warnings) {
+  return (warnings || []).map(String).filter((w) => w.startsWith(NEAR_DUPLICATE)).map((w) => w.slice(NEAR_DUPLICATE.length).replace(/, id [0-9a-f]+\)$/, ")"));
 }
 
 // A document's tag; an auto-tag says so, with its confidence.
