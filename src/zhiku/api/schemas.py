@@ -268,6 +268,11 @@ class SearchRequest(JsonBody):
     rerank: StrictBool = Field(
         default=False, description="Reorder the best candidates with the configured reranker (true or false)."
     )
+    hyde: StrictBool = Field(
+        default=False,
+        description="HyDE: the configured chat model writes a passage answering the query, and the dense side "
+        "searches with the mean of its vector and the query's (modes dense and hybrid; 400 without a chat model).",
+    )
 
 
 class HitOut(BaseModel):
@@ -319,6 +324,9 @@ class SearchResponse(BaseModel):
     mode: str
     hits: list[HitOut]
     took_ms: float
+    hypothetical_answer: str | None = Field(
+        default=None, description="With hyde: the chat model's passage that was searched for along with the query."
+    )
 
 
 class PageOut(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Annotated, Any
 
 import typer
@@ -24,6 +24,7 @@ from zhiku.knowledge.documents import delete_document, get_document, label_docum
 from zhiku.knowledge.similar import similar_documents
 from zhiku.search.filters import parse_date, parse_filters
 from zhiku.search.highlight import mark
+from zhiku.search.hyde import hypothetical_answer
 from zhiku.search.options import MAX_TOP_K, TOP_K, SearchOptions
 from zhiku.search.retrieve import Hit, check_search, search
 
@@ -443,6 +444,14 @@ def search_command(
     rerank: Annotated[
         str | None, typer.Option("--rerank", help="Reorder the top 30 with this reranker (name or folder).")
     ] = None,
+    hyde: Annotated[
+        bool,
+        typer.Option(
+            "--hyde",
+            help="Also search for a passage the chat model (ZHIKU_CHAT_URL) writes to answer the query "
+            "(dense and hybrid).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Search a knowledge base; hits carry document, page span, offsets, highlighted passage and scores."""
@@ -455,6 +464,7 @@ def search_command(
         min_score=min_score,
         neighbours=neighbours,
         rerank=rerank,
+        hyde=hyde,
     )
     server = find_server()
     if server is not None:
@@ -468,6 +478,7 @@ def search_command(
             "min_score": min_score,
             "neighbours": neighbours,
             "rerank": rerank is not None,  # the server's own reranker
+            "hyde": hyde,  # the server's own chat model
         }
         with server:
             kb_out = server.get_knowledge_base(kb_name)
@@ -475,15 +486,26 @@ def search_command(
         if as_json:
             typer.echo(json.dumps(found["hits"], ensure_ascii=False))
             return
+        _print_hypothetical(found.get("hypothetical_answer"))
         _print_hits(kb_out["name"], query, mode, [_hit(h) for h in found["hits"]])
         return
     with open_zhiku() as zhiku:
         kb = get_knowledge_base(zhiku, kb_name)
+        if hyde:  # asked first, to show it
+            check_search(query, options)
+            options = replace(options, hypothetical_answer=hypothetical_answer(zhiku.settings, query))
         hits = search(zhiku, kb, query, options)
     if as_json:
         typer.echo(json.dumps([asdict(h) | {"highlighted": h.highlighted} for h in hits], ensure_ascii=False))
         return
+    _print_hypothetical(options.hypothetical_answer)
     _print_hits(kb.name, query, mode, hits)
+
+
+def _print_hypothetical(passage: str | None) -> None:
+    """HyDE's passage, said to be the chat model's guess (searched for, never an answer)."""
+    if passage:
+        out.print(f"[dim]HyDE also searched for the chat model's passage: {escape(passage)}[/]")
 
 
 def _hit(row: Mapping[str, Any]) -> Hit:

@@ -44,3 +44,8 @@ class SearchOptions:
     rerank: str | None = None
     """A reranker (``qwen3-reranker-0.6b``, a local folder, a CrossEncoder id) to reorder the best candidates."""
     rerank_candidates: int = 30
+    hyde: bool = False
+    """Search with the mean of the query's vector and that of a passage the chat model writes to answer it
+    (:mod:`zhiku.search.hyde`; dense and hybrid modes; needs ``chat_url``)."""
+    hypothetical_answer: str | None = None
+    """With ``hyde``: the passage to use instead of asking the chat model (the API asks first, to show it)."""

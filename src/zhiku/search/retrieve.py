@@ -21,6 +21,7 @@ from zhiku.errors import InvalidInputError, NotFoundError
 from zhiku.search.filters import matching_documents
 from zhiku.search.fusion import coverage_of, fuse, lexical_weight, term_coverage
 from zhiku.search.highlight import highlight_spans, mark
+from zhiku.search.hyde import fuse_vectors, hypothetical_answer
 from zhiku.search.options import MAX_QUERY_CHARS, MAX_TOP_K, MODES, SearchOptions
 from zhiku.search.relevance import cosine_scale, hybrid_relevance, in_rank_order
 from zhiku.search.rerank import Reranker, create_reranker
@@ -97,11 +98,14 @@ def _search(zhiku: Zhiku, kb: KnowledgeBase, query: str, options: SearchOptions)
     lexical: dict[str, float] = {}
     payloads: dict[str, VectorHit] = {}
     if options.mode in ("dense", "hybrid"):
-        vector = (
-            zhiku.embedder_for(kb)
-            .embed(query, input_type="query", instruction=kb.instruction, dimensions=kb.dimension)
-            .vectors[0]
-        )
+        embedder = zhiku.embedder_for(kb)
+        vector = embedder.embed(query, input_type="query", instruction=kb.instruction, dimensions=kb.dimension).vectors[
+            0
+        ]
+        if options.hyde:
+            passage = options.hypothetical_answer or hypothetical_answer(zhiku.settings, query)
+            written = embedder.embed(passage, input_type="document", dimensions=kb.dimension).vectors[0]
+            vector = fuse_vectors(vector, written)
         for found in zhiku.vectors.search_dense(kb.collection, vector, top_k=wanted, filter=flt):
             dense[found.id] = found.score
             payloads[found.id] = found
@@ -208,6 +212,14 @@ def _validate(query: str, options: SearchOptions) -> None:
         )
     if not 0 <= options.neighbours <= 10:
         raise InvalidInputError(f"neighbours must be 0 to 10, got {options.neighbours}", param="neighbours")
+    if options.hyde and options.mode == "lexical":
+        raise InvalidInputError("hyde works on vectors: use it with mode dense or hybrid, not lexical", param="hyde")
+    if options.hypothetical_answer is not None and (
+        not options.hypothetical_answer.strip() or len(options.hypothetical_answer) > MAX_QUERY_CHARS
+    ):
+        raise InvalidInputError(
+            f"hypothetical_answer must be 1 to {MAX_QUERY_CHARS:,} characters of text", param="hypothetical_answer"
+        )
 
 
 def check_search(query: str, options: SearchOptions) -> None:

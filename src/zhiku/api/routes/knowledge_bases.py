@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from fastapi import APIRouter, Request, Response
 from sse_starlette.sse import EventSourceResponse
@@ -90,8 +91,9 @@ def delete(kb_id: str, state: State, principal: Writer) -> Response:
 def search_kb(kb_id: str, body: SearchRequest, state: State, principal: Reader) -> SearchResponse:
     """Dense, lexical or hybrid search with filters; hits carry citations and highlighted passages."""
     from zhiku.search.filters import parse_filters
+    from zhiku.search.hyde import hypothetical_answer
     from zhiku.search.options import SearchOptions
-    from zhiku.search.retrieve import search
+    from zhiku.search.retrieve import check_search, search
 
     kb = get_knowledge_base(state.zhiku, kb_id, principal.tenant_id)
     reranker = None
@@ -111,8 +113,12 @@ def search_kb(kb_id: str, body: SearchRequest, state: State, principal: Reader) 
         min_score=body.min_score,
         neighbours=body.neighbours,
         rerank=reranker,
+        hyde=body.hyde,
     )
     started = time.perf_counter()
+    if options.hyde:  # asked here, not inside the search, to show the passage with the hits
+        check_search(body.query, options)
+        options = replace(options, hypothetical_answer=hypothetical_answer(state.settings, body.query))
     hits = search(state.zhiku, kb, body.query, options)
     took = (time.perf_counter() - started) * 1000
     return SearchResponse(
@@ -121,6 +127,7 @@ def search_kb(kb_id: str, body: SearchRequest, state: State, principal: Reader) 
         mode=body.mode,
         took_ms=round(took, 2),
         hits=[HitOut.of(h) for h in hits],
+        hypothetical_answer=options.hypothetical_answer,
     )
 
 

@@ -388,8 +388,9 @@ async function openSimilar(kbId, doc) {
 
 // ---------- search and the page viewer ----------
 async function renderSearch(params) {
-  const kbs = await api("/api/v1/knowledge-bases");
+  const [kbs, facts] = await Promise.all([api("/api/v1/knowledge-bases"), api("/api/v1/ui").catch(() => null)]);
   if (!kbs.length) { page(t("search.title"), h("p", { class: "muted" }, t("search.nokb"))); return; }
+  const chat = Boolean(facts && facts.chat && facts.chat.configured);
   const results = h("div", { class: "stack", id: "results", "aria-live": "polite" });
   const form = h("form", { class: "card stack", role: "search", onsubmit: (e) => { e.preventDefault(); runSearch(e.target, results); } },
     h("div", { class: "row" },
@@ -402,6 +403,8 @@ async function renderSearch(params) {
       h("label", {}, t("search.topk"), h("input", { name: "top_k", type: "number", min: 1, max: MAX_TOP_K, value: TOP_K }))),
     h("div", { class: "row" },
       h("label", { class: "grow" }, t("search.filters"), h("input", { name: "filters", maxlength: 1000 })),
+      h("label", { class: "check", title: t(chat ? "search.hyde.title" : "search.hyde.off") },
+        h("input", { type: "checkbox", name: "hyde", disabled: !chat }), t("search.hyde")),
       h("div", {}, h("button", { class: "primary", type: "submit" }, t("search.submit")))));
   page(t("search.title"), form, results);
   if (params.get("q")) runSearch(form, results);
@@ -410,12 +413,13 @@ async function renderSearch(params) {
 async function runSearch(form, results) {
   const data = new FormData(form);
   const filters = String(data.get("filters") || "").split(/\s+(?=[\w.-]+\s*(?:>=|<=|!=|=|>|<))/).map((f) => f.trim()).filter(Boolean);
-  const body = { query: String(data.get("query")), mode: data.get("mode"), top_k: Number(data.get("top_k") || TOP_K), filters };
+  const body = { query: String(data.get("query")), mode: data.get("mode"), top_k: Number(data.get("top_k") || TOP_K), filters, hyde: data.get("hyde") === "on" };
   results.replaceChildren(h("p", { class: "muted" }, t("loading")));
   try {
     const found = await api(`/api/v1/knowledge-bases/${data.get("kb")}/search`, { method: "POST", json: body });
     results.replaceChildren(
       h("p", { class: "muted" }, found.hits.length ? t("search.took", { n: found.hits.length, ms: Math.round(found.took_ms) }) : t("search.none")),
+      ...(found.hypothetical_answer ? [h("p", { class: "muted", id: "hyde-passage" }, t("search.hyde.passage"), " ", h("q", {}, found.hypothetical_answer))] : []),
       ...found.hits.map((hit) => hitCard(found.knowledge_base_id, hit)));
   } catch (err) { results.replaceChildren(); showError(err); }
 }
