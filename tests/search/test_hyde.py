@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from tests.knowledge.helpers import run_queued_jobs, xquad_rows
-from tests.servers import app_in_thread, zhiku_server
+from tests.servers import app_in_thread, chromium, zhiku_server
+from tests.test_cli_remote import one_line_error, run
+from tests.web.test_ui import DESKTOP, Console, shoot
 from zhiku.config import Settings
 from zhiku.core import Zhiku
 from zhiku.errors import ChatUpstreamError, InvalidInputError
@@ -207,6 +210,13 @@ def test_the_api_shows_the_passage_and_refuses_hyde_it_cannot_do(tmp_path: Path,
         assert failed.status_code == 502
         assert url in failed.json()["error"]["message"]
         assert client.get("/readyz").status_code == 200
+        _search_in_the_ui(base, kb["id"], hyde_offered=True)
+        cli = run(
+            tmp_path / "chat" / "home", "search", "大熊猫吃什么？", "--kb", "百科", "--hyde"
+        )  # through the server
+        assert cli.returncode == 0, cli.stderr
+        assert "HyDE also searched for the chat model's passage: 大熊猫几乎只吃竹子" in cli.stdout
+        assert "panda.md" in cli.stdout
 
     with zhiku_server(tmp_path / "plain") as (base, _), httpx.Client(base_url=base, timeout=120) as client:
         kb = client.post("/api/v1/knowledge-bases", json={"name": "kb"}).json()
@@ -214,3 +224,36 @@ def test_the_api_shows_the_passage_and_refuses_hyde_it_cannot_do(tmp_path: Path,
         assert refused.status_code == 400
         assert refused.json()["error"]["param"] == "hyde"
         assert "ZHIKU_CHAT_URL" in refused.json()["error"]["message"]
+        _search_in_the_ui(base, kb["id"], hyde_offered=False)
+        cli = run(tmp_path / "plain" / "home", "search", "竹子", "--kb", "kb", "--hyde")
+        assert "ZHIKU_CHAT_URL" in one_line_error(cli)
+
+    # the server stopped: the CLI opens the knowledge base itself and asks the chat model itself
+    embedded = run(tmp_path / "chat" / "home", "search", "大熊猫吃什么？", "--kb", "百科", "--hyde", ZHIKU_CHAT_URL=url)
+    assert embedded.returncode == 0, embedded.stderr
+    assert "HyDE also searched for the chat model's passage: 大熊猫几乎只吃竹子" in embedded.stdout
+
+
+def _search_in_the_ui(base: str, kb_id: str, *, hyde_offered: bool) -> None:
+    """The web UI's search form in Chromium: its HyDE box is offered only with a chat model, and a HyDE search
+    shows the chat model's passage above the hits."""
+    from playwright.sync_api import expect
+
+    with chromium() as browser:
+        page = browser.new_page(viewport=DESKTOP, locale="en-US")
+        page.set_default_timeout(60_000)
+        console = Console(page)
+        page.goto(f"{base}/#/search?kb={kb_id}")
+        box = page.get_by_role("checkbox", name="HyDE")
+        if not hyde_offered:
+            expect(box).to_be_disabled()
+            expect(page.locator("label.check", has=box)).to_have_attribute("title", re.compile("ZHIKU_CHAT_URL"))
+            return
+        expect(box).to_be_enabled()
+        page.get_by_label("Question or keywords").fill("大熊猫吃什么？")
+        box.check()
+        page.get_by_role("button", name="Search").click()
+        expect(page.locator("#hyde-passage")).to_contain_text("大熊猫几乎只吃竹子")
+        expect(page.locator("#results .hit").first).to_contain_text("panda.md")
+        shoot(page, "search-hyde")
+        assert console.problems == []
