@@ -28,7 +28,7 @@ zhiku_system_packages() {
 }
 
 zhiku_venv() {
-    local extras="$1"   # "" or "[dev]"
+    local extras="$1"   # "" (no PyTorch), "[torch]" or "[dev]" (both bring PyTorch)
     if [ ! -x "$VENV/bin/python" ]; then
         echo "==> creating $VENV"
         "$PYTHON" -m venv "$VENV"
@@ -40,8 +40,12 @@ zhiku_venv() {
     local want
     want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-        echo "==> installing $TORCH_SPEC (CPU) and zhiku$extras into $VENV"
-        "$VENV/bin/python" -m pip install --quiet "$TORCH_SPEC"
+        if [ -n "$extras" ]; then
+            echo "==> installing $TORCH_SPEC (CPU) and zhiku$extras into $VENV"
+            "$VENV/bin/python" -m pip install --quiet "$TORCH_SPEC"
+        else
+            echo "==> installing zhiku (without PyTorch: ./scripts/run --torch adds it) into $VENV"
+        fi
         "$VENV/bin/python" -m pip install --quiet -e "$ROOT$extras"
         echo "$want" > "$stamp"
     fi

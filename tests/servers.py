@@ -78,7 +78,7 @@ def infinity_server(workdir: Path) -> Iterator[str]:
 
 @contextlib.contextmanager
 def zhiku_server(
-    workdir: Path, ready_path: str = "/readyz", workers: int = 1, **settings: str
+    workdir: Path, ready_path: str = "/readyz", workers: int = 1, bin_dir: Path | None = None, **settings: str
 ) -> Iterator[tuple[str, int]]:
     """`zhiku serve` (``--workers`` processes) in a subprocess with ``ZHIKU_<NAME>`` settings; yields its base URL
     and process id once ``ready_path`` answers 200. Authentication is off (loopback development mode) unless
@@ -87,7 +87,14 @@ def zhiku_server(
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ZHIKU_HOME": str(workdir / "home")}
     env.update({f"ZHIKU_{name.upper()}": value for name, value in settings.items()})
-    args = [str(Path(sys.executable).parent / "zhiku"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    args = [
+        str((bin_dir or Path(sys.executable).parent) / "zhiku"),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     args += ["--workers", str(workers)]
     workdir.mkdir(parents=True, exist_ok=True)
     url = f"http://127.0.0.1:{port}"

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import httpx
 
+from zhiku.extras import require_torch
+
 
 @dataclass(frozen=True)
 class ServeBenchRow:
@@ -112,6 +114,7 @@ def bench_serving(
     rounds: int = 3,
 ) -> list[ServeBenchRow]:
     """Run (a), (b) and (c) on ``texts`` and return one row per system and load (bare: median of rounds)."""
+    require_torch("the serving benchmark (bare sentence-transformers encode)")
     from sentence_transformers import SentenceTransformer
 
     from zhiku.embedding.models import model_location, resolve_model

@@ -42,6 +42,7 @@ err = _console(stderr=True)
 def quiet_libraries() -> None:
     """Keep third-party progress bars and advisories off the user's terminal."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")  # "PyTorch was not found" in the default install
     try:
         # imported here, not at the top: transformers takes half a second to import, and only the commands that
         # load a model need it quiet

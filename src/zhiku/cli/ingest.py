@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from zhiku.cli.common import find_server, open_zhiku, out, parse_meta
@@ -145,7 +146,9 @@ def print_outcomes(
                 detail = document.error or item.message or "; ".join(str(w) for w in document.warnings[:2])
         counts[status] = counts.get(status, 0) + 1
         style = {"ready": "green", "failed": "red", "duplicate": "yellow"}.get(status, "")
-        table.add_row(Path(item.source).name, f"[{style}]{status}[/]" if style else status, chunks, pages, detail)
+        # file names and messages are text, never markup ("[torch]" in a message, "[red]" in a file name)
+        name, detail = escape(Path(item.source).name), escape(detail or "")
+        table.add_row(name, f"[{style}]{status}[/]" if style else status, chunks, pages, detail)
     out.print(table)
     out.print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
 

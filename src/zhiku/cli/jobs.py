@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -147,7 +148,14 @@ def _print_jobs(rows: Iterable[tuple[str, str, str, str, str, float, int, int, s
         table.add_column(column, overflow="fold")
     for job_id, kind, filename, status, stage, progress, attempts, max_attempts, error in rows:
         table.add_row(
-            job_id[:12], kind, filename, status, stage, f"{progress:.0%}", f"{attempts}/{max_attempts}", error or ""
+            job_id[:12],
+            kind,
+            escape(filename or ""),
+            status,
+            stage,
+            f"{progress:.0%}",
+            f"{attempts}/{max_attempts}",
+            escape(error or ""),
         )
     out.print(table)
 

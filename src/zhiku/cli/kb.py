@@ -112,8 +112,8 @@ def _print_kb_table(rows: Iterable[tuple[str, str, int, Mapping[str, int], int, 
         table.add_column(column, overflow="fold")  # a narrow terminal wraps a name, never cuts it
     for name, model, dimension, documents, chunks, created in rows:
         table.add_row(
-            name,
-            model,
+            escape(name),
+            escape(model),
             str(dimension),
             str(sum(documents.values())),
             str(documents.get("ready", 0)),
@@ -287,15 +287,15 @@ def _print_documents(kb_name: str, rows: Iterable[DocumentRow]) -> None:
         meta = ", ".join(f"{k}={v}" for k, v in sorted(d.meta.items()))
         table.add_row(
             d.id[:12],
-            d.filename,
+            escape(d.filename),
             d.status,
             str(d.version),
             str(d.pages or ""),
             str(d.chunk_count),
             d.mime_type or "",
-            ", ".join(f"{t} ({d.auto_tags[t]:.2f})" if t in d.auto_tags else t for t in d.tags),
-            meta,
-            d.error or "",
+            escape(", ".join(f"{t} ({d.auto_tags[t]:.2f})" if t in d.auto_tags else t for t in d.tags)),
+            escape(meta),
+            escape(d.error or ""),
         )
     out.print(table)
 
@@ -528,7 +528,7 @@ def _print_hits(kb_name: str, query: str, mode: str, hits: Sequence[Hit]) -> Non
             passage = f"[dim]{hit.context_before[-200:]}[/]{passage}[dim]{hit.context_after[:200]}[/]"
         if hit.context:  # rows of a table: its header above them
             passage = f"[bold]{escape(hit.context)}[/]\n{passage}"
-        table.add_row(str(rank), f"{hit.score:.3f}", hit.filename, pages, passage)
+        table.add_row(str(rank), f"{hit.score:.3f}", escape(hit.filename), pages, passage)
     out.print(table)
     if not hits:
         out.print("no results")

@@ -62,7 +62,7 @@ def _table(rows: Sequence[list[str]]) -> Table:
     for column in ("source", "commit", "added", "changed", "removed", "unchanged", "skipped"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(escape(cell) for cell in row))  # URLs and paths are text, never markup
     return table
 
 

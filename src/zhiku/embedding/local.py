@@ -20,6 +20,7 @@ from zhiku.embedding.models import ModelSpec, model_location
 from zhiku.embedding.padding import plan_batches
 from zhiku.embedding.tokenization import counting_copy, ensure_single_eos, special_token_count
 from zhiku.errors import ModelLoadError
+from zhiku.extras import require_torch
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class SentenceTransformerEmbedder(Embedder):
         self.special_tokens = special_token_count(self.tokenizer)
 
     def _load(self) -> Any:
+        require_torch(f"model {self.spec.name} (run by sentence-transformers)")
         import torch
         from sentence_transformers import SentenceTransformer
 

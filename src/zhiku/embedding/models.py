@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 from zhiku.embedding.instructions import QWEN3_QUERY_TEMPLATE
 from zhiku.errors import DimensionError, ModelLoadError, UnknownModelError
+from zhiku.extras import TORCH_EXTRA
 
 if TYPE_CHECKING:
     from zhiku.config import Settings
@@ -300,8 +301,9 @@ def model_location(spec: ModelSpec) -> str:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
+            package = module_name.replace("_", "-")
             raise ModelLoadError(
-                f"model {spec.name} needs the Python package {module_name.replace('_', '-')}: pip install it"
+                f"model {spec.name} needs the Python package {package}, part of the torch extra ({TORCH_EXTRA})"
             ) from exc
         return str(getattr(module, func)())
     return spec.source

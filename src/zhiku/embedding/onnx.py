@@ -35,6 +35,7 @@ from zhiku.embedding.models import ModelSpec, model_location
 from zhiku.embedding.padding import plan_batches
 from zhiku.embedding.tokenization import counting_copy, special_token_count
 from zhiku.errors import ConfigError, ModelLoadError
+from zhiku.extras import require_torch
 
 log = logging.getLogger(__name__)
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -127,6 +128,7 @@ def _remove_older_revisions(folder: Path) -> None:
 
 
 def _export(spec: ModelSpec, target: Path) -> None:
+    require_torch(f"the ONNX export of {spec.name} (once; ONNX Runtime then runs it without PyTorch)")
     import torch
     from transformers import AutoModel, AutoTokenizer
 

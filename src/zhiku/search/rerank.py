@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from zhiku.errors import InvalidInputError, ModelLoadError, UnknownModelError
+from zhiku.extras import require_torch
 
 if TYPE_CHECKING:
     from zhiku.config import Settings
@@ -294,6 +295,7 @@ def create_reranker(name_or_path: str, settings: Settings) -> Reranker:
     """
     if not isinstance(name_or_path, str) or not name_or_path.strip():
         raise UnknownModelError("reranker name must be a non-empty string", param="model")
+    require_torch(f"reranker {name_or_path.strip()}")
     if settings.embedding_threads:
         import torch
 
