@@ -380,9 +380,16 @@ class Settings(BaseSettings):
         "`false` leaves it open to anyone who reaches the port (e.g. a scraper on a private network). Moot "
         "with `auth=off`.",
     )
-    rate_limit_read: str = Field(default="1200/minute", description="Per key: reads (lists, gets, search).")
+    rate_limit_read: str = Field(
+        default="6000/minute",
+        description="Per key: reads (lists, gets, search). 100/s: above what one process serves on 2 cores (~35 "
+        "searches/s, BENCHMARKS.md), so the limit stops abuse, not an application's normal load.",
+    )
     rate_limit_write: str = Field(default="120/minute", description="Per key: uploads and changes.")
-    rate_limit_embed: str = Field(default="3000/minute", description="Per key: `/v1/embeddings` requests.")
+    rate_limit_embed: str = Field(
+        default="12000/minute",
+        description="Per key: `/v1/embeddings` requests (200/s: above one process's one-text requests on 2 cores).",
+    )
     rate_limit_chat: str = Field(default="60/minute", description="Per key: RAG chat requests.")
     max_upload_bytes: int = Field(
         default=1024 * 1024 * 1024,

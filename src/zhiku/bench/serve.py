@@ -93,7 +93,8 @@ async def _load(url: str, model: str, texts: list[str], clients: int) -> tuple[f
             latencies.append(time.perf_counter() - started)
 
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=clients), timeout=300) as http:
-        await http.post(url, json={"model": model, "input": texts[:4]})  # warm-up
+        warm = await http.post(url, json={"model": model, "input": texts[:4]})
+        warm.raise_for_status()  # a refused warm-up (auth, a wrong model) stops the run, not hides in its numbers
         started = time.perf_counter()
         await asyncio.gather(*(client(http) for _ in range(clients)))
         return time.perf_counter() - started, latencies
@@ -112,8 +113,13 @@ def bench_serving(
     client_counts: tuple[int, ...] = (1, 8, 32),
     infinity_bin: Path | None = None,
     rounds: int = 3,
+    backends: tuple[str, ...] = ("torch", "onnx-int8"),
 ) -> list[ServeBenchRow]:
-    """Run (a), (b) and (c) on ``texts`` and return one row per system and load (bare: median of rounds)."""
+    """Run (a), (b) and (c) on ``texts`` and return one row per system and load (bare: median of rounds).
+
+    Like against like: bare encode and Infinity run on torch, so zhiku serves once per backend in ``backends``
+    (its torch row is the comparison; its ONNX int8 row is what it serves by default), each row named with it.
+    zhiku runs with authentication off, as Infinity does here: no key checks or rate limits in its numbers."""
     require_torch("the serving benchmark (bare sentence-transformers encode)")
     from sentence_transformers import SentenceTransformer
 
@@ -135,22 +141,25 @@ def bench_serving(
     )
     del bare
 
-    home = Path(tempfile.mkdtemp(prefix="zhiku-bench-serve-"))
-    port = _free_port()
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "ZHIKU_HOME": str(home),
-        "ZHIKU_SERVE_MODELS": spec.name,
-        "ZHIKU_EMBEDDING_CACHE": "off",
-    }
-    zhiku = [str(Path(sys.executable).parent / "zhiku"), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    base = f"http://127.0.0.1:{port}"
-    with _server(zhiku, env, f"{base}/readyz"):
-        for clients in client_counts:
-            seconds, latencies = asyncio.run(_load(f"{base}/v1/embeddings", spec.name, texts, clients))
-            rows.append(_row("zhiku serve", clients, texts, seconds, latencies))
-    shutil.rmtree(home, ignore_errors=True)
+    for backend in backends:
+        home = Path(tempfile.mkdtemp(prefix="zhiku-bench-serve-"))
+        port = _free_port()
+        env = {
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "ZHIKU_HOME": str(home),
+            "ZHIKU_SERVE_MODELS": spec.name,
+            "ZHIKU_EMBEDDING_CACHE": "off",
+            "ZHIKU_EMBEDDING_BACKEND": backend,
+            "ZHIKU_AUTH": "off",
+        }
+        zhiku = [str(Path(sys.executable).parent / "zhiku"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+        base = f"http://127.0.0.1:{port}"
+        with _server(zhiku, env, f"{base}/readyz"):
+            for clients in client_counts:
+                seconds, latencies = asyncio.run(_load(f"{base}/v1/embeddings", spec.name, texts, clients))
+                rows.append(_row(f"zhiku serve ({backend})", clients, texts, seconds, latencies))
+        shutil.rmtree(home, ignore_errors=True)
 
     if infinity_bin is not None and infinity_bin.is_file():
         port = _free_port()
@@ -173,5 +182,5 @@ def bench_serving(
         with _server(args, env, f"{base}/models"):
             for clients in client_counts:
                 seconds, latencies = asyncio.run(_load(f"{base}/embeddings", spec.name, texts, clients))
-                rows.append(_row("infinity-emb 0.0.78", clients, texts, seconds, latencies))
+                rows.append(_row("infinity-emb 0.0.78 (torch)", clients, texts, seconds, latencies))
     return rows

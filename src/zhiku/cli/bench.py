@@ -45,7 +45,11 @@ def bench_embed_command(
     ] = None,
     backend: Annotated[
         list[str] | None,
-        typer.Option("--backend", help="Compare runtimes of local models: torch, onnx, onnx-int8 (repeatable)."),
+        typer.Option(
+            "--backend",
+            help="Compare runtimes of local models: torch, onnx, onnx-int8 (repeatable; with --serving: the ones "
+            "zhiku serves on, default torch and onnx-int8).",
+        ),
     ] = None,
 ) -> None:
     """Embedding throughput (passages/s, tokens/s) of each model on the same passages, in one run."""
@@ -57,7 +61,8 @@ def bench_embed_command(
     if not texts:
         raise InvalidInputError("no passages found in the given corpora")
     if serving:
-        _bench_serving(texts, (model or ["all-minilm-l6-v2"])[0], infinity_bin, rounds, corpora, output)
+        backends = tuple(backend or ["torch", "onnx-int8"])
+        _bench_serving(texts, (model or ["all-minilm-l6-v2"])[0], infinity_bin, rounds, corpora, output, backends)
         return
     results = bench_embed(model or ["use-multilingual-v3", "all-minilm-l6-v2"], texts, get_settings(), rounds, backend)
     lines = ["| model | passages | tokens | median s | passages/s | tokens/s |", "|---|---|---|---|---|---|"]
@@ -74,7 +79,13 @@ def bench_embed_command(
 
 
 def _bench_serving(
-    texts: list[str], model: str, infinity_bin: Path | None, rounds: int, corpora: list[Path], output: Path
+    texts: list[str],
+    model: str,
+    infinity_bin: Path | None,
+    rounds: int,
+    corpora: list[Path],
+    output: Path,
+    backends: tuple[str, ...],
 ) -> None:
     from zhiku.bench.serve import bench_serving  # (see bench embed)
 
@@ -82,7 +93,7 @@ def _bench_serving(
     binary = infinity_bin or Path(default_bin)
     if not binary.is_file():
         err.print(f"[yellow]infinity_emb not found at {binary}: (c) is skipped[/]")
-    rows = bench_serving(texts, model=model, infinity_bin=binary, rounds=rounds)
+    rows = bench_serving(texts, model=model, infinity_bin=binary, rounds=rounds, backends=backends)
     bare = rows[0].passages_per_second
     by = {(r.system, r.clients): r.passages_per_second for r in rows}
     lines = ["| system | clients | passages/s | × bare | p50 ms | p95 ms |", "|---|---|---|---|---|---|"]
@@ -93,18 +104,24 @@ def _bench_serving(
             f"| {r.system} | {r.clients or '—'} | {r.passages_per_second:.1f} | "
             f"{r.passages_per_second / bare:.2f} | {p50} | {p95} |"
         )
-    zhiku32, infinity32 = by.get(("zhiku serve", 32)), by.get(("infinity-emb 0.0.78", 32))
-    summary = f"zhiku @32 / bare = {zhiku32 / bare:.2f}" if zhiku32 else ""
-    if zhiku32 and infinity32:
-        summary += f"; zhiku @32 / infinity @32 = {zhiku32 / infinity32:.2f}"
-    table = "\n".join(lines) + (f"\n\n{summary}" if summary else "")
+    infinity32 = by.get(("infinity-emb 0.0.78 (torch)", 32))
+    summaries = []
+    for backend in backends:
+        zhiku32 = by.get((f"zhiku serve ({backend})", 32))
+        if zhiku32:
+            summary = f"zhiku ({backend}) @32 / bare (torch) = {zhiku32 / bare:.2f}"
+            if infinity32:
+                summary += f"; / infinity (torch) @32 = {zhiku32 / infinity32:.2f}"
+            summaries.append(summary)
+    table = "\n".join(lines) + ("\n\n" + "\n".join(f"- {s}" for s in summaries) if summaries else "")
     out.print(table)
     names = ", ".join(folder.name for folder in corpora)
     append_report(
         output,
         f"serving throughput ({model})",
         table,
-        f"passages: {len(texts)} from {names}; one text per request; embedding cache off",
+        f"passages: {len(texts)} from {names}; one text per request; embedding cache off; bare encode and Infinity "
+        "on torch, zhiku on each backend named; zhiku with auth off (no key checks, no rate limits), as Infinity",
     )
     err.print(f"appended to {output}")
 
