@@ -9,6 +9,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from zhiku.bench.serve_search import server_timing
 from zhiku.cli import app
 
 
@@ -38,3 +39,27 @@ def test_bench_serve_search_runs_both_servers(tmp_path: Path, pgvector_url: str)
         ("--workers 2 ", "2"),
     ]
     assert all(float(qps) > 0 for _, _, qps in rows)
+    # where the time goes, from each answer's Server-Timing header and the client's clock
+    split = text.split("Where the time goes", 1)[1]
+    stage_rows = [line.split("|")[1:-1] for line in split.splitlines() if line.startswith("| zhiku serve")]
+    assert len(stage_rows) == 4
+    for cells in stage_rows:
+        stages = dict(zip(("filter", "embed", "dense", "lexical", "fuse", "rows", "score", "search", "outside"),
+                          map(float, cells[2:11]), strict=True))  # fmt: skip
+        assert stages["embed"] > 0
+        assert stages["dense"] > 0
+        assert stages["lexical"] > 0
+        assert stages["rows"] > 0
+        assert stages["outside"] > 0
+        assert stages["search"] >= max(stages["embed"], stages["rows"])  # each request's whole holds its parts
+        assert cells[12].strip().endswith("%")
+
+
+def test_server_timing_is_read_as_the_standard_writes_it() -> None:
+    assert server_timing('embed;dur=2.5, dense;dur=0.75,search;desc="all";dur=4') == {
+        "embed": 2.5,
+        "dense": 0.75,
+        "search": 4.0,
+    }
+    assert server_timing("") == {}
+    assert server_timing("cache;desc=hit, bad;dur=x, ;dur=3") == {}

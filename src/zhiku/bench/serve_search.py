@@ -6,7 +6,9 @@ limit); the
 corpus passages are uploaded through the API as one document each and ingested by the servers themselves. Then,
 round by round and client count by client count, the servers take turns under the same closed-loop load: each
 client sends its next ``POST /api/v1/knowledge-bases/{kb}/search`` (hybrid, the default) as soon as the last one
-answered. Reported: searches per second and p50/p95 latency, medians over the rounds.
+answered. Reported: searches per second and p50/p95 latency, medians over the rounds; and where a search's time
+goes, from the ``Server-Timing`` header of every answer (the server's stages) and the client's own clock (what
+is left: HTTP, authentication, validation, JSON).
 """
 
 from __future__ import annotations
@@ -38,6 +40,26 @@ class SearchServingRow:
     qps: float
     p50_ms: float
     p95_ms: float
+    stages: dict[str, float]
+    """Median milliseconds of each ``Server-Timing`` stage over every search, ``outside`` (the client's latency less
+    the server's ``search``) and ``overhead`` (the share of the latency that is neither embedding nor store)."""
+
+
+CORE_STAGES = ("embed", "dense", "lexical")
+"""The model and the index: what a search cannot do without."""
+
+
+def server_timing(header: str) -> dict[str, float]:
+    """``{"embed": 2.1, ...}`` from a ``Server-Timing`` header (``embed;dur=2.1, dense;dur=0.9``)."""
+    stages: dict[str, float] = {}
+    for metric in header.split(","):
+        name, _, params = metric.strip().partition(";")
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key == "dur" and name:
+                with contextlib.suppress(ValueError):
+                    stages[name] = float(value)
+    return stages
 
 
 @dataclass(frozen=True)
@@ -84,10 +106,12 @@ def _ingest(base: str, passages: Sequence[str], timeout: float = 3600) -> str:
             time.sleep(1)
 
 
-async def _load(url: str, queries: Sequence[str], clients: int) -> tuple[float, list[float]]:
-    """Every query once, ``clients`` closed-loop clients; wall seconds and per-request latencies."""
+async def _load(url: str, queries: Sequence[str], clients: int) -> tuple[float, list[float], list[dict[str, float]]]:
+    """Every query once, ``clients`` closed-loop clients; wall seconds, per-request latencies and per-request
+    stage times (the server's ``Server-Timing`` and ``outside``: the latency less the server's ``search``)."""
     pending = list(reversed(queries))
     latencies: list[float] = []
+    split: list[dict[str, float]] = []
 
     async def client(http: httpx.AsyncClient) -> None:
         while pending:
@@ -95,14 +119,21 @@ async def _load(url: str, queries: Sequence[str], clients: int) -> tuple[float, 
             started = time.perf_counter()
             response = await http.post(url, json={"query": query})
             response.raise_for_status()
-            latencies.append(time.perf_counter() - started)
+            latency = time.perf_counter() - started
+            latencies.append(latency)
+            stages = server_timing(response.headers.get("server-timing", ""))
+            if "search" in stages:
+                stages["outside"] = latency * 1000 - stages["search"]
+                core = sum(stages.get(stage, 0.0) for stage in CORE_STAGES)
+                stages["overhead"] = 1 - core / (latency * 1000)
+            split.append(stages)
 
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=clients), timeout=300) as http:
         for query in queries[:10]:  # warm-up
             (await http.post(url, json={"query": query})).raise_for_status()
         started = time.perf_counter()
         await asyncio.gather(*(client(http) for _ in range(clients)))
-        return time.perf_counter() - started, latencies
+        return time.perf_counter() - started, latencies, split
 
 
 def load_corpus(folder: Path) -> tuple[list[str], list[str]]:
@@ -125,6 +156,7 @@ def bench_search_serving(
     passages, questions = load_corpus(corpus)
     questions = (questions * (queries // max(1, len(questions)) + 1))[:queries]
     measured: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
+    split: dict[tuple[str, int], list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="zhiku-bench-serve-search-") as scratch, contextlib.ExitStack() as stack:
         urls = {}
         for number, setup in enumerate(setups):
@@ -133,7 +165,8 @@ def bench_search_serving(
         for _ in range(rounds):
             for clients in client_counts:
                 for setup in setups:
-                    seconds, latencies = asyncio.run(_load(urls[setup.label], questions, clients))
+                    seconds, latencies, stages = asyncio.run(_load(urls[setup.label], questions, clients))
+                    split.setdefault((setup.label, clients), []).extend(stages)
                     ordered = sorted(latencies)
                     p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
                     row = (len(questions) / seconds, statistics.median(ordered) * 1000, p95 * 1000)
@@ -146,10 +179,29 @@ def bench_search_serving(
             statistics.median(r[0] for r in measured[(setup.label, clients)]),
             statistics.median(r[1] for r in measured[(setup.label, clients)]),
             statistics.median(r[2] for r in measured[(setup.label, clients)]),
+            _median_stages(split[(setup.label, clients)]),
         )
         for clients in client_counts
         for setup in setups
     ]
+
+
+def _median_stages(samples: Sequence[dict[str, float]]) -> dict[str, float]:
+    names = {name for sample in samples for name in sample}
+    return {name: statistics.median(s.get(name, 0.0) for s in samples) for name in names}
+
+
+def render_stage_table(rows: Sequence[SearchServingRow]) -> str:
+    """Where a search's time goes, per set-up and load: the median of each stage (ms) and of the overhead share."""
+    columns = ("filter", "embed", "dense", "lexical", "fuse", "rows", "score", "search", "outside")
+    lines = [
+        "| server | clients | " + " | ".join(columns) + " | p50 | overhead |",
+        "|---|---|" + "---|" * (len(columns) + 2),
+    ]
+    for r in rows:
+        cells = " | ".join(f"{r.stages.get(name, 0.0):.2f}" for name in columns)
+        lines.append(f"| {r.setup} | {r.clients} | {cells} | {r.p50_ms:.1f} | {r.stages.get('overhead', 0.0):.0%} |")
+    return "\n".join(lines)
 
 
 def render_serving_table(rows: Sequence[SearchServingRow]) -> str:

@@ -312,7 +312,12 @@ def bench_serve_search_command(
 ) -> None:
     """Searches/s over HTTP: one embedded `zhiku serve` (SQLite + Qdrant Edge) next to `zhiku serve --workers N`
     on PostgreSQL + pgvector (taking turns), same corpus, same queries, query embedding included."""
-    from zhiku.bench.serve_search import ServerSetup, bench_search_serving, render_serving_table  # (see bench embed)
+    from zhiku.bench.serve_search import (  # (see bench embed)
+        ServerSetup,
+        bench_search_serving,
+        render_serving_table,
+        render_stage_table,
+    )
 
     setups = [ServerSetup("zhiku serve (embedded: SQLite + Qdrant Edge)", 1, {})]
     if pgvector_url:
@@ -320,7 +325,9 @@ def bench_serve_search_command(
         setups.append(ServerSetup(f"zhiku serve --workers {workers} (PostgreSQL + pgvector)", workers, pg))
     err.print(f"ingesting {corpus.name} into {len(setups)} server(s), then timing searches ...")
     rows = bench_search_serving(corpus, setups, client_counts=clients or [1, 4, 16], queries=queries, rounds=rounds)
-    table = render_serving_table(rows)
+    table = render_serving_table(rows) + "\n\nWhere the time goes (ms, the median of each; overhead: the share of a "
+    table += "search's latency that is neither the query embedding nor the store's queries):\n\n"
+    table += render_stage_table(rows)
     out.print(table)
     notes = (
         f"{corpus.name} ingested through each server's API (one document per passage), {queries} of its queries "
