@@ -353,6 +353,13 @@ class Settings(BaseSettings):
         description="Cache of served embeddings: `disk` (LRU under `$ZHIKU_HOME/cache`), `redis` (needs "
         "`redis_url`) or `off`.",
     )
+    query_cache_size: int = Field(
+        default=4096,
+        ge=0,
+        le=1_000_000,
+        description="Query vectors kept per process, so a repeated search skips the model (about 2 KiB each at "
+        "512 dimensions); 0: off.",
+    )
     cache_max_bytes: int = Field(
         default=1024**3,
         ge=1024 * 1024,

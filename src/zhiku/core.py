@@ -13,6 +13,7 @@ from zhiku.config import Settings, get_settings
 from zhiku.documents.limits import ParseLimits
 from zhiku.documents.sandbox import OCR_SETTINGS, SandboxPool
 from zhiku.embedding.base import Embedder
+from zhiku.embedding.query_vectors import QueryVectors
 from zhiku.storage.blobs import BlobStore
 from zhiku.storage.db import Database
 
@@ -43,6 +44,8 @@ class Zhiku:
         )
         self.ocr = SandboxPool(ocr_limits, 1, OCR_SETTINGS)
         """The child process that reads scanned pages with OCR (one page at a time: its models need about 1.5 GiB)."""
+        self.query_vectors = QueryVectors(self.settings.query_cache_size)
+        """Query vectors of recent searches (``query_cache_size``)."""
 
     @property
     def vectors(self) -> VectorStore:

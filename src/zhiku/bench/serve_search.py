@@ -1,7 +1,7 @@
 """Search throughput of whole servers: one embedded ``zhiku serve`` process (SQLite + Qdrant Edge) next to
 ``zhiku serve --workers N`` on PostgreSQL + pgvector, both over loopback HTTP, the same corpus and queries.
 
-Both servers run at once (fresh homes, auth off, embedding cache off so that every query is embedded, no read rate
+Both servers run at once (fresh homes, auth off, embedding and query caches off so that every query is embedded, no read rate
 limit); the
 corpus passages are uploaded through the API as one document each and ingested by the servers themselves. Then,
 round by round and client count by client count, the servers take turns under the same closed-loop load: each
@@ -75,7 +75,8 @@ class ServerSetup:
 def _running(setup: ServerSetup, home: Path) -> Iterator[str]:
     port = _free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ZHIKU_HOME": str(home), "ZHIKU_AUTH": "off"}
-    env |= {"ZHIKU_EMBEDDING_CACHE": "off", "ZHIKU_RATE_LIMIT_READ": "1000000/minute"}  # the load is the point
+    env |= {"ZHIKU_EMBEDDING_CACHE": "off", "ZHIKU_QUERY_CACHE_SIZE": "0"}  # every query is embedded
+    env |= {"ZHIKU_RATE_LIMIT_READ": "1000000/minute"}  # the load is the point
     env |= {f"ZHIKU_{k.upper()}": v for k, v in setup.settings.items()}
     args = [str(Path(sys.executable).parent / "zhiku"), "serve", "--host", "127.0.0.1", "--port", str(port)]
     args += ["--workers", str(setup.workers)]

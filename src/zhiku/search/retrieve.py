@@ -130,9 +130,9 @@ def _search(zhiku: Zhiku, kb: KnowledgeBase, query: str, options: SearchOptions,
     payloads: dict[str, VectorHit] = {}
     if options.mode in ("dense", "hybrid"):
         embedder = zhiku.embedder_for(kb)
-        vector = embedder.embed(query, input_type="query", instruction=kb.instruction, dimensions=kb.dimension).vectors[
-            0
-        ]
+        vector = zhiku.query_vectors.vector(
+            embedder, kb.embedding_model, query, instruction=kb.instruction, dimensions=kb.dimension
+        )
         if options.hyde:
             passage = options.hypothetical_answer or hypothetical_answer(zhiku.settings, query)
             written = embedder.embed(passage, input_type="document", dimensions=kb.dimension).vectors[0]
