@@ -1,14 +1,13 @@
 """Search throughput of whole servers: one embedded ``zhiku serve`` process (SQLite + Qdrant Edge) next to
 ``zhiku serve --workers N`` on PostgreSQL + pgvector, both over loopback HTTP, the same corpus and queries.
 
-Both servers run at once (fresh homes, auth off, embedding and query caches off so that every query is embedded, no read rate
-limit); the
-corpus passages are uploaded through the API as one document each and ingested by the servers themselves. Then,
-round by round and client count by client count, the servers take turns under the same closed-loop load: each
-client sends its next ``POST /api/v1/knowledge-bases/{kb}/search`` (hybrid, the default) as soon as the last one
-answered. Reported: searches per second and p50/p95 latency, medians over the rounds; and where a search's time
-goes, from the ``Server-Timing`` header of every answer (the server's stages) and the client's own clock (what
-is left: HTTP, authentication, validation, JSON).
+Both servers run at once (fresh homes, auth off, embedding and query caches off so that every query is embedded,
+no read rate limit); the corpus passages are uploaded through the API as one document each and ingested by the
+servers themselves. Then, round by round and client count by client count, the servers take turns under the same
+closed-loop load: each client sends its next ``POST /api/v1/knowledge-bases/{kb}/search`` (hybrid, the default)
+as soon as the last one answered. Reported: searches per second and p50/p95 latency, medians over the rounds; and
+where a search's time goes, from the ``Server-Timing`` header of every answer (the server's stages) and the
+client's own clock (what is left: HTTP, authentication, validation, JSON).
 """
 
 from __future__ import annotations

@@ -331,7 +331,8 @@ def bench_serve_search_command(
     out.print(table)
     notes = (
         f"{corpus.name} ingested through each server's API (one document per passage), {queries} of its queries "
-        f"per client count and round (hybrid search, top_k 10, query embedding included, embedding and query caches off), "
+        f"per client count and round (hybrid search, top_k 10, query embedding included, embedding and query "
+        "caches off), "
         f"closed-loop clients over loopback HTTP, servers taking turns, median of {rounds} rounds"
     )
     append_report(output, "search serving", table, notes)
