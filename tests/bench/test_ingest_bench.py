@@ -20,7 +20,7 @@ def test_bench_ingest_compares_setups_side_by_side(evaldata: Path, tmp_path: Pat
     assert result.exit_code == 0, result.output
     text = output.read_text(encoding="utf-8")
     assert "## ingest throughput" in text
-    pattern = r"^\| all-minilm-l6-v2 \| torch, groups of (\d+), (\w+) \| 6 \| (\d+) \|.*\| ([\d.]+) \|$"
+    pattern = r"^\| all-minilm-l6-v2 \| 2 passages \| torch, groups of (\d+), (\w+) \| 6 \| (\d+) \|.*\| ([\d.]+) \|$"
     rows = re.findall(pattern, text, re.M)
     assert [(group, store) for group, store, _, _ in rows] == [
         ("1", "edge"),
@@ -29,3 +29,30 @@ def test_bench_ingest_compares_setups_side_by_side(evaldata: Path, tmp_path: Pat
         ("8", "pgvector"),
     ]
     assert all(int(chunks) >= 6 and float(ratio) > 0 for _, _, chunks, ratio in rows)
+
+
+def test_bench_ingest_compares_document_sizes_side_by_side(evaldata: Path, tmp_path: Path) -> None:
+    """Short notes, 2-passage documents and real PDFs (their pages parsed), each against the bare model on the
+    chunks it made."""
+    output = tmp_path / "BENCHMARKS.md"
+    corpus = str(evaldata / "retrieval" / "xquad-zh")
+    args = ["bench", "ingest", corpus, "--documents", "6", "--rounds", "1", "--output", str(output),
+            "--shape", "notes", "--shape", "passages", "--shape", "pdfs",
+            "--pdfs", str(evaldata / "pdf" / "ctex-kit")]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    text = output.read_text(encoding="utf-8")
+    pattern = r"^\| use-multilingual-v3 \| (.+?) \| default, groups of \d+, edge \| (\d+) \| (\d+) \| (\d+) \|"
+    rows = {
+        shape: (int(docs), int(chunks), int(tokens)) for shape, docs, chunks, tokens in re.findall(pattern, text, re.M)
+    }
+    assert set(rows) == {"notes (1-2 passages)", "2 passages", "PDFs"}
+    assert rows["notes (1-2 passages)"][0] == rows["2 passages"][0] == 6
+    assert rows["notes (1-2 passages)"][1] < rows["2 passages"][1]  # 9 passages against 12
+    assert rows["PDFs"][0] == 3  # ctex-faq, xeCJK, zhlineskip: 104 pages
+    assert rows["PDFs"][2] > 20 * rows["2 passages"][2]
+    assert "PDFs: ctex-kit (OCR off)" in text
+
+    refused = CliRunner().invoke(app, ["bench", "ingest", corpus, "--shape", "pdfs", "--output", str(output)])
+    assert refused.exit_code != 0
+    assert "--pdfs" in str(refused.exception or refused.output)

@@ -1,8 +1,15 @@
 """End-to-end ingestion throughput next to the bare model's encode throughput on the same chunks.
 
-Each round ingests the same generated documents into a fresh ZHIKU_HOME (so nothing is cached), then times
-the bare model on the chunks that round produced, in the pipeline's batch size. Medians over the rounds are
-reported, measured side by side in one process so that machine noise hits both alike.
+Each round ingests the same documents into a fresh ZHIKU_HOME (so nothing is cached), then times the bare model
+on the chunks that round produced, in the pipeline's batch size. Medians over the rounds are reported, measured
+side by side in one process so that machine noise hits both alike.
+
+Documents of three sizes (``shapes``), each its own set, taking turns within a round:
+
+- ``notes``: short notes of one or two corpus passages (alternately);
+- ``passages``: ``passages_per_document`` passages each (2 by default);
+- ``pdfs``: the PDF files of the given folders (long manuals and varied samples), their pages parsed (OCR off:
+  a scanned page would time the OCR engine, not the pipeline; such a file is reported as failed).
 """
 
 from __future__ import annotations
@@ -25,12 +32,15 @@ from zhiku.pipeline.embed import EMBED_BATCH
 from zhiku.pipeline.tasks import job_runner
 from zhiku.storage.models import Chunk
 
+SHAPES = ("notes", "passages", "pdfs")
+
 
 @dataclass(frozen=True)
 class IngestBenchResult:
-    """Median figures of an ingestion benchmark under one setup."""
+    """Median figures of an ingestion benchmark under one setup, on one shape of documents."""
 
     model: str
+    shape: str
     setup: str
     documents: int
     chunks: int
@@ -61,17 +71,20 @@ class IngestSetup:
         return f"{self.backend or 'default'}, groups of {self.batch_documents}, {self.store}"
 
 
-def write_documents(corpora: list[Path], folder: Path, documents: int, passages_per_document: int) -> int:
-    """Write ``documents`` Markdown files, each a few corpus passages under a heading; return how many."""
+def write_documents(corpora: list[Path], folder: Path, documents: int, passages_per_document: int | None) -> int:
+    """Write ``documents`` Markdown files, each a few corpus passages under a heading (``None``: one and two
+    passages alternately, as short notes); return how many."""
     passages = [
         json.loads(line)
         for corpus in corpora
         for line in (corpus / "corpus.jsonl").read_text(encoding="utf-8").splitlines()
         if line
     ]
-    count = 0
+    count = start = 0
     for index in range(documents):
-        group = passages[index * passages_per_document : (index + 1) * passages_per_document]
+        size = passages_per_document or 1 + index % 2
+        group = passages[start : start + size]
+        start += size
         if not group:
             break
         body = "\n\n".join(p["text"] for p in group)
@@ -80,14 +93,29 @@ def write_documents(corpora: list[Path], folder: Path, documents: int, passages_
     return count
 
 
+def copy_pdfs(folders: list[Path], folder: Path) -> int:
+    """Copy every PDF under ``folders`` (recursively) into ``folder``; return how many."""
+    count = 0
+    for source in folders:
+        for path in sorted(source.rglob("*.pdf")):
+            (folder / f"{count:04d}-{path.name}").write_bytes(path.read_bytes())
+            count += 1
+    return count
+
+
+def shape_label(shape: str, passages_per_document: int) -> str:
+    """How a shape of documents is shown in the report."""
+    return {"notes": "notes (1-2 passages)", "passages": f"{passages_per_document} passages", "pdfs": "PDFs"}[shape]
+
+
 def _one_round(docs: Path, home: Path, settings: Settings, model: str | None) -> tuple[float, float, list[int], str]:
-    zhiku = Zhiku(settings.model_copy(update={"home": home, "database_url": None}))
+    zhiku = Zhiku(settings.model_copy(update={"home": home, "database_url": None, "ocr_enabled": False}))
     try:
         kb = create_knowledge_base(zhiku, "bench", model=model)
         embedder = zhiku.embedder_for(kb)
         # warm-up on texts of many lengths: kernels for new input shapes are built once, before either timing
-        sample = sorted(path.read_text(encoding="utf-8") for path in sorted(docs.iterdir())[:EMBED_BATCH])
-        embedder.encode_bare([text[: 40 * (1 + index)] for index, text in enumerate(sample)])
+        warm_text = "A warm-up passage, in English and 中文, of many lengths. " * 40
+        embedder.encode_bare([warm_text[: 40 * (1 + index)] for index in range(EMBED_BATCH)])
         started = time.perf_counter()
         with job_runner(zhiku, poll_interval=0.05) as runner:  # started first, as `zhiku ingest` does
             jobs = [r.job_id for r in register_in_groups(zhiku, kb, sorted(docs.iterdir()))]
@@ -116,45 +144,56 @@ def bench_ingest(
     model: str | None,
     setups: list[IngestSetup],
     rounds: int = 3,
+    shapes: tuple[str, ...] = ("passages",),
+    pdf_folders: list[Path] | None = None,
 ) -> tuple[list[IngestBenchResult], float]:
-    """Ingest generated documents ``rounds`` times per setup, each next to a bare-model pass over the same chunks.
+    """Ingest each shape of documents ``rounds`` times per setup, each next to a bare-model pass over the same
+    chunks.
 
-    Setups take turns within each round, so machine noise hits them alike. Returns the results and the peak
-    RSS of the process in MiB.
+    Shapes and setups take turns within each round, so machine noise hits them alike. Returns the results and the
+    peak RSS of the process in MiB.
     """
     import zhiku.documents.parsers  # noqa: F401 - import cost is start-up, not ingestion
 
-    ingest: dict[IngestSetup, list[float]] = {setup: [] for setup in setups}
-    encode: dict[IngestSetup, list[float]] = {setup: [] for setup in setups}
-    shape: dict[IngestSetup, tuple[list[int], str]] = {}
+    runs = [(shape, setup) for shape in shapes for setup in setups]
+    ingest: dict[tuple[str, IngestSetup], list[float]] = {run: [] for run in runs}
+    encode: dict[tuple[str, IngestSetup], list[float]] = {run: [] for run in runs}
+    made: dict[tuple[str, IngestSetup], tuple[list[int], str]] = {}
+    counts: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="zhiku-bench-") as scratch:
         root = Path(scratch)
-        (root / "docs").mkdir()
-        count = write_documents(corpora, root / "docs", documents, passages_per_document)
+        for shape in shapes:
+            (root / shape).mkdir()
+            if shape == "pdfs":
+                counts[shape] = copy_pdfs(pdf_folders or [], root / shape)
+            else:
+                per_document = passages_per_document if shape == "passages" else None
+                counts[shape] = write_documents(corpora, root / shape, documents, per_document)
         for index in range(rounds):
-            for number, setup in enumerate(setups):
+            for number, (shape, setup) in enumerate(runs):
                 update: dict[str, object] = {"ingest_batch_documents": setup.batch_documents}
                 if setup.backend is not None:
                     update["embedding_backend"] = setup.backend
                 if setup.store != "edge":
                     update |= {"vector_store": setup.store, "pgvector_url": setup.pgvector_url}
                 ingest_seconds, encode_seconds, tokens, name = _one_round(
-                    root / "docs", root / f"home-{index}-{number}", settings.model_copy(update=update), model
+                    root / shape, root / f"home-{index}-{number}", settings.model_copy(update=update), model
                 )
-                ingest[setup].append(ingest_seconds)
-                encode[setup].append(encode_seconds)
-                shape[setup] = (tokens, name)
+                ingest[(shape, setup)].append(ingest_seconds)
+                encode[(shape, setup)].append(encode_seconds)
+                made[(shape, setup)] = (tokens, name)
     results = [
         IngestBenchResult(
-            model=shape[setup][1],
-            setup=setup.label,
-            documents=count,
-            chunks=len(shape[setup][0]),
-            tokens=sum(shape[setup][0]),
-            ingest_seconds=statistics.median(ingest[setup]),
-            encode_seconds=statistics.median(encode[setup]),
+            model=made[run][1],
+            shape=shape_label(run[0], passages_per_document),
+            setup=run[1].label,
+            documents=counts[run[0]],
+            chunks=len(made[run][0]),
+            tokens=sum(made[run][0]),
+            ingest_seconds=statistics.median(ingest[run]),
+            encode_seconds=statistics.median(encode[run]),
             rounds=rounds,
         )
-        for setup in setups
+        for run in runs
     ]
     return results, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -143,11 +143,22 @@ def bench_ingest_command(
     ] = None,
     stores: StoresOption = None,
     pgvector_url: PgvectorUrlOption = None,
+    shape: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--shape",
+            help="Documents to ingest, side by side (repeatable): notes (1-2 passages), passages "
+            "(--passages-per-document each; the default), pdfs (the PDFs under --pdfs).",
+        ),
+    ] = None,
+    pdfs: Annotated[
+        list[Path] | None, typer.Option("--pdfs", help="Folders whose PDF files make --shape pdfs (repeatable).")
+    ] = None,
     output: Annotated[Path, typer.Option(help="Markdown file the results are appended to.")] = Path("BENCHMARKS.md"),
 ) -> None:
     """Ingestion end to end (documents/s, chunks/s, tokens/s, peak RSS) vs the bare model on the same chunks, per
-    backend, group size and vector store (--stores: edge by default)."""
-    from zhiku.bench.ingest import IngestSetup, bench_ingest  # (see bench embed)
+    shape of documents, backend, group size and vector store (--stores: edge by default)."""
+    from zhiku.bench.ingest import SHAPES, IngestSetup, bench_ingest, shape_label  # (see bench embed)
 
     quiet_libraries()
     settings = get_settings()
@@ -155,6 +166,12 @@ def bench_ingest_command(
     for store in stores or []:
         if store not in ("edge", "pgvector"):
             raise InvalidInputError(f"unknown store {store!r}: use edge or pgvector", param="stores")
+    shapes = tuple(shape or ["passages"])
+    for one_shape in shapes:
+        if one_shape not in SHAPES:
+            raise InvalidInputError(f"unknown shape {one_shape!r}: use {', '.join(SHAPES)}", param="shape")
+    if "pdfs" in shapes and not pdfs:
+        raise InvalidInputError("--shape pdfs needs --pdfs FOLDER (e.g. ../shared/evaldata/pdf/ctex-kit)", param="pdfs")
     url = pgvector_url or settings.pgvector_url or settings.database_url
     if "pgvector" in (stores or []) and not (url and url.startswith("postgres")):
         raise InvalidInputError("--stores pgvector needs --pgvector-url (or ZHIKU_PGVECTOR_URL)", param="stores")
@@ -172,24 +189,35 @@ def bench_ingest_command(
         model=model,
         setups=setups,
         rounds=rounds,
+        shapes=shapes,
+        pdf_folders=pdfs,
     )
     lines = [
-        "| model | setup | docs | chunks | tokens | ingest s | docs/s | chunks/s | tokens/s | bare encode chunks/s "
-        "| pipeline / bare |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | documents | setup | docs | chunks | tokens | ingest s | docs/s | chunks/s | tokens/s "
+        "| bare encode chunks/s | pipeline / bare |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
-            f"| {r.model} | {r.setup} | {r.documents} | {r.chunks} | {r.tokens} | {r.ingest_seconds:.2f} "
+            f"| {r.model} | {r.shape} | {r.setup} | {r.documents} | {r.chunks} | {r.tokens} | {r.ingest_seconds:.2f} "
             f"| {r.documents / r.ingest_seconds:.1f} | {r.chunks / r.ingest_seconds:.1f} "
             f"| {r.tokens / r.ingest_seconds:.0f} | {r.chunks / r.encode_seconds:.1f} | {r.ratio:.2f} |"
         )
     table = "\n".join(lines)
     out.print(table)
     names = ", ".join(folder.name for folder in corpora)
+    made = "; ".join(
+        f"{shape_label(one, passages_per_document)}: "
+        + (
+            ", ".join(folder.name for folder in pdfs or []) + " (OCR off)"
+            if one == "pdfs"
+            else f"Markdown from {names}"
+        )
+        for one in shapes
+    )
     notes = (
-        f"{results[0].documents} Markdown documents of {passages_per_document} passages from {names}; median of "
-        f"{rounds} rounds, each in a fresh home, setups taking turns; bare encode = the backend's model "
+        f"documents: {made}; median of "
+        f"{rounds} rounds, each in a fresh home, shapes and setups taking turns; bare encode = the backend's model "
         "call alone (the runtime's encode in the same padding-aware runs of at most 8, no prompt or token checks) on "
         "the same chunks, sorted by length, 64 a call; peak RSS of the "
         f"whole run {peak_rss:.0f} MiB"
