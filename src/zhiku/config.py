@@ -360,6 +360,12 @@ class Settings(BaseSettings):
         description="Query vectors kept per process, so a repeated search skips the model (about 2 KiB each at "
         "512 dimensions); 0: off.",
     )
+    query_batch_size: int = Field(
+        default=32,
+        ge=1,
+        le=1024,
+        description="Most queries of concurrent searches embedded in one model call (1: each alone).",
+    )
     cache_max_bytes: int = Field(
         default=1024**3,
         ge=1024 * 1024,

@@ -44,8 +44,9 @@ class Zhiku:
         )
         self.ocr = SandboxPool(ocr_limits, 1, OCR_SETTINGS)
         """The child process that reads scanned pages with OCR (one page at a time: its models need about 1.5 GiB)."""
-        self.query_vectors = QueryVectors(self.settings.query_cache_size)
-        """Query vectors of recent searches (``query_cache_size``)."""
+        self.query_vectors = QueryVectors(self.settings.query_cache_size, self.settings.query_batch_size)
+        """Query vectors of recent searches (``query_cache_size``), embedded in batches when searches arrive at
+        once (``query_batch_size``)."""
 
     @property
     def vectors(self) -> VectorStore:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,10 @@ import pytest
 from zhiku.config import Settings
 from zhiku.core import Zhiku
 from zhiku.embedding import get_embedder
+from zhiku.embedding.factory import create_embedder
+from zhiku.embedding.models import resolve_model
 from zhiku.embedding.query_vectors import QueryVectors
+from zhiku.errors import InvalidInputError
 from zhiku.knowledge.bases import create_knowledge_base
 from zhiku.search.retrieve import search
 
@@ -51,3 +56,56 @@ def test_searches_share_the_cache(tmp_path: Path) -> None:
         kb = create_knowledge_base(zhiku, "other")
         search(zhiku, kb, "what do pandas eat")
         assert zhiku.query_vectors.hits == 0
+
+
+def test_concurrent_queries_are_embedded_in_one_batch_each_with_its_own_vector() -> None:
+    embedder = get_embedder(MODEL)
+    cache = QueryVectors(size=100, batch_size=32)
+    queries = [f"question number {n}: what do pandas eat?" for n in range(12)] + ["大熊猫吃什么？", "绿茶发酵吗？"]
+    results: dict[str, np.ndarray] = {}
+    with cache._model:  # the model is busy: every search queues (white box: made deterministic)
+        threads = [
+            threading.Thread(
+                target=lambda q=q: results.__setitem__(
+                    q, cache.vector(embedder, MODEL, q, instruction=None, dimensions=None)
+                )
+            )
+            for q in queries
+        ]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while len(cache._waiting) < len(queries) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    for thread in threads:
+        thread.join(timeout=60)
+    assert cache.batches == 1  # one model call for the fourteen searches
+    for query in queries:
+        alone = embedder.embed(query, input_type="query").vectors[0]
+        np.testing.assert_allclose(results[query], alone, atol=1e-5)
+
+
+def test_a_query_that_fails_fails_alone_and_nothing_waits_for_ever() -> None:
+    embedder = create_embedder(resolve_model(MODEL), Settings(max_input_chars=40))
+    cache = QueryVectors(size=0, batch_size=8)
+    outcomes: dict[str, object] = {}
+
+    def ask(query: str) -> None:
+        try:
+            outcomes[query] = cache.vector(embedder, MODEL, query, instruction=None, dimensions=None)
+        except InvalidInputError as exc:
+            outcomes[query] = exc
+
+    good, bad = "short question", "a question far longer than the forty characters allowed here"
+    with cache._model:
+        threads = [threading.Thread(target=ask, args=(q,)) for q in (good, bad)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while len(cache._waiting) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    for thread in threads:
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+    assert isinstance(outcomes[good], np.ndarray)
+    assert isinstance(outcomes[bad], InvalidInputError)
