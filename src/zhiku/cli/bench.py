@@ -4,6 +4,7 @@ Markdown file."""
 from __future__ import annotations
 
 import os
+import statistics
 from pathlib import Path
 from typing import Annotated
 
@@ -239,30 +240,38 @@ def bench_peers_command(
     model: Annotated[str, typer.Option("--model", "-m")] = "all-minilm-l6-v2",
     documents: Annotated[int, typer.Option(help="Documents to generate.")] = 200,
     passages_per_document: Annotated[int, typer.Option(help="Corpus passages per document.")] = 2,
+    rounds: Annotated[int, typer.Option(help="Rounds, the systems taking turns; medians are reported.")] = 3,
     output: Annotated[Path, typer.Option(help="Markdown file the results are appended to.")] = Path("BENCHMARKS.md"),
 ) -> None:
-    """zhiku ingest and search vs LangChain + Chroma and txtai on the same documents and model, in one run."""
+    """zhiku ingest and search vs LangChain + Chroma and txtai on the same documents and model, over rounds in
+    which the systems take turns."""
     from zhiku.bench.peers import bench_peers  # (see bench embed)
 
     quiet_libraries()
-    rows = bench_peers(
+    by_round = bench_peers(
         corpora,
         get_settings(),
         peers_python=peers_python,
         model=model,
         documents=documents,
         passages_per_document=passages_per_document,
+        rounds=rounds,
     )
-    base = rows[0].documents_per_second
     lines = [
-        "| system | docs | chunks | ingest s | docs/s | zhiku (default) / this | search p50 ms |",
+        "| system | docs | chunks | docs/s: median (min-max) | zhiku (default) / this: median (min-max) "
+        "| dense search p50 ms | hybrid p50 ms |",
         "|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        ratio = base / r.documents_per_second
+    for index, first in enumerate(by_round[0]):
+        runs = [results[index] for results in by_round]
+        speeds = [r.documents_per_second for r in runs]
+        ratios = [results[0].documents_per_second / results[index].documents_per_second for results in by_round]
+        hybrid = [r.hybrid_ms for r in runs if r.hybrid_ms is not None]
         lines.append(
-            f"| {r.system} | {r.documents} | {r.chunks} | {r.ingest_seconds:.2f} | "
-            f"{r.documents_per_second:.2f} | {ratio:.2f} | {r.search_ms:.1f} |"
+            f"| {first.system} | {first.documents} | {first.chunks} | {statistics.median(speeds):.2f} "
+            f"({min(speeds):.2f}-{max(speeds):.2f}) | {statistics.median(ratios):.2f} "
+            f"({min(ratios):.2f}-{max(ratios):.2f}) | {statistics.median(r.search_ms for r in runs):.1f} | "
+            + (f"{statistics.median(hybrid):.1f} |" if hybrid else "— |")
         )
     table = "\n".join(lines)
     out.print(table)
@@ -271,8 +280,12 @@ def bench_peers_command(
         output,
         f"ingestion vs peers ({model})",
         table,
-        f"{rows[0].documents} Markdown documents of {passages_per_document} passages from {names}; "
-        "peers set up as their docs show; search includes query embedding",
+        f"{by_round[0][0].documents} Markdown documents of {passages_per_document} passages from {names}; "
+        f"{rounds} rounds, the systems taking turns (each round starts with the next), each warmed up first; ratios "
+        "paired within a round; peers set up as their docs show (LangChain: RecursiveCharacterTextSplitter 1000/200; "
+        "txtai: each document whole, truncated at the model's 256 tokens); zhiku on its default runtime (ONNX int8 "
+        "for this model) and on torch like the peers; search includes query embedding, dense beside the peers' "
+        "dense, zhiku's hybrid apart",
     )
     err.print(f"appended to {output}")
 
