@@ -349,6 +349,14 @@ def bench_serve_search_command(
     clients: Annotated[list[int] | None, typer.Option("--clients", help="Concurrent clients (repeatable).")] = None,
     queries: Annotated[int, typer.Option(help="Searches per client count and round.")] = 300,
     rounds: Annotated[int, typer.Option(help="Rounds; medians are reported.")] = 3,
+    also: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--also",
+            help="Another embedded server with this setting, NAME=VALUE (repeatable; e.g. query_batch_size=1 to "
+            "see what batching concurrent queries buys).",
+        ),
+    ] = None,
     output: Annotated[Path, typer.Option(help="Markdown file the results are appended to.")] = Path("BENCHMARKS.md"),
 ) -> None:
     """Searches/s over HTTP: one embedded `zhiku serve` (SQLite + Qdrant Edge) next to `zhiku serve --workers N`
@@ -361,6 +369,11 @@ def bench_serve_search_command(
     )
 
     setups = [ServerSetup("zhiku serve (embedded: SQLite + Qdrant Edge)", 1, {})]
+    for setting in also or []:
+        name, equals, value = setting.partition("=")
+        if not equals or not name.strip():
+            raise InvalidInputError(f"--also takes NAME=VALUE, got {setting!r}", param="also")
+        setups.append(ServerSetup(f"zhiku serve (embedded, {name.strip()}={value.strip()})", 1, {name.strip(): value}))
     if pgvector_url:
         pg = {"database_url": pgvector_url, "vector_store": "pgvector"}
         setups.append(ServerSetup(f"zhiku serve --workers {workers} (PostgreSQL + pgvector)", workers, pg))
