@@ -160,7 +160,7 @@ def _search(zhiku: Zhiku, kb: KnowledgeBase, query: str, options: SearchOptions,
     ranked = sorted(fused, key=fused.__getitem__, reverse=True)
     limit = max(options.top_k, options.rerank_candidates) if options.rerank else options.top_k
     clock.mark("fuse")
-    hits = _materialise(zhiku, ranked, fused, dense, lexical, payloads, options, limit)
+    hits = _materialise(zhiku, ranked, _Candidates(fused, dense, lexical, payloads), options, limit)
     clock.mark("rows")
     if options.rerank and hits:
         scores = reranker_for(zhiku, options.rerank).score(query, [hit.indexed_text for hit in hits])
@@ -266,15 +266,18 @@ def check_search(query: str, options: SearchOptions) -> None:
     _validate(query, options)
 
 
+@dataclass(frozen=True)
+class _Candidates:
+    """The two lists' candidates: fused, dense and lexical scores, and the store's payloads, by point id."""
+
+    fused: dict[str, float]
+    dense: dict[str, float]
+    lexical: dict[str, float]
+    payloads: dict[str, VectorHit]
+
+
 def _materialise(
-    zhiku: Zhiku,
-    ranked: list[str],
-    fused: dict[str, float],
-    dense: dict[str, float],
-    lexical: dict[str, float],
-    payloads: dict[str, VectorHit],
-    options: SearchOptions,
-    limit: int,
+    zhiku: Zhiku, ranked: list[str], candidates: _Candidates, options: SearchOptions, limit: int
 ) -> list[Hit]:
     """Join ranked point ids with the metadata DB, dropping inactive versions, up to ``limit`` hits.
 
@@ -286,25 +289,17 @@ def _materialise(
         while len(hits) < limit and start < len(ranked):
             wanted = ranked[start : start + batch]
             start, batch = start + batch, 2 * batch
-            _materialise_batch(session, wanted, fused, dense, lexical, payloads, options, limit, hits)
+            _materialise_batch(session, wanted, candidates, options, limit, hits)
     return hits
 
 
 def _materialise_batch(
-    session: Session,
-    ranked: list[str],
-    fused: dict[str, float],
-    dense: dict[str, float],
-    lexical: dict[str, float],
-    payloads: dict[str, VectorHit],
-    options: SearchOptions,
-    limit: int,
-    hits: list[Hit],
+    session: Session, ranked: list[str], candidates: _Candidates, options: SearchOptions, limit: int, hits: list[Hit]
 ) -> None:
     """Append the hits of ``ranked`` (in order, stale ones dropped) to ``hits`` until it holds ``limit``.
 
     Plain rows of the columns a hit shows, not ORM objects: the objects' bookkeeping cost more than the queries."""
-    document_ids = {str(payloads[i].payload["document_id"]) for i in ranked}
+    document_ids = {str(candidates.payloads[i].payload["document_id"]) for i in ranked}
     document_columns = (Document.id, Document.filename, Document.source, Document.title, Document.version)
     documents = {
         row.id: row
@@ -331,12 +326,12 @@ def _materialise_batch(
         document = documents.get(chunk.document_id) if chunk else None
         if chunk is None or document is None or chunk.version != document.version:
             continue  # a stale vector of a replaced version, or of a document being deleted
-        score = fused[point_id]
+        score = candidates.fused[point_id]
         scores = {"fused": score} if options.mode == "hybrid" else {}
-        if point_id in dense:
-            scores["dense"] = dense[point_id]
-        if point_id in lexical:
-            scores["lexical"] = lexical[point_id]
+        if point_id in candidates.dense:
+            scores["dense"] = candidates.dense[point_id]
+        if point_id in candidates.lexical:
+            scores["lexical"] = candidates.lexical[point_id]
         hits.append(
             Hit(
                 chunk_id=chunk.id,
