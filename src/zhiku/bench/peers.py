@@ -103,7 +103,7 @@ def _zhiku_run(docs: Path, home: Path, settings: Settings, model: str, queries: 
     from zhiku.knowledge.bases import create_knowledge_base
     from zhiku.knowledge.documents import register_in_groups
     from zhiku.pipeline.tasks import job_runner
-    from zhiku.search.options import SearchOptions
+    from zhiku.search.options import Mode, SearchOptions
     from zhiku.search.retrieve import search
     from zhiku.storage.models import Chunk
 
@@ -120,9 +120,10 @@ def _zhiku_run(docs: Path, home: Path, settings: Settings, model: str, queries: 
         with zhiku.db.session() as session:
             chunks = int(session.scalar(select(func.count()).select_from(Chunk)) or 0)
         medians = {}
-        for mode in ("dense", "hybrid"):  # each mode warmed up first: the first searches build kernels and caches
+        modes: tuple[Mode, ...] = ("dense", "hybrid")
+        for mode in modes:  # each mode warmed up first: the first searches build kernels and caches
             search(zhiku, kb, queries[0], SearchOptions(mode=mode, top_k=5))
-        for mode in ("dense", "hybrid"):
+        for mode in modes:
             latencies = []
             for query in queries:
                 started = time.perf_counter()
