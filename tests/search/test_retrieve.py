@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -236,3 +237,51 @@ def test_cosine_scale_is_measured_by_the_model(indexed: tuple[Zhiku, KnowledgeBa
     )
     assert scale.relevance(np.asarray([scale.answer]), neighbours[:5])[0] == pytest.approx(0.8)  # too few to judge
     assert in_rank_order([0.9, 0.95, 0.4, 0.5, -1.0]) == [0.9, 0.9, 0.4, 0.4, 0.0]
+
+
+def _around_whole_text(tokens: list[tuple[int, int]], start: int, end: int) -> list[tuple[int, int]]:
+    """The tokens of a whole-text segmentation that ``[start, end)`` touches, with one neighbour each side."""
+    first = next(i for i, (_, e) in enumerate(tokens) if e > start)
+    last = next(i for i, (_, e) in enumerate(tokens) if e >= end)
+    return tokens[max(0, first - 1) : last + 2]
+
+
+def test_highlights_segment_only_around_matches_as_the_whole_text_would(evaldata: Path) -> None:
+    """Highlighting segments only the blocks around a match: the words there are the whole passage's words."""
+    import random
+
+    from zhiku.search.highlight import _Blocks, highlight_spans
+    from zhiku.text.terms import load_jieba
+
+    jieba = load_jieba()
+    rng = random.Random(7)  # noqa: S311 - test positions, not secrets
+    texts = [
+        json.loads(line)["text"]
+        for name in ("xquad-zh", "cmrc2018-trial")
+        for line in (evaldata / "retrieval" / name / "corpus.jsonl").read_text("utf-8").splitlines()[:60]
+    ]
+    texts += [
+        "  大熊猫\r\n\r\n吃竹子  ",
+        "İstanbul的大熊猫İİ大熊猫",
+        "カタカナと大熊猫、한국어와 大熊猫🐼吃竹子",
+        "iPhone手机和C++语言的3.5%增长-大熊猫",
+        "熊" * 300,
+        "大",
+    ]
+    checked = 0
+    for text in texts:
+        whole = [(a, b) for _, a, b in jieba.tokenize(text)]  # type: ignore[attr-defined]
+        blocks = _Blocks(text, jieba.re_han_default)  # type: ignore[attr-defined]
+        matches = [(a, b) for a, b in whole if b - a > 1][:20]
+        for _ in range(20):
+            start = rng.randrange(len(text))
+            matches.append((start, min(len(text), start + rng.randint(1, 4))))
+        for start, end in matches:
+            expected = _around_whole_text(whole, start, end)
+            got = blocks.tokens_around(start, end)
+            assert got[0][0] <= expected[0][0], (text, start, end)
+            assert got[-1][1] >= expected[-1][1], (text, start, end)
+            assert _around_whole_text(got, start, end) == expected, (text, start, end)
+            checked += 1
+        highlight_spans(text, [text[a:b] for a, b in matches])  # never raises, whatever the text
+    assert checked > 2000
