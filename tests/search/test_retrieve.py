@@ -285,3 +285,33 @@ def test_highlights_segment_only_around_matches_as_the_whole_text_would(evaldata
             checked += 1
         highlight_spans(text, [text[a:b] for a, b in matches])  # never raises, whatever the text
     assert checked > 2000
+
+
+def test_latin_highlights_are_whole_words_from_a_word_start(evaldata: Path) -> None:
+    """Latin terms mark whole words they start, exactly as one regex with a CJK-free letter class would."""
+    import random
+    import re
+
+    from zhiku.search.highlight import _latin_spans
+    from zhiku.text.terms import CJK
+
+    letter = rf"(?:(?!{CJK.pattern})[^\W_])"
+
+    def by_one_regex(text: str, terms: list[str]) -> list[tuple[int, int]]:
+        alternatives = "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True))
+        pattern = re.compile(rf"(?<!{letter})(?:{alternatives}){letter}*", re.IGNORECASE)
+        return [(m.start(), m.end()) for m in pattern.finditer(text)]
+
+    rng = random.Random(11)  # noqa: S311 - test data
+    texts = [
+        json.loads(line)["text"]
+        for name in ("xquad-en", "xquad-zh")
+        for line in (evaldata / "retrieval" / name / "corpus.jsonl").read_text("utf-8").splitlines()[:40]
+    ]
+    texts += ["C++ and c++11, a.b.c a.b", "ÉCOLE école_école 3rd 3RD", "TEX的TeXLive，CTEXbook", "İstanbul ıi", "aaaa"]
+    for text in texts:
+        words = re.findall(r"\w+|[^\w\s]+", text)
+        for _ in range(10):
+            terms = [w[: rng.randint(1, len(w))] for w in rng.sample(words, min(3, len(words)))]
+            terms += rng.sample(["c++", "a.b", "aa", "école", "tex", "3rd", "the"], 2)
+            assert _latin_spans(text, terms) == by_one_regex(text, terms), (text, terms)
