@@ -35,8 +35,9 @@ class AppState:
     truncation_notices: OncePerClient = field(default_factory=OncePerClient)
 
 
-def app_state(request: Request) -> AppState:
-    """FastAPI dependency: the app's :class:`AppState`."""
+async def app_state(request: Request) -> AppState:
+    """FastAPI dependency: the app's :class:`AppState` (``async``: FastAPI would run a plain function in its
+    thread pool, one more hand-over between threads for every request)."""
     state: AppState = request.app.state.zhiku
     return state
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from zhiku.core import Zhiku
@@ -293,38 +293,39 @@ def _materialise(
     return hits
 
 
+_HIT_ROWS = (
+    select(
+        *(Chunk.id, Chunk.document_id, Chunk.ordinal, Chunk.text, Chunk.context, Chunk.heading_path),
+        *(Chunk.page_start, Chunk.page_end, Chunk.char_start, Chunk.char_end),
+        *(Document.filename, Document.source, Document.title, Document.meta, Document.ocr_pages),
+    )
+    .join(Document, Chunk.document_id == Document.id)
+    .where(Chunk.id.in_(bindparam("ids", expanding=True)), Chunk.version == Document.version, Document.version > 0)
+)
+"""Chunks ``ids`` of active document versions, with the columns a hit shows (built once: building the statement
+took as long as running it)."""
+_DOCUMENT_TAGS = (
+    select(DocumentTag.document_id, DocumentTag.tag)
+    .where(DocumentTag.document_id.in_(bindparam("documents", expanding=True)))
+    .order_by(DocumentTag.tag)
+)
+
+
 def _materialise_batch(
     session: Session, ranked: list[str], candidates: _Candidates, options: SearchOptions, limit: int, hits: list[Hit]
 ) -> None:
     """Append the hits of ``ranked`` (in order, stale ones dropped) to ``hits`` until it holds ``limit``.
 
-    Plain rows of the columns a hit shows, not ORM objects: the objects' bookkeeping cost more than the queries."""
-    document_ids = {str(candidates.payloads[i].payload["document_id"]) for i in ranked}
-    document_columns = (Document.id, Document.filename, Document.source, Document.title, Document.version)
-    documents = {
-        row.id: row
-        for row in session.execute(
-            select(*document_columns, Document.meta, Document.ocr_pages).where(
-                Document.id.in_(document_ids), Document.version > 0
-            )
-        )
-    }
+    One query for the chunks of active versions with their documents' columns, one for the documents' tags:
+    plain rows of the columns a hit shows, not ORM objects (their bookkeeping cost more than the queries)."""
+    rows = {row.id: row for row in session.execute(_HIT_ROWS, {"ids": ranked})}
     tags: dict[str, list[str]] = {}
-    for document_id, tag in session.execute(
-        select(DocumentTag.document_id, DocumentTag.tag)
-        .where(DocumentTag.document_id.in_(list(documents)))
-        .order_by(DocumentTag.tag)
-    ):
+    documents = list({row.document_id for row in rows.values()})
+    for document_id, tag in session.execute(_DOCUMENT_TAGS, {"documents": documents}):
         tags.setdefault(document_id, []).append(tag)
-    chunk_columns = (Chunk.id, Chunk.document_id, Chunk.version, Chunk.ordinal, Chunk.text, Chunk.context)
-    place_columns = (Chunk.page_start, Chunk.page_end, Chunk.char_start, Chunk.char_end, Chunk.heading_path)
-    chunks = {
-        row.id: row for row in session.execute(select(*chunk_columns, *place_columns).where(Chunk.id.in_(ranked)))
-    }
     for point_id in ranked:
-        chunk = chunks.get(point_id)
-        document = documents.get(chunk.document_id) if chunk else None
-        if chunk is None or document is None or chunk.version != document.version:
+        chunk = rows.get(point_id)
+        if chunk is None:
             continue  # a stale vector of a replaced version, or of a document being deleted
         score = candidates.fused[point_id]
         scores = {"fused": score} if options.mode == "hybrid" else {}
@@ -335,10 +336,10 @@ def _materialise_batch(
         hits.append(
             Hit(
                 chunk_id=chunk.id,
-                document_id=document.id,
-                filename=document.filename,
-                source=document.source,
-                title=document.title,
+                document_id=chunk.document_id,
+                filename=chunk.filename,
+                source=chunk.source,
+                title=chunk.title,
                 page_start=chunk.page_start,
                 page_end=chunk.page_end,
                 char_start=chunk.char_start,
@@ -348,9 +349,9 @@ def _materialise_batch(
                 text=chunk.text,
                 score=score,
                 scores=scores,
-                tags=tags.get(document.id, []),
-                metadata=dict(document.meta),
-                ocr_confidence=_ocr_confidence(document.ocr_pages, chunk.page_start, chunk.page_end),
+                tags=tags.get(chunk.document_id, []),
+                metadata=dict(chunk.meta),
+                ocr_confidence=_ocr_confidence(chunk.ocr_pages, chunk.page_start, chunk.page_end),
                 context=chunk.context,
             )
         )
