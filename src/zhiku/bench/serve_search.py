@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +88,8 @@ def _running(setup: ServerSetup, home: Path) -> Iterator[str]:
 def _ingest(base: str, passages: Sequence[str], timeout: float = 3600) -> str:
     """Create a knowledge base and upload every passage as a document; return its id once all are ready."""
     with httpx.Client(base_url=base, timeout=300) as http:
-        created = http.post("/api/v1/knowledge-bases", json={"name": "bench"})
+        # a name of its own: the PostgreSQL database may hold an earlier run's knowledge bases
+        created = http.post("/api/v1/knowledge-bases", json={"name": f"bench-{uuid.uuid4().hex[:8]}"})
         created.raise_for_status()
         kb_id = str(created.json()["id"])
         for start in range(0, len(passages), 50):
