@@ -395,7 +395,7 @@ class Settings(BaseSettings):
     )
     rate_limit_read: str = Field(
         default="6000/minute",
-        description="Per key: reads (lists, gets, search). 100/s: above what one process serves on 2 cores (~35 "
+        description="Per key: reads (lists, gets, search). 100/s: above what one process serves on 2 cores (~45-55 "
         "searches/s, BENCHMARKS.md), so the limit stops abuse, not an application's normal load.",
     )
     rate_limit_write: str = Field(default="120/minute", description="Per key: uploads and changes.")
