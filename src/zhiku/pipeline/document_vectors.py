@@ -12,7 +12,7 @@ tokens) is not done: pooling costs nothing at ingestion and needs no second mode
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 from sqlalchemy import select
@@ -36,16 +36,25 @@ def pooled(vectors: np.ndarray, weights: Sequence[int]) -> np.ndarray:
     return result
 
 
-def save_document_vector(
-    session: Session, kb: KnowledgeBase, document_id: str, version: int, vector: np.ndarray
-) -> None:
-    """Store (or replace) the vector of ``document_id``'s ``version`` in ``session``'s transaction."""
-    row = session.get(DocumentVector, document_id)
-    data = np.asarray(vector, dtype="<f4").tobytes()
-    if row is None:
-        session.add(DocumentVector(document_id=document_id, version=version, model_key=model_key(kb), vector=data))
-    else:
-        row.version, row.model_key, row.vector = version, model_key(kb), data
+def save_document_vectors(session: Session, kb: KnowledgeBase, vectors: Mapping[str, tuple[int, np.ndarray]]) -> None:
+    """Store (or replace) the vectors of documents (id → its version and vector) in ``session``'s transaction:
+    the existing rows are read in one query per :data:`_BATCH` documents, not one each."""
+    key = model_key(kb)
+    ids = list(vectors)
+    for start in range(0, len(ids), _BATCH):
+        batch = ids[start : start + _BATCH]
+        existing = {
+            row.document_id: row
+            for row in session.scalars(select(DocumentVector).where(DocumentVector.document_id.in_(batch)))
+        }
+        for document_id in batch:
+            version, vector = vectors[document_id]
+            data = np.asarray(vector, dtype="<f4").tobytes()
+            row = existing.get(document_id)
+            if row is None:
+                session.add(DocumentVector(document_id=document_id, version=version, model_key=key, vector=data))
+            else:
+                row.version, row.model_key, row.vector = version, key, data
 
 
 def document_vectors(
@@ -105,9 +114,7 @@ def _pool_from_cache(session: Session, kb: KnowledgeBase, versions: dict[str, in
     pooled_vectors: dict[str, np.ndarray] = {}
     for document_id, pairs in chunks.items():
         found = [(cached[hash_], tokens) for hash_, tokens in pairs if hash_ in cached]
-        if not found:
-            continue
-        vector = pooled(np.stack([v for v, _ in found]), [max(1, tokens) for _, tokens in found])
-        save_document_vector(session, kb, document_id, versions[document_id], vector)
-        pooled_vectors[document_id] = vector
+        if found:
+            pooled_vectors[document_id] = pooled(np.stack([v for v, _ in found]), [max(1, t) for _, t in found])
+    save_document_vectors(session, kb, {d: (versions[d], vector) for d, vector in pooled_vectors.items()})
     return pooled_vectors

@@ -165,17 +165,20 @@ def _record(zhiku: Zhiku, jobs_by_document: dict[str, str], new: Collection[str]
     matched = {flag.document_id for found in flags.values() for flag in found}
     with zhiku.db.session() as session:
         names = dict(session.execute(select(Document.id, Document.filename).where(Document.id.in_(matched))).all())
+        documents = {d.id: d for d in session.scalars(select(Document).where(Document.id.in_(list(new))))}
+        job_ids = [jobs_by_document[document_id] for document_id in new]
+        jobs = {j.id: j for j in session.scalars(select(Job).where(Job.id.in_(job_ids)))}
         for document_id in new:
             named = [
                 Flag(f.document_id, names.get(f.document_id, f.document_id), f.score, f.kind)
                 for f in flags.get(document_id, [])
             ]
             flags[document_id] = named
-            document = session.get(Document, document_id)
+            document = documents.get(document_id)
             if document is not None:
                 kept = [w for w in document.warnings or [] if not str(w).startswith(WARNING_PREFIX)]
                 document.warnings = kept + [f.warning() for f in named]
-            job = session.get(Job, jobs_by_document[document_id])
+            job = jobs.get(jobs_by_document[document_id])
             if job is not None:
                 job.payload = {**job.payload, "near_duplicates": [f.as_json() for f in named]}
         for document_id in [d for d, found in flags.items() if not found]:

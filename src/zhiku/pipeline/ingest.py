@@ -30,7 +30,7 @@ from zhiku.embedding.base import Embedder
 from zhiku.errors import CorruptDocumentError
 from zhiku.jobs.runner import GroupProgress, JobCancelledError, JobDeferredError, Outcomes
 from zhiku.pipeline.auto_tags import kb_labels, tag_documents
-from zhiku.pipeline.document_vectors import pooled, save_document_vector
+from zhiku.pipeline.document_vectors import pooled, save_document_vectors
 from zhiku.pipeline.duplicate_scan import flag_near_duplicates
 from zhiku.pipeline.embed import embed_with_cache, text_hash
 from zhiku.pipeline.ocr import read_scanned_pages
@@ -247,6 +247,9 @@ def _flip(
     with zhiku.db.session() as session:
         ids = [item.document_id for item in items]
         documents = {d.id: d for d in session.scalars(select(Document).where(Document.id.in_(ids)))}
+        job_ids = [item.job_id for item in items]
+        jobs = {j.id: j for j in session.scalars(select(Job).where(Job.id.in_(job_ids)))}
+        vectors: dict[str, tuple[int, np.ndarray]] = {}
         for item in items:
             outcomes[item.job_id] = None
             document = documents.get(item.document_id)
@@ -264,10 +267,11 @@ def _flip(
             document.ocr_pages = {str(page): confidence for page, confidence in item.parsed.ocr_pages.items()}
             document.updated_at = utcnow()
             if item.document_id in document_vectors:
-                save_document_vector(session, kb, item.document_id, item.version, document_vectors[item.document_id])
-            job = session.get(Job, item.job_id)
+                vectors[item.document_id] = (item.version, document_vectors[item.document_id])
+            job = jobs.get(item.job_id)
             if job is not None:  # what the progress bars count (the CLI's, embedded and through a server)
                 job.payload = {**job.payload, "embedded": len(item.spans)}
+        save_document_vectors(session, kb, vectors)
     for item in superseded:
         zhiku.vectors.delete(kb.collection, document_id=item.document_id, version=item.version)
     return replaced
