@@ -72,13 +72,12 @@ def document_vectors(
         versions = dict(session.execute(query).all())
         stored: dict[str, np.ndarray] = {}
         ids = list(versions)
-        for start in range(0, len(ids), _BATCH):
-            rows = session.scalars(
-                select(DocumentVector).where(DocumentVector.document_id.in_(ids[start : start + _BATCH]))
-            )
-            for row in rows:
-                if row.version == versions[row.document_id] and row.model_key == key:
-                    stored[row.document_id] = np.frombuffer(row.vector, dtype="<f4")
+        columns = (DocumentVector.document_id, DocumentVector.version, DocumentVector.model_key, DocumentVector.vector)
+        for start in range(0, len(ids), _BATCH):  # plain rows: every group's duplicate check reads all of them
+            rows = session.execute(select(*columns).where(DocumentVector.document_id.in_(ids[start : start + _BATCH])))
+            for document_id, version, row_key, vector in rows:
+                if version == versions[document_id] and row_key == key:
+                    stored[document_id] = np.frombuffer(vector, dtype="<f4")
         missing = {document_id: version for document_id, version in versions.items() if document_id not in stored}
         if missing:
             stored.update(_pool_from_cache(session, kb, missing))
