@@ -55,9 +55,9 @@ class RateLimiter:
 
 class SweptMemoryStorage(MemoryStorage):
     """limits' in-process storage, its expired entries dropped at most once a second by the request that comes
-    along, instead of by a ``threading.Timer`` that limits starts afresh on nearly every request: starting that
-    thread, which has to win the GIL from a busy search before the request may go on, was most of the time a
-    search spent outside the search itself (``zhiku bench serve-search``)."""
+    along, instead of by a ``threading.Timer`` that limits starts afresh on nearly every request: the event loop
+    waited for each new thread to start, which first has to win the GIL from a busy search (a tenth of the event
+    loop's time in a profile of ``zhiku bench serve-search``)."""
 
     SWEEP_SECONDS = 1.0
 
