@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,31 @@ def app_in_thread(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+UI_PASSWORD = "a password for the ui tests"
+
+
+def create_person(url: str, admin_key: str, login: str, role: str = "admin") -> str:
+    """Create an account (with the admin key) that logs in with :data:`UI_PASSWORD`; returns its id."""
+    made = httpx.post(
+        f"{url}/api/v1/accounts",
+        json={"login": login, "role": role, "password": UI_PASSWORD},
+        headers={"authorization": f"Bearer {admin_key}"},
+        timeout=60,
+    )
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
+
+
+def ui_login(context: Any, url: str, admin_key: str, role: str = "admin") -> str:
+    """Log a Playwright browser context in as a new person of ``role`` (their session cookie is then the
+    context's, as after the login page); returns the login."""
+    login = f"ui-{role}-{uuid.uuid4().hex[:8]}"
+    create_person(url, admin_key, login, role)
+    answer = context.request.post(f"{url}/api/v1/auth/login", data={"login": login, "password": UI_PASSWORD})
+    assert answer.ok, answer.text()
+    return login
 
 
 CHROMIUM = "/usr/bin/chromium"

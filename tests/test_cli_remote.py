@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -87,6 +88,19 @@ def test_server_records_itself_for_the_cli(server: tuple[str, Path]) -> None:
     answer = httpx.get(f"{url}/api/v1/knowledge-bases", headers={"authorization": f"Bearer {record['key']}"})
     assert answer.status_code == 200
     assert httpx.get(f"{url}/api/v1/knowledge-bases").status_code == 401  # auth is on
+
+
+def test_first_start_prints_the_first_admin_login_once(server: tuple[str, Path]) -> None:
+    url, home = server
+    log = (home.parent / "zhiku-serve.log").read_text()
+    found = re.search(r"login: admin\n\s+password: (\S+)", log)
+    assert found, log[-2000:]
+    assert log.count("login: admin") == 1
+    browser = httpx.Client(base_url=url)
+    answer = browser.post("/api/v1/auth/login", json={"login": "admin", "password": found.group(1)})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["account"]["role"] == "admin"
+    assert browser.get("/api/v1/accounts").status_code == 200
 
 
 def test_cli_beside_server_goes_through_its_api(server: tuple[str, Path], tmp_path: Path) -> None:

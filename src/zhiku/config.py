@@ -404,6 +404,21 @@ class Settings(BaseSettings):
         description="Per key: `/v1/embeddings` requests (200/s: above one process's one-text requests on 2 cores).",
     )
     rate_limit_chat: str = Field(default="60/minute", description="Per key: RAG chat requests.")
+    rate_limit_login: str = Field(
+        default="10/minute", description="Login attempts per login name and client address (right or wrong)."
+    )
+    rate_limit_login_account: str = Field(
+        default="100/hour",
+        description="Login attempts per login name from all addresses together: bounds guessing spread over many "
+        "addresses (while it is exceeded, the account's owner waits too).",
+    )
+    session_hours: float = Field(
+        default=12.0,
+        gt=0,
+        le=24 * 90,
+        description="How long a web UI login lasts; logging out, a password reset or disabling the account ends "
+        "it sooner.",
+    )
     max_upload_bytes: int = Field(
         default=1024 * 1024 * 1024,
         ge=1024,

@@ -34,6 +34,10 @@ BEYOND_THE_SCHEMA: dict[str, set[str]] = {
     f"PUT {KB}/auto-tags": {"labels"},  # label names are tags (case-folded, printable), each given once
     f"POST {KB}/duplicates/resolve": {"keep"},  # two documents of one near-duplicate group
     f"GET {KB}/topics": {"clusters"},  # at most the number of ready documents
+    # logins in any script (Unicode letters), passwords not only spaces
+    "POST /api/v1/accounts": {"login", "password"},
+    "POST /api/v1/accounts/{account_id}/password": {"password"},
+    "POST /api/v1/auth/password": {"new_password"},
 }
 
 

@@ -1,7 +1,9 @@
 """Uploaded content never runs on zhiku's origin (issue #17, item 1).
 
-A write key uploads files that carry a script; the script tries to read the admin's key from the UI's
-localStorage ("zhiku.key") and to create an admin key with it. An admin then opens each file the way the UI
+A write key uploads files that carry a script; the script tries to read a key from the UI's localStorage (where the
+UI once kept one), to read the session cookie, and to create an admin key with the logged-in admin's session (its
+CSRF token fetched from /api/v1/auth/session, as only a script on the origin could). An admin then opens each file
+the way the UI
 offers ("Open the original file" in the search viewer), and a browser also navigates straight to the file URL.
 In real Chromium no script may run on zhiku's origin: every file is a download, except PDFs, which only
 Chromium's PDF viewer renders. The headers of the file route, the UI and /docs are checked directly too.
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,22 +24,28 @@ from urllib.parse import unquote, urlsplit
 import httpx
 import pytest
 
-from tests.servers import chromium, zhiku_server
+from tests.servers import UI_PASSWORD, chromium, create_person, zhiku_server
 
 ADMIN = "origin-admin-key-0123456789abcdef0123456789"
 MARKER = "/pwned/"
 
 
 def attack(name: str) -> str:
-    """A script that reports where it runs and, given the UI's key, creates an admin key with it."""
+    """A script that reports where it runs and what it can see, and tries to create an admin key: with a key from
+    localStorage, and with the page's login session (cookie sent by the browser, CSRF token read from the API)."""
     return (
         "(function () { var key = null; try { key = localStorage.getItem('zhiku.key'); } catch (e) {}"
+        " var cookie = (document.cookie || '').indexOf('zhiku_session') >= 0 ? 'yes' : 'no';"
         f" document.title = 'PWNED {name}';"
-        f" try {{ fetch(location.origin + '{MARKER}{name}?key=' + (key ? 'yes' : 'no')).catch(function () {{}}); }}"
-        " catch (e) {}"
+        f" try {{ fetch(location.origin + '{MARKER}{name}?key=' + (key ? 'yes' : 'no') + '&cookie=' + cookie)"
+        ".catch(function () {}); } catch (e) {}"
+        " var body = JSON.stringify({name: 'pwned " + name + "', scope: 'admin', owner: 'tenant'});"
         " if (key) { fetch(location.origin + '/api/v1/keys', {method: 'POST', headers: {'Authorization': 'Bearer ' +"
-        f" key, 'Content-Type': 'application/json'}}, body: JSON.stringify({{name: 'pwned {name}', scope: 'admin'}})}})"
-        ".catch(function () {}); } })();"
+        " key, 'Content-Type': 'application/json'}, body: body}).catch(function () {}); }"
+        " fetch(location.origin + '/api/v1/auth/session').then(function (r) { return r.json(); })"
+        ".then(function (s) { return fetch(location.origin + '/api/v1/keys', {method: 'POST', headers:"
+        " {'X-CSRF-Token': s.csrf_token, 'Content-Type': 'application/json'}, body: body}); })"
+        ".catch(function () {}); })();"
     )
 
 
@@ -279,12 +288,16 @@ class Watch:
 
 
 def log_in(page: Any, url: str) -> None:
+    """Log in through the UI's login page as a new admin."""
     from playwright.sync_api import expect
 
+    login = f"origin-admin-{uuid.uuid4().hex[:8]}"
+    create_person(url, ADMIN, login, "admin")
     page.goto(f"{url}/#/settings")
-    page.get_by_label("API key").fill(ADMIN)
-    page.get_by_role("button", name="Save").click()
-    expect(page.get_by_text("Saved.")).to_be_visible()
+    page.get_by_label("User name or e-mail").fill(login)
+    page.get_by_label("Password").fill(UI_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#keys")).to_be_visible()
 
 
 def test_open_original_in_the_ui_never_runs_uploaded_scripts(deployment: Deployment, browser: Any) -> None:
@@ -349,13 +362,13 @@ def test_open_original_in_the_ui_never_runs_uploaded_scripts(deployment: Deploym
 
 
 def test_navigating_to_a_file_never_runs_it_on_the_origin(deployment: Deployment, browser: Any) -> None:
-    """A browser that sends the key itself (a proxy adding it, or auth off) and opens the file URL directly."""
+    """A logged-in browser that also sends the admin key itself (a proxy adding it, or auth off) opens the file URL
+    directly."""
     before = key_count(deployment.url)
     context = browser.new_context(accept_downloads=True, extra_http_headers={"Authorization": f"Bearer {ADMIN}"})
     watch = Watch(context)
     page = context.new_page()
-    page.goto(deployment.url)
-    page.evaluate(f"localStorage.setItem('zhiku.key', '{ADMIN}')")
+    log_in(page, deployment.url)
     for case in CASES:
         if case.filename not in deployment.documents:
             continue

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import chromium, zhiku_server
+from tests.servers import chromium, ui_login, zhiku_server
 from tests.test_cli_remote import run
 from tests.web.test_similar_ui import upload_and_wait
 from tests.web.test_ui import DESKTOP, Console, shoot, unlabelled_controls
@@ -101,7 +101,7 @@ def test_auto_tags_over_rest_cli_and_ui(server: tuple[str, Path], evaldata: Path
 
     with chromium() as browser:
         context = browser.new_context(viewport=DESKTOP, locale="en-US")
-        context.add_init_script(f"localStorage.setItem('zhiku.key', '{ADMIN}')")
+        ui_login(context, url, ADMIN)
         page = context.new_page()
         page.set_default_timeout(60_000)
         console = Console(page)

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import chromium, zhiku_server
+from tests.servers import chromium, ui_login, zhiku_server
 from tests.web.test_ui import DESKTOP, Console, shoot, unlabelled_controls
 from zhiku.bench.duplicates import edited_copy, load_corpus
 
@@ -44,7 +44,7 @@ def test_groups_side_by_side_and_keep_this_one(server: str, evaldata: Path) -> N
             time.sleep(0.5)
     with chromium() as browser:
         context = browser.new_context(viewport=DESKTOP, locale="en-US")
-        context.add_init_script(f"localStorage.setItem('zhiku.key', '{ADMIN}')")
+        ui_login(context, server, ADMIN)
         page = context.new_page()
         page.set_default_timeout(60_000)
         console = Console(page)

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import chromium, zhiku_server
+from tests.servers import chromium, ui_login, zhiku_server
 from tests.test_cli_remote import run
 from tests.web.test_ui import DESKTOP, Console, shoot
 
@@ -104,7 +104,7 @@ def test_similar_documents_over_rest_cli_and_ui(server: tuple[str, Path], evalda
 
     with chromium() as browser:
         context = browser.new_context(viewport=DESKTOP, locale="en-US")
-        context.add_init_script(f"localStorage.setItem('zhiku.key', '{ADMIN}')")
+        ui_login(context, url, ADMIN)
         page = context.new_page()
         page.set_default_timeout(60_000)
         console = Console(page)

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.ingest.test_git_sources import commit_all, git, git_daemon
-from tests.servers import chromium, zhiku_server
+from tests.servers import chromium, ui_login, zhiku_server
 from tests.web.test_ui import DESKTOP, Console, shoot, unlabelled_controls
 
 ADMIN = "ui-sources-admin-key-0123456789abcdef0123"
@@ -39,7 +39,7 @@ def test_add_a_repository_and_sync_it_from_the_ui(server: str, tmp_path: Path) -
     kb = httpx.post(f"{server}/api/v1/knowledge-bases", json={"name": "wiki"}, headers=headers).json()["id"]
     with git_daemon(repo.parent) as daemon, chromium() as browser:
         context = browser.new_context(viewport=DESKTOP, locale="en-US")
-        context.add_init_script(f"localStorage.setItem('zhiku.key', '{ADMIN}')")
+        ui_login(context, server, ADMIN)
         page = context.new_page()
         page.set_default_timeout(60_000)
         console = Console(page)
@@ -85,7 +85,7 @@ def test_a_hostile_url_in_the_ui_is_refused_with_the_servers_message(server: str
     kb = httpx.post(f"{server}/api/v1/knowledge-bases", json={"name": "hostile"}, headers=headers).json()["id"]
     with chromium() as browser:
         context = browser.new_context(viewport=DESKTOP, locale="en-US")
-        context.add_init_script(f"localStorage.setItem('zhiku.key', '{ADMIN}')")
+        ui_login(context, server, ADMIN)
         page: Any = context.new_page()
         page.goto(f"{server}/#/kb/{kb}")
         page.get_by_label("Repository URL").fill("file:///etc")

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.knowledge.test_topics import paragraphs
-from tests.servers import chromium, zhiku_server
+from tests.servers import chromium, ui_login, zhiku_server
 from tests.web.test_ui import DESKTOP, Console, shoot, unlabelled_controls
 
 ADMIN = "ui-topics-admin-key-0123456789abcdef01234"
@@ -46,7 +46,7 @@ def test_the_topic_map_shows_clusters_and_their_documents(server: str, evaldata:
 
     with chromium() as browser:
         context = browser.new_context(viewport=DESKTOP, locale="en-US")
-        context.add_init_script(f"localStorage.setItem('zhiku.key', '{ADMIN}')")
+        ui_login(context, server, ADMIN)
         page = context.new_page()
         page.set_default_timeout(60_000)
         console = Console(page)
@@ -95,7 +95,7 @@ def test_the_topic_map_shows_clusters_and_their_documents(server: str, evaldata:
         context.close()
 
         context = browser.new_context(viewport=DESKTOP, locale="zh-CN")
-        context.add_init_script(f"localStorage.setItem('zhiku.key', '{ADMIN}')")
+        ui_login(context, server, ADMIN)
         page = context.new_page()
         console = Console(page)
         page.goto(f"{server}/#/kb/{kb}/topics")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers import ROOT, chromium, zhiku_server
+from tests.servers import ROOT, UI_PASSWORD, chromium, create_person, ui_login, zhiku_server
 
 ADMIN = "ui-admin-key-0123456789abcdef0123456789ab"
 ARTIFACTS = Path(os.environ.get("ZHIKU_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "ui"
@@ -101,21 +101,49 @@ def test_create_upload_search_open_switch_language_and_errors(server: str, brows
     unauthorised: list[str] = []
     page.on("response", lambda r: unauthorised.append(r.url) if r.status == 401 else None)
 
-    # without a key: one message saying what is needed and where to find it, a way to Settings, no raw API error
+    # not logged in: the login page, saying where a first login comes from; no raw API error, no alert
+    create_person(server, ADMIN, "Ada@Example.org", "admin")
     page.goto(server)
-    needed = page.locator("#key-needed")
-    expect(needed).to_contain_text("needs an API key")
-    expect(needed).to_contain_text("./scripts/run")
-    expect(needed).to_contain_text("zhiku keys create")
+    form = page.locator("#login-form")
+    expect(form).to_contain_text("./scripts/run")
+    expect(form).to_contain_text("zhiku users create")
     expect(page.locator("#alert")).to_be_hidden()
-    assert page.get_by_text("needs an API key").count() == 1  # said once
     assert "{" not in page.locator("main").inner_text()
     assert all("401" in problem for problem in console.take())  # only the API's refusal, no other error
-    shoot(page, "no-key")
-    page.get_by_role("link", name="Open Settings").click()
-    page.get_by_label("API key").fill(ADMIN)
-    page.get_by_role("button", name="Save").click()
-    expect(page.get_by_text("Saved.")).to_be_visible()
+    assert unlabelled_controls(page) == []
+    shoot(page, "login")
+    page.get_by_label("User name or e-mail").fill("ada@example.org")
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#login-error")).to_have_text("Wrong user name or password.")
+    assert page.get_by_label("Password").input_value() == ""
+    page.get_by_label("Password").fill(UI_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_text("No knowledge bases yet")).to_be_visible()
+    expect(page.locator("#who")).to_contain_text("ada@example.org (admin)")
+    cookies = {c["name"]: c for c in context.cookies()}
+    assert cookies["zhiku_session"]["httpOnly"]
+    assert cookies["zhiku_session"]["sameSite"] == "Strict"
+    assert "zhiku_session" not in page.evaluate("document.cookie")  # page scripts cannot read the session
+    assert page.evaluate("JSON.stringify({...localStorage}) + JSON.stringify({...sessionStorage})").count("zk-") == 0
+
+    # Settings: the person's own API keys (a new one shown once), the team's people and the audit log (admins)
+    page.get_by_role("link", name="Settings").click()
+    keys = page.locator("#keys")
+    expect(keys).to_contain_text("You have no API keys.")
+    keys.get_by_label("Name").fill("nightly import")
+    keys.get_by_role("button", name="Create key").click()
+    expect(page.locator("#new-key code")).to_have_text(re.compile(r"^zk-"))
+    expect(page.locator("#my-keys")).to_contain_text("nightly import")
+    people = page.locator("#people")
+    people.get_by_label("User name or e-mail").fill("bo")
+    people.locator("#invite-form").get_by_label("Role").select_option("editor")
+    people.get_by_role("button", name="Invite").click()
+    expect(page.locator("#invite-password code")).to_be_visible()
+    expect(page.locator('#people tr[data-login="bo"]')).to_contain_text("enabled")
+    expect(page.locator("#audit")).to_contain_text("account.create")
+    expect(page.locator("#audit")).to_contain_text("key.create")
+    assert page.get_by_label("Role of ada@example.org").is_disabled()  # nobody demotes themselves
     assert unlabelled_controls(page) == []
     shoot(page, "settings")
 
@@ -280,19 +308,32 @@ def test_create_upload_search_open_switch_language_and_errors(server: str, brows
     context.close()
 
 
-def test_a_refused_key_says_so_once(server: str, browser: Any) -> None:
+def test_an_ended_session_leads_to_the_login_page_and_logging_out_ends_it(server: str, browser: Any) -> None:
     from playwright.sync_api import expect
 
     context = browser.new_context(viewport=DESKTOP, locale="zh-CN")
-    context.add_init_script("localStorage.setItem('zhiku.key', 'not-a-key-of-this-server')")
+    domain = server.split("//")[1].split(":")[0]
+    context.add_cookies([{"name": "zhiku_session", "value": "not-a-session-of-this-server", "domain": domain,
+                          "path": "/"}])  # fmt: skip
     page = context.new_page()
     page.goto(server + "/#/search")
-    needed = page.locator("#key-needed")
-    expect(needed).to_contain_text("不接受")
-    expect(needed).to_contain_text("zhiku keys create")
+    expect(page.locator("#login-form")).to_contain_text("zhiku users create")  # in Chinese, the commands as they are
+    expect(page.get_by_role("heading", name="登录")).to_be_visible()
     expect(page.locator("#alert")).to_be_hidden()
-    page.get_by_role("link", name="打开设置").click()
-    expect(page.get_by_label("API 密钥")).to_have_value("not-a-key-of-this-server")
+    context.clear_cookies()
+    ui_login(context, server, ADMIN, role="reader")
+    page.goto(server + "/#/settings")
+    page.reload()  # the same page (only the #fragment changed): load it again, now with the session
+    expect(page.locator("#keys")).to_be_visible()
+    expect(page.locator("#people")).to_have_count(0)  # a reader manages no one
+    session = next(c["value"] for c in context.cookies() if c["name"] == "zhiku_session")
+    page.get_by_role("button", name="退出登录").click()
+    expect(page.locator("#login-form")).to_be_visible()
+    assert not [c for c in context.cookies() if c["name"] == "zhiku_session"]
+    import httpx
+
+    replay = httpx.get(f"{server}/api/v1/knowledge-bases", cookies={"zhiku_session": session})
+    assert replay.status_code == 401  # logging out ended the session on the server, not only in the browser
     context.close()
 
 

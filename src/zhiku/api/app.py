@@ -13,7 +13,8 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from zhiku import __version__
-from zhiku.api.auth import Reader
+from zhiku.accounts import create_bootstrap_account
+from zhiku.api.auth import Reader, document_scopes
 from zhiku.api.deps import AppState
 from zhiku.api.docs import install_docs
 from zhiku.api.errors import install_error_handlers
@@ -23,6 +24,7 @@ from zhiku.api.mcp import McpEndpoint
 from zhiku.api.metrics import Metrics, MetricsMiddleware
 from zhiku.api.ratelimit import RateLimiter
 from zhiku.api.routes import (
+    accounts,
     auto_tags,
     chat,
     documents,
@@ -33,6 +35,7 @@ from zhiku.api.routes import (
     keys,
     knowledge_bases,
     models,
+    session,
     sources,
     topics,
 )
@@ -60,20 +63,29 @@ async def _watch_upstreams(service: EmbeddingService, interval: float) -> None:
             log.exception("upstream health check failed")
 
 
-def bootstrap_admin_key(zhiku: Zhiku) -> None:
-    """With auth on, no admin key in the settings and no key in the database: create one and print it once."""
+def bootstrap_admin(zhiku: Zhiku) -> None:
+    """With auth on and no admin key in the settings: create the first admin key (no key in the database) and the
+    first admin account (no account), and print them once."""
     settings = zhiku.settings
     if settings.auth == "off" or settings.admin_api_key is not None:
         return
     secret = create_bootstrap_key(zhiku)
-    if secret is None:  # keys exist (or another process of this server made the first one)
-        return
-    banner = "=" * 72
-    print(
-        f"{banner}\nzhiku: no API keys existed, so an admin key was created. It is shown only now:\n\n"
-        f"    {secret}\n\nUse it as 'Authorization: Bearer <key>'; create more with `zhiku keys create`.\n{banner}",
-        flush=True,
-    )
+    password = create_bootstrap_account(zhiku)
+    lines = []
+    if password is not None:
+        lines.append(
+            "no accounts existed, so an admin account was created. Log in to the web UI with\n\n"
+            f"    login: admin\n    password: {password}\n\nand change the password in Settings; "
+            "invite others there (or `zhiku users create`)."
+        )
+    if secret is not None:
+        lines.append(
+            "no API keys existed, so an admin key was created for programs:\n\n"
+            f"    {secret}\n\nUse it as 'Authorization: Bearer <key>'; create more with `zhiku keys create`."
+        )
+    if lines:  # else both exist (or another process of this server made them)
+        banner = "=" * 72
+        print(f"{banner}\nzhiku: " + "\n\nzhiku: ".join(lines) + f"\nThey are shown only now.\n{banner}", flush=True)
 
 
 def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> FastAPI:
@@ -97,7 +109,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(clean_stale_staging, settings.home)  # uploads a crash interrupted
-        await asyncio.to_thread(bootstrap_admin_key, zhiku)
+        await asyncio.to_thread(bootstrap_admin, zhiku)
         await service.start()
         if run_jobs and settings.job_backend == "embedded":
             state.runner = job_runner(zhiku)
@@ -128,7 +140,8 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
         title="zhiku",
         version=__version__,
         description="Self-hosted knowledge-base semantic search (智库): knowledge bases, documents, jobs, search, "
-        "RAG chat, and OpenAI-compatible embeddings. Authenticate with `Authorization: Bearer <API key>`.",
+        "RAG chat, and OpenAI-compatible embeddings. Programs authenticate with `Authorization: Bearer <API key>`; "
+        "the web UI with a login session (an `HttpOnly` cookie, plus `X-CSRF-Token` on writes).",
         lifespan=lifespan,
         docs_url=None,  # /docs is served by install_docs from local files; ReDoc (a CDN script) is off
         redoc_url=None,
@@ -145,10 +158,13 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
         duplicates,
         jobs,
         keys,
+        session,
+        accounts,
         chat,
         sources,
         topics,
     ):
+        document_scopes(module.router.routes)
         app.include_router(module.router, responses=ERROR_RESPONSES)
 
     app.router.routes.append(mcp.route())  # MCP over streamable HTTP (zhiku.api.mcp)

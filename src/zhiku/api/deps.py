@@ -14,6 +14,7 @@ from zhiku.api.streams import StreamSlots
 from zhiku.config import Settings
 from zhiku.core import Zhiku
 from zhiku.embedding.service import EmbeddingService
+from zhiku.keys import Principal
 
 if TYPE_CHECKING:
     from zhiku.api.ratelimit import RateLimiter
@@ -33,6 +34,13 @@ class AppState:
     runner: JobRunner | None = None
     streams: StreamSlots = field(default_factory=StreamSlots)
     truncation_notices: OncePerClient = field(default_factory=OncePerClient)
+
+
+def caller_identity(request: Request, principal: Principal) -> str:
+    """Whom per-caller rate limits count: the API key, else the logged-in person, else the client address (the
+    bootstrap key of the settings, ``auth=off``)."""
+    who = principal.key_id or principal.account_id or (request.client.host if request.client else "local")
+    return f"{principal.tenant_id}:{who}"
 
 
 async def app_state(request: Request) -> AppState:

@@ -36,6 +36,14 @@ class KeyCache:
                 self._entries.clear()
             self._entries[key_hash] = (principal, time.monotonic() + CACHE_SECONDS)
 
+    def forget_account(self, account_id: str) -> None:
+        """Drop the keys of this person (just disabled, enabled again, or given another role), so their next request
+        is checked against the database. Refusals go too: a refused key may be theirs (its hash does not say whose
+        it is)."""
+        with self._lock:
+            for key_hash in [h for h, (p, _) in self._entries.items() if p is None or p.account_id == account_id]:
+                del self._entries[key_hash]
+
     def forget(self, key_id: str) -> None:
         """Drop the key with this id (just revoked), so its next request is checked against the database."""
         with self._lock:

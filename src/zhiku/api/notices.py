@@ -32,9 +32,11 @@ class OncePerClient:
 
 
 def client_label(request: Request, principal: Principal) -> str:
-    """Who sent a request, for logs: its API key id, or (auth off) its address and user agent."""
+    """Who sent a request, for logs: its API key or account id, or (auth off) its address and user agent."""
     if principal.key_id:
         return f"key {principal.key_id}"
+    if principal.account_id:
+        return f"account {principal.account_id}"
     host = request.client.host if request.client else "unknown"
     agent = request.headers.get("user-agent", "")[:80]
     return f"{host} ({agent or 'no user agent'})"

@@ -13,11 +13,11 @@ from limits.strategies import MovingWindowRateLimiter
 from zhiku.config import Settings
 from zhiku.errors import ConfigError, ZhikuError
 
-ROUTE_CLASSES = ("read", "write", "embed", "chat")
+ROUTE_CLASSES = ("read", "write", "embed", "chat", "login", "login_account")
 
 
 class RateLimitedError(ZhikuError):
-    """Too many requests for this key and route class."""
+    """Too many requests for this key (or login) and route class."""
 
     status_code = 429
     code = "rate_limit_exceeded"

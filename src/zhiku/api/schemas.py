@@ -10,7 +10,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, 
 
 from zhiku.search.options import MAX_QUERY_CHARS, MAX_TOP_K, TOP_K
 from zhiku.search.retrieve import Hit
-from zhiku.storage.models import ApiKey, Document, Job, KnowledgeBase
+from zhiku.storage.models import Account, ApiKey, AuditEntry, Document, Job, KnowledgeBase
 
 
 def _json_number(value: object) -> object:
@@ -20,6 +20,12 @@ def _json_number(value: object) -> object:
         raise ValueError(f"must be a number, not {'a boolean' if isinstance(value, bool) else 'a string'}")
     return value
 
+
+CREATED_BY = (
+    "Who made it: `account:<id>` (a person in the web UI), `key:<id>` (an API key), `cli` (a command on the "
+    "server's machine), `source:<id>` (a synced repository or folder) or `bootstrap`; null when not recorded "
+    "(made before accounts existed, or by zhiku itself)."
+)
 
 JsonInt = Annotated[int, BeforeValidator(_json_number)]
 """An integer that refuses booleans and strings (for list items; fields of a :class:`JsonBody` get it anyway)."""
@@ -101,6 +107,7 @@ class KnowledgeBaseOut(BaseModel):
     documents: dict[str, int] = Field(default_factory=dict, description="Documents by status.")
     chunks: int = 0
     created_at: dt.datetime
+    created_by: str | None = Field(default=None, description=CREATED_BY)
 
     @classmethod
     def of(cls, kb: KnowledgeBase, documents: dict[str, int] | None = None, chunks: int = 0) -> KnowledgeBaseOut:
@@ -118,6 +125,7 @@ class KnowledgeBaseOut(BaseModel):
             documents=documents or {},
             chunks=chunks,
             created_at=kb.created_at,
+            created_by=kb.created_by,
         )
 
 
@@ -149,6 +157,7 @@ class DocumentOut(BaseModel):
     metadata: dict[str, Any]
     document_date: dt.datetime | None
     created_at: dt.datetime
+    created_by: str | None = Field(default=None, description=CREATED_BY)
     updated_at: dt.datetime
 
     @classmethod
@@ -174,6 +183,7 @@ class DocumentOut(BaseModel):
             metadata=dict(d.meta or {}),
             document_date=d.document_date,
             created_at=d.created_at,
+            created_by=d.created_by,
             updated_at=d.updated_at,
         )
 
@@ -215,6 +225,7 @@ class JobOut(BaseModel):
     error: str | None
     details: dict[str, Any]
     created_at: dt.datetime
+    created_by: str | None = Field(default=None, description=CREATED_BY)
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
 
@@ -234,6 +245,7 @@ class JobOut(BaseModel):
             error=job.error,
             details=dict(job.payload or {}),
             created_at=job.created_at,
+            created_by=job.created_by,
             started_at=job.started_at,
             finished_at=job.finished_at,
         )
@@ -370,6 +382,10 @@ class ApiKeyCreate(JsonBody):
 
     name: str = Field(default="", max_length=200)
     scope: Literal["read", "write", "admin"] = "read"
+    owner: Literal["me", "tenant"] = Field(
+        default="me",
+        description="`me`: the logged-in person's key; `tenant`: the tenant's (admins; what an admin API key makes).",
+    )
 
 
 class ApiKeyOut(BaseModel):
@@ -380,6 +396,8 @@ class ApiKeyOut(BaseModel):
     name: str
     prefix: str
     scope: str
+    account_id: str | None = Field(description="The person who owns the key; null: the tenant's key.")
+    created_by: str | None = Field(description=CREATED_BY)
     created_at: dt.datetime
     last_used_at: dt.datetime | None
     revoked_at: dt.datetime | None
@@ -393,6 +411,8 @@ class ApiKeyOut(BaseModel):
             name=key.name,
             prefix=key.prefix,
             scope=str(key.scopes[0]),
+            account_id=key.account_id,
+            created_by=key.created_by,
             created_at=key.created_at,
             last_used_at=key.last_used_at,
             revoked_at=key.revoked_at,
@@ -403,6 +423,125 @@ class ApiKeyCreated(ApiKeyOut):
     """A new key: ``key`` is shown this once."""
 
     key: str
+
+
+Role = Literal["reader", "editor", "admin"]
+
+
+class AccountOut(BaseModel):
+    """A person's account (never its password)."""
+
+    id: str
+    tenant_id: str
+    login: str
+    role: Role
+    disabled: bool
+    created_at: dt.datetime
+    created_by: str | None
+    last_login_at: dt.datetime | None
+
+    @classmethod
+    def of(cls, account: Account) -> AccountOut:
+        """Build from a row."""
+        return cls(
+            id=account.id,
+            tenant_id=account.tenant_id,
+            login=account.login,
+            role=typing.cast(Role, account.role),
+            disabled=account.disabled_at is not None,
+            created_at=account.created_at,
+            created_by=account.created_by,
+            last_login_at=account.last_login_at,
+        )
+
+
+class AccountCreate(JsonBody):
+    """A new account (an invitation): without a password, one is generated and returned once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    login: str = Field(
+        min_length=1, max_length=254, description="A user name (any script) or e-mail address, stored case-folded."
+    )
+    role: Role = "reader"
+    password: str | None = Field(default=None, min_length=8, max_length=1024, description="Not only spaces.")
+
+
+class AccountCreated(AccountOut):
+    """A new account: ``password`` is the generated one, shown this once (null when it was given)."""
+
+    password: str | None
+
+
+class AccountUpdate(JsonBody):
+    """Change a role, or disable (ends its sessions and stops its keys) or enable an account."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role | None = None
+    disabled: StrictBool | None = None
+
+
+class PasswordReset(JsonBody):
+    """A new password for someone else's account (an admin's reset); generated when absent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    password: str | None = Field(default=None, min_length=8, max_length=1024)
+
+
+class NewPassword(BaseModel):
+    """The password after a reset, shown this once; the account's sessions have ended."""
+
+    account: AccountOut
+    password: str
+
+
+class PasswordChange(JsonBody):
+    """A person's own new password."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(max_length=1024)
+    new_password: str = Field(min_length=8, max_length=1024, description="Not only spaces.")
+
+
+class LoginRequest(JsonBody):
+    """A login with a user name (or e-mail) and password."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    login: str = Field(max_length=1000)
+    password: str = Field(max_length=1024)
+
+
+class SessionOut(BaseModel):
+    """Who is logged in: the account, the CSRF token to send as `X-CSRF-Token` on writes, and the session's end.
+    With `auth: "off"` (development) there is no account and every request acts as an admin."""
+
+    auth: Literal["on", "off"]
+    account: AccountOut | None
+    csrf_token: str
+    expires_at: dt.datetime | None
+
+
+class AuditEntryOut(BaseModel):
+    """One administrative action."""
+
+    id: int
+    at: dt.datetime
+    actor: str = Field(description="`account:<id>`, `key:<id>`, `cli` (on the server's machine) or `bootstrap`.")
+    action: str = Field(description="e.g. `knowledge_base.create`, `key.revoke`, `account.update`.")
+    target: str = Field(description="The id of the object acted on.")
+    details: dict[str, Any]
+
+    @classmethod
+    def of(cls, entry: AuditEntry) -> AuditEntryOut:
+        """Build from a row."""
+        return cls(
+            id=entry.id, at=entry.at, actor=entry.actor, action=entry.action, target=entry.target,
+            details=entry.details,
+        )  # fmt: skip
 
 
 class ErrorDetail(BaseModel):
@@ -424,8 +563,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in {
         400: "Invalid request",
-        401: "Missing, unknown or revoked API key",
-        403: "The key's scope does not allow it",
+        401: "Not logged in, or a missing, unknown or revoked API key",
+        403: "The key's scope (or the account's role) does not allow it; or a session write without its CSRF token",
         404: "Not found (also for other tenants' objects)",
         409: "Conflicts with the current state",
         413: "Too large (body, file, input or quota)",

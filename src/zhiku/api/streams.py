@@ -65,8 +65,8 @@ class StreamSlots:
 
 
 def stream_identity(request: Request, principal: Principal) -> str:
-    """Whose streams these are: the API key (the client address when there is no key, with auth off)."""
-    who = principal.key_id or (request.client.host if request.client else "local")
+    """Whose streams these are: the API key, else the person, else the client address (auth off)."""
+    who = principal.key_id or principal.account_id or (request.client.host if request.client else "local")
     return f"{principal.tenant_id}:{who}"
 
 

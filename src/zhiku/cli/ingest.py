@@ -92,7 +92,7 @@ def _register(
     path that cannot be read as soon as it is found, files with their group, which is registered once it is full
     (the last one at the end)."""
     files = [(position, item.path) for position, item in enumerate(sources) if isinstance(item, SourceFile)]
-    registered = register_in_groups(zhiku, kb, [path for _, path in files], labels=labels)
+    registered = register_in_groups(zhiku, kb, [path for _, path in files], labels=labels, created_by="cli")
     outcomes = [
         (position, Registration(str(item.path), "failed", message=item.message))
         for position, item in enumerate(sources)
@@ -235,7 +235,7 @@ def reindex(
         runner = job_runner(zhiku)
         try:
             kb = get_knowledge_base(zhiku, kb_name)
-            job = start_reindex(zhiku, kb, model=model, dimension=dim)
+            job = start_reindex(zhiku, kb, model=model, dimension=dim, created_by="cli")
             if wait:
                 runner.start()
                 run_with_progress(zhiku, runner, [job.id])

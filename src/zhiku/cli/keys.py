@@ -34,7 +34,7 @@ def keys_list(tenant: Annotated[str | None, typer.Option("--tenant", help="Only 
     with Zhiku(get_settings()) as zhiku:
         rows = list_api_keys(zhiku, tenant)
     table = Table(title="API keys")
-    for column in ("id", "prefix", "tenant", "scope", "name", "created", "last used", "revoked"):
+    for column in ("id", "prefix", "tenant", "scope", "owner", "name", "created", "last used", "revoked"):
         table.add_column(column, overflow="fold")  # a narrow terminal wraps a name, never cuts it
     for row in rows:
         used = f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else ""
@@ -44,6 +44,7 @@ def keys_list(tenant: Annotated[str | None, typer.Option("--tenant", help="Only 
             row.prefix + "…",
             row.tenant_id,
             str(row.scopes[0]),
+            f"account {row.account_id[:12]}" if row.account_id else "tenant",
             row.name,
             f"{row.created_at:%Y-%m-%d %H:%M}",
             used,

@@ -36,6 +36,7 @@ from zhiku.cli.mcp import mcp_command
 from zhiku.cli.sync import sources_app, sync
 from zhiku.cli.tags import tags_app
 from zhiku.cli.topics import topics_command
+from zhiku.cli.users import users_app
 from zhiku.cli.watch import watch
 from zhiku.client import (
     ServerRecord,
@@ -314,7 +315,7 @@ def _record_server(settings: Settings, host: str, port: int) -> ServerRecord | N
     """Write ``$ZHIKU_HOME/server.json`` so the CLI of this home goes through this server (with auth on, with an
     admin key of the ``default`` tenant made for it now); ``None`` when another live server has recorded itself."""
     # imported here, not at the top: only this command runs a server
-    from zhiku.api.app import bootstrap_admin_key
+    from zhiku.api.app import bootstrap_admin
 
     home = settings.ensure_home()
     previous = read_server_record(home)
@@ -332,7 +333,7 @@ def _record_server(settings: Settings, host: str, port: int) -> ServerRecord | N
             with contextlib.suppress(ZhikuError):
                 revoke_api_key(zhiku, previous.key_id)
         if settings.auth == "on":
-            bootstrap_admin_key(zhiku)  # first, so that the first start still prints the admin key
+            bootstrap_admin(zhiku)  # first, so that the first start still prints the admin key and account
             row, secret = create_api_key(zhiku, "default", "admin", f"local CLI key (zhiku serve pid {os.getpid()})")
             record = ServerRecord(url=record.url, pid=record.pid, key=secret, key_id=row.id)
     write_server_record(home, record)
@@ -492,6 +493,7 @@ app.add_typer(docs_app, name="docs")
 app.add_typer(tags_app, name="tags")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(keys_app, name="keys")
+app.add_typer(users_app, name="users")
 app.command("ingest")(ingest)
 app.command("sync")(sync)
 app.add_typer(sources_app, name="sources")

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from zhiku.audit import record
 from zhiku.core import Zhiku
 from zhiku.embedding.instructions import resolve_instruction
 from zhiku.embedding.models import resolve_api_model, resolve_model
@@ -47,13 +48,14 @@ def create_knowledge_base(
     description: str = "",
     tenant_id: str = "default",
     from_api: bool = False,
+    created_by: str = "cli",
 ) -> KnowledgeBase:
     """Create a knowledge base; its model, dimension and instruction are fixed for its lifetime.
 
     ``index_dimension`` (Matryoshka models only) indexes a shorter prefix of each vector and rescores the best
     candidates at the full ``dimension``: less index memory for a small loss of recall. ``from_api``: the model
     name comes from an API caller, who may only name the models :func:`resolve_api_model` allows (the operator's
-    commands may name any local model folder).
+    commands may name any local model folder). ``created_by`` is recorded with it and in the audit log.
     """
     if not isinstance(name, str) or not NAME_PATTERN.match(name) or name != name.strip():
         raise InvalidInputError(
@@ -117,8 +119,10 @@ def create_knowledge_base(
                 chunk_tokens=size,
                 chunk_overlap=overlap,
                 collection=collection,
+                created_by=created_by,
             )
             session.add(kb)
+            record(session, tenant_id, created_by, "knowledge_base.create", kb_id, name=name, model=spec.name)
     except BaseException:
         zhiku.vectors.delete_collection(collection)
         raise
@@ -207,8 +211,9 @@ def update_knowledge_base(
         return row
 
 
-def delete_knowledge_base(zhiku: Zhiku, kb: KnowledgeBase) -> None:
-    """Delete a knowledge base with its documents, chunks, jobs, vectors and unreferenced files."""
+def delete_knowledge_base(zhiku: Zhiku, kb: KnowledgeBase, *, deleted_by: str = "cli") -> None:
+    """Delete a knowledge base with its documents, chunks, jobs, vectors and unreferenced files (recorded in the
+    audit log as done by ``deleted_by``)."""
     with zhiku.db.session() as session:
         hashes = set(session.scalars(select(Document.content_hash).where(Document.kb_id == kb.id)))
         for job in session.scalars(select(Job).where(Job.kb_id == kb.id)):
@@ -217,6 +222,7 @@ def delete_knowledge_base(zhiku: Zhiku, kb: KnowledgeBase) -> None:
         for document in session.scalars(select(Document).where(Document.kb_id == kb.id)):
             session.delete(document)
         session.delete(session.get_one(KnowledgeBase, kb.id))
+        record(session, kb.tenant_id, deleted_by, "knowledge_base.delete", kb.id, name=kb.name)
     zhiku.vectors.delete_collection(kb.collection)
     drop_unreferenced_blobs(zhiku, hashes)
 

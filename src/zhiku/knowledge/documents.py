@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from zhiku.core import Zhiku
@@ -115,6 +115,7 @@ def register_file(
     source: str | None = None,
     filename: str | None = None,
     labels: Labels | None = None,
+    created_by: str | None = None,
 ) -> Registration:
     """Store a file and queue its ingestion; report duplicates, unchanged files and unreadable ones.
 
@@ -122,12 +123,18 @@ def register_file(
     known source and new content becomes a new version of that document, replacing the old one atomically
     once ingested. ``filename`` (default: the file's name) is what users see; it is sanitised. ``labels`` are
     applied even when the content is unchanged; the document date defaults to the file's modification time.
+    ``created_by`` (who asked: :attr:`zhiku.keys.Principal.actor`) is recorded on new documents and the jobs.
     """
-    return register_files(zhiku, kb, [NewFile(path, source, filename)], labels=labels)[0]
+    return register_files(zhiku, kb, [NewFile(path, source, filename)], labels=labels, created_by=created_by)[0]
 
 
 def register_files(
-    zhiku: Zhiku, kb: KnowledgeBase, files: Sequence[Path | NewFile], *, labels: Labels | None = None
+    zhiku: Zhiku,
+    kb: KnowledgeBase,
+    files: Sequence[Path | NewFile],
+    *,
+    labels: Labels | None = None,
+    created_by: str | None = None,
 ) -> list[Registration]:
     """:func:`register_file` for many files at once: each is stored, then all are registered in one transaction
     (one commit instead of one per file), so a folder's documents reach the job queue sooner and with less work.
@@ -145,10 +152,12 @@ def register_files(
 
     def label(row: Document, item: _Stored) -> None:
         _apply_labels(row, tags, metadata, labels.document_date or item.modified)
+        row.created_by = row.created_by or created_by  # a new version keeps who added the document
 
     try:
         with zhiku.db.session() as session:
             outcomes = _register_blobs(session, zhiku, kb, [item for _, item in stored], label)
+            _mark_jobs(session, outcomes, created_by)
             done = [(index, outcome) for (index, _), outcome in zip(stored, outcomes, strict=True)]
     except Exception:
         if len(stored) <= 1:
@@ -156,12 +165,21 @@ def register_files(
         done = []
         for index, item in stored:
             with zhiku.db.session() as session:
-                done.append((index, _register_blobs(session, zhiku, kb, [item], label)[0]))
+                outcome = _register_blobs(session, zhiku, kb, [item], label)[0]
+                _mark_jobs(session, [outcome], created_by)
+                done.append((index, outcome))
     for index, registration in done:
         results[index] = registration
     registrations = [r for r in results if isinstance(r, Registration)]
     dispatch(zhiku, [r.job_id for r in registrations if r.job_id])
     return registrations
+
+
+def _mark_jobs(session: Session, registrations: Sequence[Registration], created_by: str | None) -> None:
+    """Record who queued the registrations' jobs."""
+    ids = [r.job_id for r in registrations if r.job_id]
+    if created_by is not None and ids:
+        session.execute(update(Job).where(Job.id.in_(ids)).values(created_by=created_by))
 
 
 FIRST_GROUP = 4
@@ -176,7 +194,12 @@ def group_size(zhiku: Zhiku, registered: int) -> int:
 
 
 def register_in_groups(
-    zhiku: Zhiku, kb: KnowledgeBase, files: Sequence[Path | NewFile], *, labels: Labels | None = None
+    zhiku: Zhiku,
+    kb: KnowledgeBase,
+    files: Sequence[Path | NewFile],
+    *,
+    labels: Labels | None = None,
+    created_by: str | None = None,
 ) -> list[Registration]:
     """:func:`register_files` a group at a time (:func:`group_size`), as ``zhiku ingest`` does: the first group's
     jobs are queued (and can start) while the rest are still being stored."""
@@ -184,7 +207,7 @@ def register_in_groups(
     start = 0
     while start < len(files):
         end = start + group_size(zhiku, start)
-        registrations += register_files(zhiku, kb, files[start:end], labels=labels)
+        registrations += register_files(zhiku, kb, files[start:end], labels=labels, created_by=created_by)
         start = end
     return registrations
 
@@ -355,7 +378,9 @@ def _register_one(
     return Registration(source, "queued", document.id, job.id)
 
 
-def reingest_document(zhiku: Zhiku, kb: KnowledgeBase, document: Document) -> Registration:
+def reingest_document(
+    zhiku: Zhiku, kb: KnowledgeBase, document: Document, *, created_by: str | None = None
+) -> Registration:
     """Queue a fresh ingestion of a document's current content as a new version (e.g. after a parser upgrade)."""
     sha = document.pending_hash or document.content_hash
     if document.status == DocumentStatus.duplicate or not zhiku.blobs.exists(sha):
@@ -373,6 +398,7 @@ def reingest_document(zhiku: Zhiku, kb: KnowledgeBase, document: Document) -> Re
             document_id=row.id,
             max_attempts=zhiku.settings.job_max_attempts,
             payload={"version": row.pending_version, "sha256": sha},
+            created_by=created_by,
         )
         session.add(job)
         session.flush()

@@ -367,7 +367,7 @@ def _apply(zhiku: Zhiku, kb: KnowledgeBase, source: Source, entries: Sequence[_E
                 continue
             files.append(NewFile(path, document_source(source.id, entry.path), entry.path))
             accepted.append(entry)
-        registrations = register_in_groups(zhiku, kb, files)
+        registrations = register_in_groups(zhiku, kb, files, created_by=f"source:{source.id}")
     for entry, registration in zip(accepted, registrations, strict=True):
         report.registrations.append(dataclasses.replace(registration, source=entry.path))
         if registration.outcome == "failed":

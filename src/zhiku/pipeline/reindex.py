@@ -26,7 +26,13 @@ ACTIVE = (JobStatus.queued, JobStatus.running)
 
 
 def start_reindex(
-    zhiku: Zhiku, kb: KnowledgeBase, *, model: str | None = None, dimension: int | None = None, from_api: bool = False
+    zhiku: Zhiku,
+    kb: KnowledgeBase,
+    *,
+    model: str | None = None,
+    dimension: int | None = None,
+    from_api: bool = False,
+    created_by: str | None = None,
 ) -> Job:
     """Queue a re-index of ``kb`` (default: same model and dimension, e.g. to rebuild a damaged index).
 
@@ -50,6 +56,7 @@ def start_reindex(
             kb_id=kb.id,
             max_attempts=zhiku.settings.job_max_attempts,
             payload={"model": spec.name, "dimension": target, "from_collection": kb.collection},
+            created_by=created_by,
         )
         session.add(job)
         session.flush()

@@ -104,6 +104,8 @@ class KnowledgeBase(Base):
     chunk_overlap: Mapped[int] = mapped_column(Integer)
     collection: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    """Who created it (:attr:`zhiku.keys.Principal.actor`); ``None`` before accounts existed."""
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     documents: Mapped[list[Document]] = relationship(back_populates="knowledge_base", cascade="all, delete-orphan")
@@ -146,6 +148,8 @@ class Document(Base):
     ocr_pages: Mapped[dict[str, Any]] = mapped_column(default=dict)
     """Pages of the active version read by OCR: page number (as a string) to the OCR confidence (0-1)."""
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    """Who added it (:attr:`zhiku.keys.Principal.actor`), or the source that synced it; ``None`` if unknown."""
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     knowledge_base: Mapped[KnowledgeBase] = relationship(back_populates="documents")
@@ -267,6 +271,8 @@ class Job(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     finished_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    """Who queued it (:attr:`zhiku.keys.Principal.actor`); ``None`` for jobs zhiku queued itself."""
 
 
 class DocumentVector(Base):
@@ -310,6 +316,58 @@ class ApiKey(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    account_id: Mapped[str | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    """The person who owns the key (it stops working while they are disabled); ``None``: the tenant's."""
+    created_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    """Who created it: ``account:<id>``, ``key:<id>``, ``cli`` or ``bootstrap``."""
+
+
+class Account(Base):
+    """A person who logs in to a tenant: a login name (or e-mail), an Argon2id password hash and a role."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(String(64), index=True)
+    login: Mapped[str] = mapped_column(String(254), unique=True)
+    """Lower-cased user name or e-mail address, unique across tenants (a login names one account)."""
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class LoginSession(Base):
+    """A logged-in browser: only a SHA-256 of its cookie's token is stored; deleting the row logs it out."""
+
+    __tablename__ = "login_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    """Sent back by the UI in ``X-CSRF-Token`` on every write made with the cookie."""
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+    address: Mapped[str] = mapped_column(String(64), default="")
+
+
+class AuditEntry(Base):
+    """One administrative action: who did what to which object, and when."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_tenant_id_id", "tenant_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(80))
+    action: Mapped[str] = mapped_column(String(50))
+    target: Mapped[str] = mapped_column(String(100), default="")
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class SourceKind(enum.StrEnum):

@@ -200,7 +200,9 @@ async def upload(kb_id: str, request: Request, state: State, principal: Writer) 
                         f"{settings.tenant_quota_bytes:,} (setting tenant_quota_bytes)"
                     )
             new_files = [NewFile(path, _source_for(raw_name), raw_name) for path, raw_name, _ in staged]
-            register = functools.partial(register_files, state.zhiku, kb, new_files, labels=labels)
+            register = functools.partial(
+                register_files, state.zhiku, kb, new_files, labels=labels, created_by=principal.actor
+            )
             registrations = await run_in_threadpool(register)  # one transaction for the whole upload
             return [
                 UploadOutcome.model_validate(
@@ -275,7 +277,7 @@ def relabel(kb_id: str, document_id: str, body: DocumentLabels, state: State, pr
 def reingest(kb_id: str, document_id: str, state: State, principal: Writer) -> UploadOutcome:
     """Ingest the document's content again as a new version."""
     kb, document = _document(state, principal, kb_id, document_id)
-    registration = reingest_document(state.zhiku, kb, document)
+    registration = reingest_document(state.zhiku, kb, document, created_by=principal.actor)
     return UploadOutcome(
         filename=document.filename, outcome="queued", document_id=document.id, job_id=registration.job_id
     )

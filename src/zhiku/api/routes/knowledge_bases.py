@@ -56,6 +56,7 @@ def create(body: KnowledgeBaseCreate, state: State, principal: Writer) -> Knowle
         description=body.description,
         tenant_id=principal.tenant_id,
         from_api=True,
+        created_by=principal.actor,
     )
     return _out(state, kb)
 
@@ -83,7 +84,8 @@ def update(kb_id: str, body: KnowledgeBaseUpdate, state: State, principal: Write
 @router.delete("/{kb_id}", status_code=204)
 def delete(kb_id: str, state: State, principal: Writer) -> Response:
     """Delete a knowledge base with its documents, chunks and vectors."""
-    delete_knowledge_base(state.zhiku, get_knowledge_base(state.zhiku, kb_id, principal.tenant_id))
+    kb = get_knowledge_base(state.zhiku, kb_id, principal.tenant_id)
+    delete_knowledge_base(state.zhiku, kb, deleted_by=principal.actor)
     return Response(status_code=204)
 
 
@@ -146,7 +148,11 @@ def reindex(kb_id: str, body: ReindexRequest, state: State, principal: Writer) -
     from zhiku.pipeline.reindex import start_reindex
 
     kb = get_knowledge_base(state.zhiku, kb_id, principal.tenant_id)
-    return JobOut.of(start_reindex(state.zhiku, kb, model=body.model, dimension=body.dimension, from_api=True))
+    return JobOut.of(
+        start_reindex(
+            state.zhiku, kb, model=body.model, dimension=body.dimension, from_api=True, created_by=principal.actor
+        )
+    )
 
 
 @router.get("/{kb_id}/events", response_class=EventSourceResponse)

@@ -1,18 +1,46 @@
-// Talking to the zhiku API: the key from Settings, errors as readable messages, SSE over fetch (so the
-// Authorization header can be sent, which EventSource cannot do).
+// Talking to the zhiku API: a person's login session rides in an HttpOnly cookie that this code never sees (so no
+// script on the page can steal it); writes carry the session's CSRF token. Errors become readable messages; SSE is
+// read over fetch.
 
-export const settings = {
-  get key() { return localStorage.getItem("zhiku.key") || ""; },
-  set key(value) { value ? localStorage.setItem("zhiku.key", value) : localStorage.removeItem("zhiku.key"); },
-};
+const SAFE = new Set(["GET", "HEAD", "OPTIONS"]);
+let csrfToken = ""; // from /api/v1/auth/session or the login answer; kept in memory only, never in storage
+
+// Who is logged in: `account` (null when nobody is) and `auth` ("off": a development server, no login at all).
+export const session = { account: null, auth: "on" };
+
+function remember(answer) {
+  csrfToken = (answer && answer.csrf_token) || "";
+  session.account = (answer && answer.account) || null;
+  session.auth = (answer && answer.auth) || "on";
+}
+
+// Ask the server who is logged in (after a page load the cookie is there, the CSRF token is not yet).
+export async function loadSession() {
+  try {
+    remember(await api("/api/v1/auth/session"));
+  } catch (err) {
+    if (!(err instanceof ApiError && err.status === 401)) throw err;
+    remember(null);
+  }
+  return session;
+}
+
+export async function logIn(login, password) {
+  remember(await api("/api/v1/auth/login", { method: "POST", json: { login, password } }));
+  return session;
+}
+
+export async function logOut() {
+  try { await api("/api/v1/auth/logout", { method: "POST" }); } finally { remember(null); }
+}
 
 export class ApiError extends Error {
   constructor(status, message, code) { super(message); this.status = status; this.code = code; }
 }
 
-function headers(extra = {}) {
+function headers(method, extra = {}) {
   const h = { ...extra };
-  if (settings.key) h.Authorization = `Bearer ${settings.key}`;
+  if (!SAFE.has(method) && csrfToken) h["X-CSRF-Token"] = csrfToken;
   return h;
 }
 
@@ -27,7 +55,7 @@ async function failure(response) {
 }
 
 export async function api(path, { method = "GET", json, form, signal } = {}) {
-  const init = { method, headers: headers(), signal };
+  const init = { method, headers: headers(method), signal, credentials: "same-origin" };
   if (json !== undefined) { init.body = JSON.stringify(json); init.headers["Content-Type"] = "application/json"; }
   if (form !== undefined) init.body = form;
   let response;
@@ -42,10 +70,10 @@ export async function api(path, { method = "GET", json, form, signal } = {}) {
   return response.json();
 }
 
-// An uploaded file's bytes and the type the server sniffed. Never render these as a page of this origin (it holds
-// the key): see openOriginal in app.js.
+// An uploaded file's bytes and the type the server sniffed. Never render these as a page of this origin (its
+// scripts would act with the session): see openOriginal in app.js.
 export async function fetchFile(path) {
-  const response = await fetch(path, { headers: headers() });
+  const response = await fetch(path, { credentials: "same-origin" });
   if (!response.ok) throw await failure(response);
   const type = (response.headers.get("Content-Type") || "").split(";")[0].trim().toLowerCase();
   return { type, bytes: await response.arrayBuffer() };
@@ -53,7 +81,7 @@ export async function fetchFile(path) {
 
 // Read a text/event-stream response; calls onEvent({event, data}) per event until the stream ends or aborts.
 export async function readEvents(path, onEvent, { method = "GET", json, signal } = {}) {
-  const init = { method, headers: headers({ Accept: "text/event-stream" }), signal };
+  const init = { method, headers: headers(method, { Accept: "text/event-stream" }), signal, credentials: "same-origin" };
   if (json !== undefined) { init.body = JSON.stringify(json); init.headers["Content-Type"] = "application/json"; }
   let response;
   try {

@@ -1,5 +1,6 @@
 // zhiku's web UI: a small hash-routed app over the REST API. No build step, no framework.
-import { api, ApiError, fetchFile, readEvents, settings } from "/static/api.js";
+import { api, ApiError, fetchFile, loadSession, readEvents, session } from "/static/api.js";
+import { accountSections, renderLogin, showWho } from "/static/account.js";
 import { clearError, folderOf, formatDate, formatSize, h, marked, message, navigation, page, rich, showError,
   statusBadge } from "/static/dom.js";
 import { language, plural, setLanguage, t, translateStatic } from "/static/i18n.js";
@@ -481,7 +482,7 @@ async function openViewer(kbId, hit) {
   } catch (err) { showError(err); }
 }
 
-// An uploaded file must never become a page of this origin (its scripts could read the key): a PDF opens in a new
+// An uploaded file must never become a page of this origin (its scripts would act with the session): a PDF opens in a new
 // tab as a Blob typed application/pdf, which only Chromium's/Firefox's PDF viewer renders; every other type is
 // saved as a download of a Blob typed application/octet-stream, never shown.
 async function openOriginal(kbId, hit) {
@@ -567,20 +568,16 @@ async function ask(form, answer, { heading, list: sourceList }) {
 }
 
 // ---------- settings ----------
-function renderSettings() {
-  const key = h("input", { name: "key", type: "password", autocomplete: "off", value: settings.key, id: "api-key" });
-  const saved = h("p", { class: "muted", "aria-live": "polite" });
+async function renderSettings() {
   const theme = localStorage.getItem("zhiku.theme") || "system";
   page(t("settings.title"),
-    h("form", { class: "card stack", onsubmit: (e) => { e.preventDefault(); settings.key = key.value.trim(); saved.textContent = t("settings.saved"); clearError(); } },
-      h("label", {}, t("settings.key"), key, h("span", {}, t("settings.key.help"))),
-      h("div", {}, h("button", { class: "primary", type: "submit" }, t("settings.save"))), saved),
     h("div", { class: "card stack" },
       h("label", {}, t("settings.language"), h("select", { id: "language", onchange: (e) => { setLanguage(e.target.value); refresh(); } },
         h("option", { value: "en", selected: language() === "en" }, "English"),
         h("option", { value: "zh", selected: language() === "zh" }, "中文"))),
       h("label", {}, t("settings.theme"), h("select", { id: "theme", onchange: (e) => { localStorage.setItem("zhiku.theme", e.target.value); applyTheme(); } },
-        ["system", "light", "dark"].map((v) => h("option", { value: v, selected: v === theme }, t(`theme.${v}`)))))));
+        ["system", "light", "dark"].map((v) => h("option", { value: v, selected: v === theme }, t(`theme.${v}`)))))),
+    ...await accountSections());
 }
 
 function applyTheme() {
@@ -590,14 +587,6 @@ function applyTheme() {
 }
 
 // ---------- router ----------
-// The page when the server refuses to answer without a valid key: what it needs, where to find one, a way there.
-function renderKeyNeeded() {
-  page(t("key.title"), h("section", { class: "card stack", id: "key-needed" },
-    h("p", {}, t(settings.key ? "key.refused" : "key.missing")),
-    h("p", {}, rich(t("key.where"))),
-    h("p", {}, h("a", { class: "button primary", href: "#/settings" }, t("key.open")))));
-}
-
 async function refresh() {
   pageAbort.abort();
   pageAbort = new AbortController();
@@ -612,17 +601,18 @@ async function refresh() {
     const current = path.startsWith(link.getAttribute("href").slice(1)) || (path.startsWith("/kb/") && link.getAttribute("href") === "#/kbs");
     current ? link.setAttribute("aria-current", "page") : link.removeAttribute("aria-current");
   }
+  if (session.auth === "on" && !session.account) { renderLogin(refresh); return; } // nothing works without
   try {
     if (/^\/kb\/[^/]+\/duplicates$/.test(path)) await renderDuplicates(decodeURIComponent(path.split("/")[2]), params);
     else if (/^\/kb\/[^/]+\/topics$/.test(path)) await renderTopics(decodeURIComponent(path.slice(4, -7)), params);
     else if (path.startsWith("/kb/")) await renderDocs(decodeURIComponent(path.slice(4)));
     else if (path === "/search") await renderSearch(params);
     else if (path === "/chat") await renderChat();
-    else if (path === "/settings") renderSettings();
+    else if (path === "/settings") await renderSettings();
     else await renderKbs();
   } catch (err) { // the page could not load: say so on the page, once (the alert is for failed actions)
     if (err && err.name === "AbortError") return;
-    if (err instanceof ApiError && err.status === 401) renderKeyNeeded();
+    if (err instanceof ApiError && err.status === 401) renderLogin(refresh); // then back to the page asked for
     else page(t("error.title"), h("p", { class: "error-text" }, message(err)));
   }
 }
@@ -631,4 +621,4 @@ document.getElementById("alert-close").addEventListener("click", clearError);
 window.addEventListener("hashchange", () => { navigation.navigated = true; refresh(); });
 window.addEventListener("unhandledrejection", (e) => showError(e.reason));
 applyTheme();
-refresh();
+loadSession().catch(() => null).then(() => { showWho(); refresh(); });
