@@ -21,9 +21,15 @@ from sqlalchemy.orm import Session
 
 from zhiku.audit import record
 from zhiku.core import Zhiku
-from zhiku.errors import AuthenticationError, ConflictError, InvalidInputError, PermissionDeniedError
+from zhiku.errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from zhiku.keys import ROLE_SCOPES, Principal, check_tenant, hash_key
-from zhiku.storage.lookup import find_by_id
+from zhiku.storage.lookup import find_by_id, shown
 from zhiku.storage.models import Account, LoginSession, utcnow
 
 ROLES = tuple(ROLE_SCOPES)
@@ -139,7 +145,12 @@ def _find(session: Session, ident: str, tenant_id: str | None) -> Account:
         by_login = session.scalar(query.where(Account.login == normalize_login(ident)))
     except InvalidInputError:
         by_login = None
-    return by_login or find_by_id(session, query, Account.id, ident, what="account")
+    if by_login is not None:
+        return by_login
+    try:
+        return find_by_id(session, query, Account.id, ident, what="account")
+    except NotFoundError:
+        raise NotFoundError(f"no account with the login or id {shown(str(ident))}") from None
 
 
 def update_account(

@@ -315,9 +315,11 @@ def test_an_ended_session_leads_to_the_login_page_and_logging_out_ends_it(server
     domain = server.split("//")[1].split(":")[0]
     context.add_cookies([{"name": "zhiku_session", "value": "not-a-session-of-this-server", "domain": domain,
                           "path": "/"}])  # fmt: skip
+    context.add_init_script("localStorage.setItem('zhiku.key', 'zk-left-by-an-earlier-version')")
     page = context.new_page()
     page.goto(server + "/#/search")
     expect(page.locator("#login-form")).to_contain_text("zhiku users create")  # in Chinese, the commands as they are
+    assert page.evaluate("localStorage.getItem('zhiku.key')") is None  # an old UI's stored key is wiped
     expect(page.get_by_role("heading", name="登录")).to_be_visible()
     expect(page.locator("#alert")).to_be_hidden()
     context.clear_cookies()

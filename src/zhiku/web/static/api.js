@@ -3,6 +3,7 @@
 // read over fetch.
 
 const SAFE = new Set(["GET", "HEAD", "OPTIONS"]);
+localStorage.removeItem("zhiku.key"); // where earlier versions of this UI kept an API key: nothing stays to steal
 let csrfToken = ""; // from /api/v1/auth/session or the login answer; kept in memory only, never in storage
 
 // Who is logged in: `account` (null when nobody is) and `auth` ("off": a development server, no login at all).
