@@ -78,6 +78,13 @@ def test_login_sets_an_httponly_cookie_writes_need_csrf_and_logout_revokes(serve
     flags = {part.strip().lower() for part in cookie.split(";")[1:]}
     assert {"httponly", "samesite=strict", "path=/"} <= flags
     assert "secure" not in flags  # plain HTTP here: a Secure cookie would never come back
+    # behind a TLS-terminating proxy (on 127.0.0.1, which uvicorn trusts by default) the cookie is Secure
+    proxied = server.browser().post(
+        "/api/v1/auth/login",
+        json={"login": "alice@example.org", "password": PASSWORD},
+        headers={"x-forwarded-proto": "https"},
+    )
+    assert "secure" in {part.strip().lower() for part in proxied.headers["set-cookie"].split(";")}
     assert PASSWORD not in answer.text
     assert "password_hash" not in answer.text
     csrf = answer.json()["csrf_token"]
