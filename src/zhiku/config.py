@@ -445,6 +445,14 @@ class Settings(BaseSettings):
         "the duplicates API, the check at ingestion); edited copies that share their wording count from 0.10 "
         "lower, translations from 0.17 lower. See docs/duplicates.md for how these were measured.",
     )
+    document_vector_cache_mb: int = Field(
+        default=256,
+        ge=0,
+        le=1_048_576,
+        description="Memory per process for the knowledge bases' document vectors (near-duplicate checks at "
+        "ingestion, similar documents, topics, auto-tags), so these do not read every document's vector from the "
+        "database each time (about 1.5 KiB a document at 384 dimensions); 0: off.",
+    )
     near_duplicate_check: bool = Field(
         default=True,
         description="Compare each newly ingested document with the knowledge base's others and flag near-duplicates "

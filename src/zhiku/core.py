@@ -16,6 +16,7 @@ from zhiku.embedding.base import Embedder
 from zhiku.embedding.query_vectors import QueryVectors
 from zhiku.storage.blobs import BlobStore
 from zhiku.storage.db import Database
+from zhiku.storage.vector_rows import VectorRowCache
 
 if TYPE_CHECKING:
     from zhiku.storage.models import KnowledgeBase
@@ -47,6 +48,8 @@ class Zhiku:
         self.query_vectors = QueryVectors(self.settings.query_cache_size, self.settings.query_batch_size)
         """Query vectors of recent searches (``query_cache_size``), embedded in batches when searches arrive at
         once (``query_batch_size``)."""
+        self.document_vector_cache = VectorRowCache(self.settings.document_vector_cache_mb * 1024 * 1024)
+        """Document vectors read before, by knowledge base and model (``document_vector_cache_mb``)."""
 
     @property
     def vectors(self) -> VectorStore:

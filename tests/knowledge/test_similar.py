@@ -13,7 +13,7 @@ from tests.knowledge.helpers import run_queued_jobs, xquad_rows
 from zhiku.core import Zhiku
 from zhiku.errors import ConflictError
 from zhiku.knowledge.bases import create_knowledge_base
-from zhiku.knowledge.documents import get_document, register_file
+from zhiku.knowledge.documents import delete_document, get_document, register_file
 from zhiku.knowledge.similar import similar_documents
 from zhiku.pipeline.document_vectors import document_vectors
 from zhiku.storage.models import Document, DocumentVector
@@ -60,8 +60,10 @@ def test_a_translation_is_the_most_similar_document_and_vectors_follow_versions(
     # the vectors stored at ingestion equal those pooled again from the embedding cache
     listed, stored = document_vectors(zhiku, kb)
     assert len(listed) == 2 * ARTICLES
+    assert zhiku.document_vector_cache.size_bytes >= stored.nbytes  # held for the next call
     with zhiku.db.session() as session:
         session.execute(delete(DocumentVector))
+    zhiku.document_vector_cache.clear()  # as another process would see the table
     relisted, pooled_again = document_vectors(zhiku, kb)
     assert relisted == listed
     np.testing.assert_allclose(pooled_again, stored, atol=1e-5)
@@ -87,3 +89,19 @@ def test_a_translation_is_the_most_similar_document_and_vectors_follow_versions(
     assert {name_of[s.document.id] for s in found[:2]} == {"en-xq-01-00", "zh-xq-01-00"}
     with zhiku.db.session() as session:
         assert session.get_one(DocumentVector, pending.id).version == 2
+
+    # what this process holds in memory follows the new version and a deletion, as a process reading the
+    # database afresh (its cache off) sees them
+    held_before = zhiku.document_vector_cache.size_bytes
+    delete_document(zhiku, kb, get_document(zhiku, kb, ids["zh-xq-02-00"]))
+    held_ids, held = document_vectors(zhiku, kb)
+    fresh = Zhiku(zhiku.settings.model_copy(update={"document_vector_cache_mb": 0}))
+    try:
+        fresh_ids, fresh_vectors = document_vectors(fresh, kb)
+    finally:
+        fresh.close()
+    assert held_ids == fresh_ids
+    assert ids["zh-xq-02-00"] not in held_ids
+    assert len(held_ids) == 2 * ARTICLES - 1
+    np.testing.assert_array_equal(held, fresh_vectors)
+    assert held_before - zhiku.document_vector_cache.size_bytes == held.nbytes // len(held)  # the deleted one went

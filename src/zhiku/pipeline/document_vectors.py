@@ -69,18 +69,24 @@ def document_vectors(
         )
         if document_ids is not None:
             query = query.where(Document.id.in_(list(document_ids)))
-        versions = dict(session.execute(query).all())
-        stored: dict[str, np.ndarray] = {}
-        ids = list(versions)
+        versions: dict[str, int] = dict(session.connection().execute(query).tuples().all())  # Core: no ORM rows
+        space = (kb.id, key)
+        stored = zhiku.document_vector_cache.take(space, versions, complete=document_ids is None)
+        ids = [document_id for document_id in versions if document_id not in stored]
+        read: dict[str, tuple[int, np.ndarray]] = {}
         columns = (DocumentVector.document_id, DocumentVector.version, DocumentVector.model_key, DocumentVector.vector)
-        for start in range(0, len(ids), _BATCH):  # plain rows: every group's duplicate check reads all of them
+        for start in range(0, len(ids), _BATCH):  # plain rows, of the vectors not held in memory only
             rows = session.execute(select(*columns).where(DocumentVector.document_id.in_(ids[start : start + _BATCH])))
             for document_id, version, row_key, vector in rows:
                 if version == versions[document_id] and row_key == key:
-                    stored[document_id] = np.frombuffer(vector, dtype="<f4")
+                    read[document_id] = (version, np.frombuffer(vector, dtype="<f4"))
+        stored.update((document_id, vector) for document_id, (_, vector) in read.items())
         missing = {document_id: version for document_id, version in versions.items() if document_id not in stored}
         if missing:
-            stored.update(_pool_from_cache(session, kb, missing))
+            pooled_now = _pool_from_cache(session, kb, missing)
+            stored.update(pooled_now)
+            read.update((document_id, (versions[document_id], vector)) for document_id, vector in pooled_now.items())
+    zhiku.document_vector_cache.put(space, read)
     ordered = sorted(stored)
     if not ordered:
         return [], np.zeros((0, kb.dimension), dtype=np.float32)

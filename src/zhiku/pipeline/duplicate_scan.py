@@ -15,7 +15,7 @@ from zhiku.core import Zhiku
 from zhiku.embedding.models import resolve_model
 from zhiku.pipeline.document_vectors import document_vectors
 from zhiku.pipeline.embed import model_key
-from zhiku.pipeline.near_duplicates import MAX_TEXT_CHARS, Kind, matches_of
+from zhiku.pipeline.near_duplicates import MAX_TEXT_CHARS, Kind, cosine_blocks, matches_of, unit_rows
 from zhiku.storage.models import Chunk, Document, DocumentStatus, EmbeddingCacheEntry, Job, KnowledgeBase
 
 log = logging.getLogger(__name__)
@@ -127,8 +127,8 @@ MAX_FLAGS = 5
 def flag_near_duplicates(
     zhiku: Zhiku, kb: KnowledgeBase, jobs_by_document: dict[str, str], threshold: float
 ) -> dict[str, list[Flag]]:
-    """Compare each newly flipped document (id → its job) with the knowledge base's other ready documents (a
-    1 × n product of document vectors each); record the near-duplicates found in the job's payload
+    """Compare each newly flipped document (id → its job) with the knowledge base's other ready documents (one
+    matrix product of document vectors per block of them); record the near-duplicates found in the job's payload
     (``near_duplicates``) and as the document's warnings. Nothing is refused. Returns the flags by document."""
     if not jobs_by_document:
         return {}
@@ -139,23 +139,25 @@ def flag_near_duplicates(
         return {}
     own_texts = document_texts(zhiku, new)
     flags: dict[str, list[Flag]] = {}
-    for document_id in new:
 
-        def texts_of(rows: list[int]) -> list[str]:
-            wanted = [ids[row] for row in rows]
-            found = document_texts(zhiku, wanted)
-            return [found.get(w, "") for w in wanted]
+    def texts_of(rows: list[int]) -> list[str]:
+        wanted = [ids[row] for row in rows]
+        found = document_texts(zhiku, wanted)
+        return [found.get(w, "") for w in wanted]
 
-        matches = matches_of(
-            matrix[index[document_id]],
-            matrix,
-            threshold=threshold,
-            text=own_texts.get(document_id, ""),
-            other_texts=texts_of,
-            exclude=index[document_id],
-        )[:MAX_FLAGS]
-        if matches:
-            flags[document_id] = [Flag(ids[row], "", score, kind) for row, score, kind in matches]
+    unit = unit_rows(matrix)  # once for the group: the new documents are compared in blocks of matrix products
+    for first, cosines in cosine_blocks(unit[[index[document_id] for document_id in new]], unit):
+        for offset, scores in enumerate(cosines):
+            document_id = new[first + offset]
+            matches = matches_of(
+                scores,
+                threshold=threshold,
+                text=own_texts.get(document_id, ""),
+                other_texts=texts_of,
+                exclude=index[document_id],
+            )[:MAX_FLAGS]
+            if matches:
+                flags[document_id] = [Flag(ids[row], "", score, kind) for row, score, kind in matches]
     _record(zhiku, jobs_by_document, new, flags)
     return flags
 

@@ -308,21 +308,28 @@ def group_pairs(pairs: Sequence[Pair]) -> list[Group]:
     return sorted(groups.values(), key=lambda g: (-len(g.members), -max(p.score for p in g.pairs), g.members[0]))
 
 
+def cosine_blocks(items: np.ndarray, others: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """(first item, block of cosines) for the rows of ``items`` against every row of ``others`` (both unit rows):
+    one matrix product per block of items, each at most :data:`_BLOCK_CELLS` cells."""
+    rows = max(1, _BLOCK_CELLS // max(1, len(others)))
+    for start in range(0, len(items), rows):
+        yield start, items[start : start + rows] @ others.T
+
+
 def matches_of(
-    vector: np.ndarray,
-    others: np.ndarray,
+    scores: np.ndarray,
     *,
     threshold: float = DEFAULT_THRESHOLD,
     text: str | None = None,
     other_texts: Callable[[list[int]], list[str]] | None = None,
     exclude: int | None = None,
 ) -> list[tuple[int, float, Kind]]:
-    """The rows of ``others`` that nearly duplicate ``vector`` (one 1 × n product): (row, cosine, kind), best
-    first. ``other_texts`` fetches the texts of the candidate rows only (a kb's texts are not all read); row
-    ``exclude`` (the vector's own row in ``others``) is left out."""
-    if len(others) == 0:
+    """The rows of a matrix that nearly duplicate one item, given the item's cosine with each row (``scores``, e.g.
+    a row of :func:`cosine_blocks`; changed here): (row, cosine, kind), best first. ``other_texts`` fetches the
+    texts of the candidate rows only (a kb's texts are not all read); row ``exclude`` (the item's own row) is left
+    out."""
+    if len(scores) == 0:
         return []
-    scores = unit_rows(others) @ unit_rows(vector.reshape(1, -1))[0]
     if exclude is not None:
         scores[exclude] = -np.inf
     with_texts = text is not None and other_texts is not None
