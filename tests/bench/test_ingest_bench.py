@@ -56,3 +56,24 @@ def test_bench_ingest_compares_document_sizes_side_by_side(evaldata: Path, tmp_p
     refused = CliRunner().invoke(app, ["bench", "ingest", corpus, "--shape", "pdfs", "--output", str(output)])
     assert refused.exit_code != 0
     assert "--pdfs" in str(refused.exception or refused.output)
+
+
+def test_bench_ingest_into_a_large_knowledge_base(evaldata: Path, tmp_path: Path) -> None:
+    """--existing: the same notes into an empty knowledge base and into one holding 2,000 documents, side by side;
+    the new documents' chunks are the same, the report says what the existing ones are."""
+    output = tmp_path / "BENCHMARKS.md"
+    corpus = str(evaldata / "retrieval" / "xquad-zh")
+    args = ["bench", "ingest", corpus, "--documents", "4", "--rounds", "1", "--output", str(output),
+            "--shape", "notes", "--existing", "0", "--existing", "2000"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    text = output.read_text(encoding="utf-8")
+    pattern = r"^\| use-multilingual-v3 \| (notes \(1-2 passages\)(?: into [\d,]+)?) \| [^|]+ \| (\d+) \| (\d+) \|"
+    rows = {label: (int(docs), int(chunks)) for label, docs, chunks in re.findall(pattern, text, re.M)}
+    assert set(rows) == {"notes (1-2 passages)", "notes (1-2 passages) into 2,000"}
+    assert rows["notes (1-2 passages)"] == rows["notes (1-2 passages) into 2,000"]  # the 2,000 have no chunks
+    assert rows["notes (1-2 passages)"][0] == 4
+    assert "random unit document vectors" in text
+
+    refused = CliRunner().invoke(app, ["bench", "ingest", corpus, "--existing", "-1", "--output", str(output)])
+    assert refused.exit_code != 0

@@ -10,6 +10,11 @@ Documents of three sizes (``shapes``), each its own set, taking turns within a r
 - ``passages``: ``passages_per_document`` passages each (2 by default);
 - ``pdfs``: the PDF files of the given folders (long manuals and varied samples), their pages parsed (OCR off:
   a scanned page would time the OCR engine, not the pipeline; such a file is reported as failed).
+
+``existing`` sizes of knowledge base run side by side too: before each round the knowledge base is given that many
+documents that are only rows (a document, its vector: random unit vectors, no chunks, no file), so that what an
+ingestion group reads of the knowledge base as a whole (the near-duplicate check's document vectors) is timed
+at that size, while the bare pass stays the same.
 """
 
 from __future__ import annotations
@@ -19,20 +24,24 @@ import resource
 import statistics
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
+import numpy as np
+from sqlalchemy import insert, select
 
 from zhiku.config import Settings
 from zhiku.core import Zhiku
 from zhiku.knowledge.bases import create_knowledge_base
 from zhiku.knowledge.documents import register_in_groups
-from zhiku.pipeline.embed import EMBED_BATCH
+from zhiku.pipeline.embed import EMBED_BATCH, model_key
 from zhiku.pipeline.tasks import job_runner
-from zhiku.storage.models import Chunk
+from zhiku.storage.models import Chunk, Document, DocumentStatus, DocumentVector, KnowledgeBase
 
 SHAPES = ("notes", "passages", "pdfs")
+_Run = tuple[str, "IngestSetup", int]
+"""A shape of documents, a setup and the documents the knowledge base holds before."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,7 @@ class IngestBenchResult:
     ingest_seconds: float
     encode_seconds: float
     rounds: int
+    existing: int = 0
 
     @property
     def ratio(self) -> float:
@@ -103,15 +113,42 @@ def copy_pdfs(folders: list[Path], folder: Path) -> int:
     return count
 
 
-def shape_label(shape: str, passages_per_document: int) -> str:
-    """How a shape of documents is shown in the report."""
-    return {"notes": "notes (1-2 passages)", "passages": f"{passages_per_document} passages", "pdfs": "PDFs"}[shape]
+def shape_label(shape: str, passages_per_document: int, existing: int = 0) -> str:
+    """How a shape of documents is shown in the report (and the size of the knowledge base they go into)."""
+    label = {"notes": "notes (1-2 passages)", "passages": f"{passages_per_document} passages", "pdfs": "PDFs"}[shape]
+    return f"{label} into {existing:,}" if existing else label
 
 
-def _one_round(docs: Path, home: Path, settings: Settings, model: str | None) -> tuple[float, float, list[int], str]:
+def add_existing_documents(zhiku: Zhiku, kb: KnowledgeBase, count: int, seed: int = 0) -> None:
+    """Give ``kb`` ``count`` ready documents that are only rows: a document row and a random unit document vector
+    each (no chunks, no file, nothing in the vector store)."""
+    rng = np.random.default_rng(seed)
+    key = model_key(kb)
+    for start in range(0, count, 5000):
+        documents, vectors = [], []
+        for number in range(start, min(count, start + 5000)):
+            document_id = uuid.uuid4().hex
+            documents.append(
+                {"id": document_id, "kb_id": kb.id, "source": f"existing-{number}", "filename": f"existing-{number}.md",
+                 "content_hash": uuid.uuid4().hex, "size_bytes": 0, "status": DocumentStatus.ready, "version": 1}
+            )  # fmt: skip
+            vector = rng.standard_normal(kb.dimension).astype("<f4")
+            vectors.append(
+                {"document_id": document_id, "version": 1, "model_key": key,
+                 "vector": (vector / np.linalg.norm(vector)).tobytes()}
+            )  # fmt: skip
+        with zhiku.db.session() as session:
+            session.execute(insert(Document), documents)
+            session.execute(insert(DocumentVector), vectors)
+
+
+def _one_round(
+    docs: Path, home: Path, settings: Settings, model: str | None, existing: int = 0
+) -> tuple[float, float, list[int], str]:
     zhiku = Zhiku(settings.model_copy(update={"home": home, "database_url": None, "ocr_enabled": False}))
     try:
         kb = create_knowledge_base(zhiku, "bench", model=model)
+        add_existing_documents(zhiku, kb, existing)
         embedder = zhiku.embedder_for(kb)
         # warm-up on texts of many lengths: kernels for new input shapes are built once, before either timing
         warm_text = "A warm-up passage, in English and 中文, of many lengths. " * 40
@@ -122,7 +159,7 @@ def _one_round(docs: Path, home: Path, settings: Settings, model: str | None) ->
             runner.wait_for([j for j in jobs if j])
         ingest_seconds = time.perf_counter() - started
         with zhiku.db.session() as session:
-            rows = session.execute(select(Chunk.text, Chunk.tokens)).all()
+            rows = session.execute(select(Chunk.text, Chunk.tokens)).all()  # the new documents' only
         # the bare model at its best: the backend's own encode of all chunks, sorted by length, EMBED_BATCH a call
         texts = sorted((embedder.format_input(text, "document") for text, _ in rows), key=len)
         started = time.perf_counter()
@@ -146,19 +183,20 @@ def bench_ingest(
     rounds: int = 3,
     shapes: tuple[str, ...] = ("passages",),
     pdf_folders: list[Path] | None = None,
+    existing: tuple[int, ...] = (0,),
 ) -> tuple[list[IngestBenchResult], float]:
-    """Ingest each shape of documents ``rounds`` times per setup, each next to a bare-model pass over the same
-    chunks.
+    """Ingest each shape of documents ``rounds`` times per setup and size of knowledge base (``existing``
+    documents before), each next to a bare-model pass over the same chunks.
 
-    Shapes and setups take turns within each round, so machine noise hits them alike. Returns the results and the
-    peak RSS of the process in MiB.
+    Shapes, sizes and setups take turns within each round, so machine noise hits them alike. Returns the results
+    and the peak RSS of the process in MiB.
     """
     import zhiku.documents.parsers  # noqa: F401 - import cost is start-up, not ingestion
 
-    runs = [(shape, setup) for shape in shapes for setup in setups]
-    ingest: dict[tuple[str, IngestSetup], list[float]] = {run: [] for run in runs}
-    encode: dict[tuple[str, IngestSetup], list[float]] = {run: [] for run in runs}
-    made: dict[tuple[str, IngestSetup], tuple[list[int], str]] = {}
+    runs: list[_Run] = [(shape, setup, size) for shape in shapes for size in existing for setup in setups]
+    ingest: dict[_Run, list[float]] = {run: [] for run in runs}
+    encode: dict[_Run, list[float]] = {run: [] for run in runs}
+    made: dict[_Run, tuple[list[int], str]] = {}
     counts: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="zhiku-bench-") as scratch:
         root = Path(scratch)
@@ -170,22 +208,22 @@ def bench_ingest(
                 per_document = passages_per_document if shape == "passages" else None
                 counts[shape] = write_documents(corpora, root / shape, documents, per_document)
         for index in range(rounds):
-            for number, (shape, setup) in enumerate(runs):
+            for number, (shape, setup, size) in enumerate(runs):
                 update: dict[str, object] = {"ingest_batch_documents": setup.batch_documents}
                 if setup.backend is not None:
                     update["embedding_backend"] = setup.backend
                 if setup.store != "edge":
                     update |= {"vector_store": setup.store, "pgvector_url": setup.pgvector_url}
                 ingest_seconds, encode_seconds, tokens, name = _one_round(
-                    root / shape, root / f"home-{index}-{number}", settings.model_copy(update=update), model
+                    root / shape, root / f"home-{index}-{number}", settings.model_copy(update=update), model, size
                 )
-                ingest[(shape, setup)].append(ingest_seconds)
-                encode[(shape, setup)].append(encode_seconds)
-                made[(shape, setup)] = (tokens, name)
+                ingest[(shape, setup, size)].append(ingest_seconds)
+                encode[(shape, setup, size)].append(encode_seconds)
+                made[(shape, setup, size)] = (tokens, name)
     results = [
         IngestBenchResult(
             model=made[run][1],
-            shape=shape_label(run[0], passages_per_document),
+            shape=shape_label(run[0], passages_per_document, run[2]),
             setup=run[1].label,
             documents=counts[run[0]],
             chunks=len(made[run][0]),
@@ -193,6 +231,7 @@ def bench_ingest(
             ingest_seconds=statistics.median(ingest[run]),
             encode_seconds=statistics.median(encode[run]),
             rounds=rounds,
+            existing=run[2],
         )
         for run in runs
     ]

@@ -155,10 +155,18 @@ def bench_ingest_command(
     pdfs: Annotated[
         list[Path] | None, typer.Option("--pdfs", help="Folders whose PDF files make --shape pdfs (repeatable).")
     ] = None,
+    existing: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--existing",
+            help="Documents the knowledge base already holds before each round, side by side (repeatable; "
+            "rows and random document vectors only; default 0).",
+        ),
+    ] = None,
     output: Annotated[Path, typer.Option(help="Markdown file the results are appended to.")] = Path("BENCHMARKS.md"),
 ) -> None:
     """Ingestion end to end (documents/s, chunks/s, tokens/s, peak RSS) vs the bare model on the same chunks, per
-    shape of documents, backend, group size and vector store (--stores: edge by default)."""
+    shape of documents, size of knowledge base, backend, group size and vector store (--stores: edge by default)."""
     from zhiku.bench.ingest import SHAPES, IngestSetup, bench_ingest, shape_label  # (see bench embed)
 
     quiet_libraries()
@@ -171,6 +179,9 @@ def bench_ingest_command(
     for one_shape in shapes:
         if one_shape not in SHAPES:
             raise InvalidInputError(f"unknown shape {one_shape!r}: use {', '.join(SHAPES)}", param="shape")
+    sizes = tuple(existing or [0])
+    if any(size < 0 or size > 10_000_000 for size in sizes):
+        raise InvalidInputError("--existing takes 0 to 10,000,000 documents", param="existing")
     if "pdfs" in shapes and not pdfs:
         raise InvalidInputError("--shape pdfs needs --pdfs FOLDER (e.g. ../shared/evaldata/pdf/ctex-kit)", param="pdfs")
     url = pgvector_url or settings.pgvector_url or settings.database_url
@@ -192,6 +203,7 @@ def bench_ingest_command(
         rounds=rounds,
         shapes=shapes,
         pdf_folders=pdfs,
+        existing=sizes,
     )
     lines = [
         "| model | documents | setup | docs | chunks | tokens | ingest s | docs/s | chunks/s | tokens/s "
@@ -222,6 +234,11 @@ def bench_ingest_command(
         "call alone (the runtime's encode in the same padding-aware runs of at most 8, no prompt or token checks) on "
         "the same chunks, sorted by length, 64 a call; peak RSS of the "
         f"whole run {peak_rss:.0f} MiB"
+        + (
+            '; "into N": the knowledge base held N documents before (rows and random unit document vectors only)'
+            if any(sizes)
+            else ""
+        )
     )
     append_report(output, "ingest throughput", table, notes)
     err.print(f"appended to {output}")

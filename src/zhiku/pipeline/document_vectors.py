@@ -23,6 +23,8 @@ from zhiku.pipeline.embed import model_key
 from zhiku.storage.models import Chunk, Document, DocumentStatus, DocumentVector, EmbeddingCacheEntry, KnowledgeBase
 
 _BATCH = 500
+_WHOLE_KB_READ = 2000
+"""From this many vectors to read, one query over the knowledge base's rows replaces lists of ids."""
 
 
 def pooled(vectors: np.ndarray, weights: Sequence[int]) -> np.ndarray:
@@ -63,22 +65,32 @@ def document_vectors(
     """The ready documents of ``kb`` (only those of ``document_ids`` when given) that have a vector, and their
     vectors as the rows of a float32 matrix (``len(ids)`` × the knowledge base's dimension)."""
     key = model_key(kb)
-    with zhiku.db.session() as session:
+    space = (kb.id, key)
+    # one reader per knowledge base at a time: a second one (another ingestion worker) then finds the vectors the
+    # first read in memory instead of reading them all again beside it
+    with zhiku.document_vector_cache.reading(space), zhiku.db.session() as session:
+        connection = session.connection()  # Core rows: tens of thousands of them, no ORM objects needed
         query = select(Document.id, Document.version).where(
             Document.kb_id == kb.id, Document.status == DocumentStatus.ready, Document.version > 0
         )
         if document_ids is not None:
             query = query.where(Document.id.in_(list(document_ids)))
-        versions: dict[str, int] = dict(session.connection().execute(query).tuples().all())  # Core: no ORM rows
-        space = (kb.id, key)
+        versions: dict[str, int] = dict(connection.execute(query).tuples().all())
         stored = zhiku.document_vector_cache.take(space, versions, complete=document_ids is None)
         ids = [document_id for document_id in versions if document_id not in stored]
         read: dict[str, tuple[int, np.ndarray]] = {}
         columns = (DocumentVector.document_id, DocumentVector.version, DocumentVector.model_key, DocumentVector.vector)
-        for start in range(0, len(ids), _BATCH):  # plain rows, of the vectors not held in memory only
-            rows = session.execute(select(*columns).where(DocumentVector.document_id.in_(ids[start : start + _BATCH])))
-            for document_id, version, row_key, vector in rows:
-                if version == versions[document_id] and row_key == key:
+        if len(ids) > _WHOLE_KB_READ:  # most of them: one pass over the knowledge base's rows
+            batches = [select(*columns).join(Document, Document.id == DocumentVector.document_id).where(
+                Document.kb_id == kb.id)]  # fmt: skip
+        else:  # the vectors not held in memory only
+            batches = [
+                select(*columns).where(DocumentVector.document_id.in_(ids[start : start + _BATCH]))
+                for start in range(0, len(ids), _BATCH)
+            ]
+        for batch in batches:
+            for document_id, version, row_key, vector in connection.execute(batch).tuples().all():
+                if version == versions.get(document_id) and row_key == key and document_id not in stored:
                     read[document_id] = (version, np.frombuffer(vector, dtype="<f4"))
         stored.update((document_id, vector) for document_id, (_, vector) in read.items())
         missing = {document_id: version for document_id, version in versions.items() if document_id not in stored}
@@ -86,7 +98,7 @@ def document_vectors(
             pooled_now = _pool_from_cache(session, kb, missing)
             stored.update(pooled_now)
             read.update((document_id, (versions[document_id], vector)) for document_id, vector in pooled_now.items())
-    zhiku.document_vector_cache.put(space, read)
+        zhiku.document_vector_cache.put(space, read)
     ordered = sorted(stored)
     if not ordered:
         return [], np.zeros((0, kb.dimension), dtype=np.float32)

@@ -28,12 +28,19 @@ class VectorRowCache:
         self._spaces: OrderedDict[tuple[str, str], dict[str, tuple[int, np.ndarray]]] = OrderedDict()
         self._bytes: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
+        self._readers: dict[tuple[str, str], threading.Lock] = {}
 
     @property
     def size_bytes(self) -> int:
         """The bytes of the vectors held."""
         with self._lock:
             return sum(self._bytes.values())
+
+    def reading(self, space: tuple[str, str]) -> threading.Lock:
+        """A lock for the readers of ``space``: held while one reads the database and puts what it read here, so
+        that a second reader takes those vectors from memory instead of reading them too."""
+        with self._lock:
+            return self._readers.setdefault(space, threading.Lock())
 
     def take(self, space: tuple[str, str], versions: Mapping[str, int], *, complete: bool) -> dict[str, np.ndarray]:
         """The vectors held for the ids of ``versions`` at exactly those versions. Entries of those ids at another
