@@ -81,8 +81,8 @@ def document_vectors(
         read: dict[str, tuple[int, np.ndarray]] = {}
         columns = (DocumentVector.document_id, DocumentVector.version, DocumentVector.model_key, DocumentVector.vector)
         if len(ids) > _WHOLE_KB_READ:  # most of them: one pass over the knowledge base's rows
-            batches = [select(*columns).join(Document, Document.id == DocumentVector.document_id).where(
-                Document.kb_id == kb.id)]  # fmt: skip
+            whole_kb = select(*columns).join(Document, Document.id == DocumentVector.document_id)
+            batches = [whole_kb.where(Document.kb_id == kb.id)]
         else:  # the vectors not held in memory only
             batches = [
                 select(*columns).where(DocumentVector.document_id.in_(ids[start : start + _BATCH]))
