@@ -8,7 +8,6 @@ on every server process at once. Each session carries a CSRF token that the UI s
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import re
 import secrets
 import unicodedata
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from zhiku.audit import record
@@ -28,7 +27,7 @@ from zhiku.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from zhiku.keys import ROLE_SCOPES, Principal, check_tenant, hash_key
+from zhiku.keys import ROLE_SCOPES, Principal, bootstrap_session, check_tenant, hash_key
 from zhiku.storage.lookup import find_by_id, shown
 from zhiku.storage.models import Account, LoginSession, utcnow
 
@@ -296,16 +295,11 @@ def log_out(zhiku: Zhiku, token: str) -> None:
 
 def create_bootstrap_account(zhiku: Zhiku) -> str | None:
     """Create the first admin account, ``admin`` of the ``default`` tenant, if no account exists, and return its
-    generated password; ``None`` when accounts exist. Serialised between processes starting together like
-    :func:`zhiku.keys.create_bootstrap_key`."""
-    lock_path = zhiku.settings.ensure_home() / ".bootstrap.lock"
-    with lock_path.open("a") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        with zhiku.db.session() as session:
-            if session.get_bind().dialect.name == "postgresql":
-                session.execute(text("SELECT pg_advisory_xact_lock(7262533)"))
-            if session.scalar(select(Account.id).limit(1)) is not None:
-                return None
-            password = new_password()
-            _add_account(session, "default", "admin", "admin", password, "bootstrap")
-            return password
+    generated password; ``None`` when accounts exist (one account between processes starting together:
+    :func:`zhiku.keys.bootstrap_session`)."""
+    with bootstrap_session(zhiku) as session:
+        if session.scalar(select(Account.id).limit(1)) is not None:
+            return None
+        password = new_password()
+        _add_account(session, "default", "admin", "admin", password, "bootstrap")
+    return password

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import hashlib
 import re
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import select, text
+from sqlalchemy.orm import Session
 
 from zhiku.audit import record
 from zhiku.core import Zhiku
@@ -162,28 +165,36 @@ def verify_api_key(zhiku: Zhiku, secret: str) -> Principal | None:
         return Principal(row.tenant_id, scope, row.id, row.account_id)
 
 
-def create_bootstrap_key(zhiku: Zhiku) -> str | None:
-    """Create the first admin key of the ``default`` tenant if no unrevoked key exists, and return its secret;
-    ``None`` when keys exist. Processes starting together (``zhiku serve --workers N``, API replicas) create one key
-    between them: a file lock in the home serialises the processes of one machine, a PostgreSQL advisory lock
-    those of several."""
+@contextlib.contextmanager
+def bootstrap_session(zhiku: Zhiku) -> Iterator[Session]:
+    """A session in which processes starting together (``zhiku serve --workers N``, API replicas) take turns, so
+    that what the first start creates (the admin key, the admin account) is created once between them: a file lock
+    in the home serialises the processes of one machine, a PostgreSQL advisory lock (held to the end of the
+    transaction) those of several."""
     lock_path = zhiku.settings.ensure_home() / ".bootstrap.lock"
     with lock_path.open("a") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
         with zhiku.db.session() as session:
             if session.get_bind().dialect.name == "postgresql":
                 session.execute(text("SELECT pg_advisory_xact_lock(7262533)"))
-            if session.scalar(select(ApiKey.id).where(ApiKey.revoked_at.is_(None)).limit(1)) is not None:
-                return None
-            secret = KEY_PREFIX + secrets.token_urlsafe(32)
-            session.add(
-                ApiKey(
-                    tenant_id="default",
-                    name="bootstrap admin key",
-                    prefix=secret[:10],
-                    key_hash=hash_key(secret),
-                    scopes=["admin"],
-                    created_by="bootstrap",
-                )
+            yield session
+
+
+def create_bootstrap_key(zhiku: Zhiku) -> str | None:
+    """Create the first admin key of the ``default`` tenant if no unrevoked key exists, and return its secret;
+    ``None`` when keys exist (one key between processes starting together: :func:`bootstrap_session`)."""
+    with bootstrap_session(zhiku) as session:
+        if session.scalar(select(ApiKey.id).where(ApiKey.revoked_at.is_(None)).limit(1)) is not None:
+            return None
+        secret = KEY_PREFIX + secrets.token_urlsafe(32)
+        session.add(
+            ApiKey(
+                tenant_id="default",
+                name="bootstrap admin key",
+                prefix=secret[:10],
+                key_hash=hash_key(secret),
+                scopes=["admin"],
+                created_by="bootstrap",
             )
-        return secret
+        )
+    return secret
