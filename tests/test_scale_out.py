@@ -1,6 +1,6 @@
 """Many processes, one knowledge base, for real: PostgreSQL + pgvector (metadata and vectors in one database) and
 Redis; two `zhiku serve` API processes and two `zhiku worker` Celery processes sharing them (and one home, the
-blob volume of a deployment); `zhiku serve --workers 2`; and the refusal of `--workers` with the embedded store.
+blob volume of a deployment); `zhiku serve --workers 2` on pgvector and on the embedded store (with its store process).
 """
 
 from __future__ import annotations
@@ -200,18 +200,65 @@ def test_serve_with_two_worker_processes(pgvector_url: str, tmp_path: Path) -> N
     over the processes by the kernel) all see the same knowledge base."""
     settings = {"database_url": pgvector_url, "vector_store": "pgvector", "auth": "on", "admin_api_key": ADMIN_KEY,
                 "ingest_batch_documents": "1"}  # fmt: skip
-    with (
-        zhiku_server(tmp_path, workers=2, **settings) as (url, _),
-        httpx.Client(base_url=url, headers=HEADERS, timeout=60) as client,
-    ):
+    with zhiku_server(tmp_path, workers=2, **settings) as (url, _):
+        kb_id = _two_processes_share_one_knowledge_base(url)
+    with Zhiku(Settings(home=tmp_path / "home", database_url=pgvector_url, vector_store="pgvector")) as zhiku:
+        _check_both_ran_jobs(zhiku, kb_id)
+
+
+def test_serve_with_two_worker_processes_on_the_embedded_store(tmp_path: Path) -> None:
+    """`zhiku serve --workers 2` on the default store (SQLite + Qdrant Edge): a store process of its own owns the
+    shards and both server processes ingest and search through it; when the server stops, so does the store
+    process (shards flushed: the home opens in one process with every vector), and its socket folder is gone."""
+    import psutil
+
+    settings = {"auth": "on", "admin_api_key": ADMIN_KEY, "ingest_batch_documents": "1"}
+    with zhiku_server(tmp_path, workers=2, **settings) as (url, pid):
+        (store,) = [p for p in psutil.Process(pid).children() if "edge_process" in " ".join(p.cmdline())]
+        socket = Path(store.cmdline()[-1])
+        assert socket.exists()
+        assert socket.parent.stat().st_mode & 0o077 == 0  # private to this user
+        kb_id = _two_processes_share_one_knowledge_base(url)
+    store.wait(timeout=30)  # ended with the server
+    assert not socket.parent.exists()
+    with Zhiku(Settings(home=tmp_path / "home")) as zhiku:
+        _check_both_ran_jobs(zhiku, kb_id)
+        kb = get_knowledge_base(zhiku, kb_id)
+        assert zhiku.vectors.count(kb.collection) == 30
+
+
+def test_the_store_process_stops_when_its_server_is_killed(tmp_path: Path) -> None:
+    """A `zhiku serve --workers 2` killed without its cleanup (SIGKILL) leaves no store process behind holding the
+    shards: the next server on the home can open them."""
+    import psutil
+
+    with zhiku_server(tmp_path, workers=2) as (url, pid):
+        server = psutil.Process(pid)
+        (store,) = [p for p in server.children() if "edge_process" in " ".join(p.cmdline())]
+        workers = [p for p in server.children() if p.pid != store.pid]
+        server.kill()
+        store.wait(timeout=30)
+        for worker in workers:  # uvicorn's processes end with their parent's pipe; make sure before the next
+            worker.kill()
+    with zhiku_server(tmp_path / "again", home=str(tmp_path / "home")) as (url, _):
+        created = httpx.post(f"{url}/api/v1/knowledge-bases", json={"name": "after"}, timeout=60)
+        assert created.status_code == 201, created.text
+
+
+def _two_processes_share_one_knowledge_base(url: str) -> str:
+    """Ingest 30 documents through ``url`` and search them on fresh connections (spread over the server's
+    processes by the kernel); return the knowledge base's id."""
+    with httpx.Client(base_url=url, headers=HEADERS, timeout=60) as client:
         # /readyz is 503 from a process still loading its model: 30 fresh connections in a row answered 200
         # mean both processes (the kernel spreads connections over them) are up and running jobs
         ready_in_a_row, deadline = 0, time.monotonic() + 120
         while ready_in_a_row < 30 and time.monotonic() < deadline:
             ready_in_a_row = ready_in_a_row + 1 if httpx.get(f"{url}/readyz", timeout=30).status_code == 200 else 0
-        kb_id = client.post(
-            "/api/v1/knowledge-bases", json={"name": "two", "chunk_tokens": 64, "chunk_overlap": 0}
-        ).json()["id"]
+        kb_id = str(
+            client.post("/api/v1/knowledge-bases", json={"name": "two", "chunk_tokens": 64, "chunk_overlap": 0}).json()[
+                "id"
+            ]
+        )
         files = [
             ("files", (f"doc-{i}.txt", f"Document {i} tells about lighthouse number {i * 7}.".encode(), "text/plain"))
             for i in range(30)
@@ -227,23 +274,10 @@ def test_serve_with_two_worker_processes(pgvector_url: str, tmp_path: Path) -> N
                 assert found.status_code == 200, found.text
                 assert found.json()["hits"][0]["filename"] == "doc-5.txt"
                 assert len(_documents(fresh, kb_id)) == 30
-    with (
-        Zhiku(Settings(home=tmp_path / "home", database_url=pgvector_url, vector_store="pgvector")) as zhiku,
-        zhiku.db.session() as session,
-    ):
+    return kb_id
+
+
+def _check_both_ran_jobs(zhiku: Zhiku, kb_id: str) -> None:
+    with zhiku.db.session() as session:
         runners = set(session.scalars(select(Job.worker).where(Job.kb_id == kb_id)))
     assert len(runners) == 2, runners  # "host:pid" of the job runner in each server process
-
-
-def test_serve_workers_refuses_the_embedded_store(tmp_path: Path) -> None:
-    env = {**os.environ, "ZHIKU_HOME": str(tmp_path / "home")}
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "zhiku"), "serve", "--workers", "2"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 2
-    assert "ZHIKU_VECTOR_STORE=pgvector" in done.stderr
-    assert "Traceback" not in done.stderr + done.stdout

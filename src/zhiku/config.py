@@ -145,8 +145,14 @@ class Settings(BaseSettings):
         default="edge",
         description="`edge`: embedded Qdrant Edge under `$ZHIKU_HOME/vectors` (one process owns it); `qdrant`: a "
         "Qdrant server or cluster at `qdrant_url`; `pgvector`: PostgreSQL with pgvector at `pgvector_url` (by "
-        "default the metadata database). `qdrant` and `pgvector` are shared by several API and worker processes "
-        "(`zhiku serve --workers N`).",
+        "default the metadata database). `qdrant` and `pgvector` are shared by several API and worker processes; "
+        "`zhiku serve --workers N` on `edge` gives the shards to a store process of its own that the N server "
+        "processes ask (see `edge_store_socket`).",
+    )
+    edge_store_socket: Path | None = Field(
+        default=None,
+        description="Unix socket of the process that owns the Qdrant Edge shards, which this process then asks "
+        "instead of opening them: set by `zhiku serve --workers N` (N > 1) for its server processes; leave empty.",
     )
     vector_quantization: Literal["int8", "none"] = Field(
         default="int8",

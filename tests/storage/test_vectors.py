@@ -1,11 +1,13 @@
 """The vector-store protocol suite, run against the three adapters: the embedded Qdrant Edge store (a real shard in
-tmp_path), the Qdrant server adapter through qdrant-client's local mode (no Qdrant server binary can be
-installed on these machines; local mode runs the same client code paths against an embedded engine) and the
-pgvector store on a real PostgreSQL 16 with pgvector (a fresh database per test).
+tmp_path; also owned by a real store process, as under ``zhiku serve --workers N``, and asked over its socket),
+the Qdrant server adapter through qdrant-client's local mode (no Qdrant server binary can be installed on these
+machines; local mode runs the same client code paths against an embedded engine) and the pgvector store on a real
+PostgreSQL 16 with pgvector (a fresh database per test).
 Tests that exercise Qdrant Edge internals (reopening shards, the WAL, one owner per shard) use it directly."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ from zhiku.config import Settings
 from zhiku.errors import ConflictError, InvalidInputError, NotFoundError
 from zhiku.eval.retrieval import load_beir, rank_metrics
 from zhiku.storage.vectors import SearchFilter, VectorPoint, VectorStore, create_vector_store
+from zhiku.storage.vectors.edge_process import EdgeStoreClient, store_process
 from zhiku.storage.vectors.pgvector import PgVectorStore
 from zhiku.storage.vectors.qdrant import QdrantStore
 from zhiku.storage.vectors.qdrant_edge import QdrantEdgeStore
@@ -58,14 +61,23 @@ def make_point(
     return VectorPoint(id=str(uuid.uuid4()), vector=vector, text=text, payload=payload)
 
 
-STORES = ["edge", "qdrant-client", "pgvector"]
+STORES = ["edge", "edge-process", "qdrant-client", "pgvector"]
+_STORE_PROCESSES = pytest.StashKey[dict[Path, Path]]()
 
 
 def open_store(kind: str, folder: Path, request: pytest.FixtureRequest) -> VectorStore:
-    """A store of ``kind``: Qdrant Edge or qdrant-client local mode in ``folder``, or pgvector in a fresh database
-    (the same database again when asked twice in one test)."""
+    """A store of ``kind``: Qdrant Edge or qdrant-client local mode in ``folder``, Qdrant Edge in ``folder`` owned by
+    a store process (that of ``zhiku serve --workers N``) and asked over its socket, or pgvector in a fresh database
+    (the same database, or store process, again when asked twice in one test)."""
     if kind == "edge":
         return QdrantEdgeStore(folder)
+    if kind == "edge-process":
+        running = request.node.stash.setdefault(_STORE_PROCESSES, {})
+        if folder not in running:
+            stack = contextlib.ExitStack()
+            request.addfinalizer(stack.close)
+            running[folder] = stack.enter_context(store_process({"ZHIKU_HOME": str(folder.parent)}))
+        return EdgeStoreClient(running[folder])
     if kind == "pgvector":
         return PgVectorStore(request.getfixturevalue("pgvector_url"))
     return QdrantStore(path=folder)
@@ -74,6 +86,8 @@ def open_store(kind: str, folder: Path, request: pytest.FixtureRequest) -> Vecto
 def kind_of(store: VectorStore) -> str:
     if isinstance(store, QdrantEdgeStore):
         return "edge"
+    if isinstance(store, EdgeStoreClient):
+        return "edge-process"
     return "pgvector" if isinstance(store, PgVectorStore) else "qdrant-client"
 
 

@@ -363,6 +363,14 @@ def bench_serve_search_command(
         typer.Option("--pgvector-url", help="An empty PostgreSQL database with pgvector for the scaled-out server."),
     ] = None,
     workers: Annotated[int, typer.Option(help="--workers of the pgvector server.")] = 2,
+    embedded_workers: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--embedded-workers",
+            min=2,
+            help="Also an embedded zhiku serve --workers N (SQLite + a store process owning Qdrant Edge; repeatable).",
+        ),
+    ] = None,
     clients: Annotated[list[int] | None, typer.Option("--clients", help="Concurrent clients (repeatable).")] = None,
     queries: Annotated[int, typer.Option(help="Searches per client count and round.")] = 300,
     rounds: Annotated[int, typer.Option(help="Rounds; medians are reported.")] = 3,
@@ -377,7 +385,8 @@ def bench_serve_search_command(
     output: Annotated[Path, typer.Option(help="Markdown file the results are appended to.")] = Path("BENCHMARKS.md"),
 ) -> None:
     """Searches/s over HTTP: one embedded `zhiku serve` (SQLite + Qdrant Edge) next to `zhiku serve --workers N`
-    on PostgreSQL + pgvector (taking turns), same corpus, same queries, query embedding included."""
+    on the embedded store and on PostgreSQL + pgvector (taking turns), same corpus, same queries, query embedding
+    included."""
     from zhiku.bench.serve_search import (  # (see bench embed)
         ServerSetup,
         bench_search_serving,
@@ -391,6 +400,8 @@ def bench_serve_search_command(
         if not equals or not name.strip():
             raise InvalidInputError(f"--also takes NAME=VALUE, got {setting!r}", param="also")
         setups.append(ServerSetup(f"zhiku serve (embedded, {name.strip()}={value.strip()})", 1, {name.strip(): value}))
+    for count in embedded_workers or []:
+        setups.append(ServerSetup(f"zhiku serve --workers {count} (embedded: SQLite + Qdrant Edge process)", count, {}))
     if pgvector_url:
         pg = {"database_url": pgvector_url, "vector_store": "pgvector"}
         setups.append(ServerSetup(f"zhiku serve --workers {workers} (PostgreSQL + pgvector)", workers, pg))

@@ -236,7 +236,10 @@ def serve(
     workers: Annotated[
         int,
         typer.Option(
-            "--workers", min=1, help="Server processes (each loads the model; needs a shared store: pgvector, qdrant)."
+            "--workers",
+            min=1,
+            help="Server processes (each loads the model; on the embedded store a store process of its own owns "
+            "the vectors).",
         ),
     ] = 1,
 ) -> None:
@@ -257,13 +260,6 @@ def serve(
             "machines: anyone there can read, change and delete every knowledge base. "
             "Set ZHIKU_AUTH=on."
         )
-    if workers > 1 and settings.vector_store == "edge":
-        err.print(
-            f"[bold red]error:[/] --workers {workers} needs a vector store that several processes share, and the "
-            "embedded Qdrant Edge store in ZHIKU_HOME has one owner: set ZHIKU_VECTOR_STORE=pgvector with "
-            "ZHIKU_DATABASE_URL=postgresql+psycopg://... (or ZHIKU_VECTOR_STORE=qdrant), or serve with one process"
-        )
-        raise typer.Exit(2)
     if workers > 1 and settings.embedding_threads is None:
         # each process would otherwise run its model on every core: N processes' thread pools then fight over
         # the cores (measured with 2 processes on 2 cores, 4 clients: 13 searches/s instead of 53)
@@ -276,24 +272,42 @@ def serve(
     # with a shared store (pgvector, Qdrant server) the CLI opens it beside the server, as any other process does
     record = _record_server(settings, host, port) if settings.vector_store == "edge" else None
     try:
-        uvicorn.run(
-            "zhiku.api.app:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level=settings.log_level.lower(),
-            access_log=False,
-            # keep idle client connections longer than uvicorn's 5 s: fewer races where a client reuses a
-            # connection the server is just closing (and what load balancers in front expect)
-            timeout_keep_alive=75,
-            # on SIGTERM, open connections (live event streams never end by themselves) get 3 s, then the jobs
-            # stop at their next safe point: the server is gone within 10 s
-            timeout_graceful_shutdown=3,
-        )
+        with _vector_store_process(settings, workers):
+            uvicorn.run(
+                "zhiku.api.app:create_app",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_level=settings.log_level.lower(),
+                access_log=False,
+                # keep idle client connections longer than uvicorn's 5 s: fewer races where a client reuses a
+                # connection the server is just closing (and what load balancers in front expect)
+                timeout_keep_alive=75,
+                # on SIGTERM, open connections (live event streams never end by themselves) get 3 s, then the jobs
+                # stop at their next safe point: the server is gone within 10 s
+                timeout_graceful_shutdown=3,
+            )
     finally:
         if record is not None:
             _forget_server(settings, record)
+
+
+@contextlib.contextmanager
+def _vector_store_process(settings: Settings, workers: int) -> Iterator[None]:
+    """With several server processes on the embedded store, a store process of its own for the block: only one
+    process may open the Qdrant Edge shards, and it answers the server processes' store calls."""
+    if workers == 1 or settings.vector_store != "edge":
+        yield
+        return
+    from zhiku.storage.vectors.edge_process import store_process
+
+    with store_process() as socket:
+        os.environ["ZHIKU_EDGE_STORE_SOCKET"] = str(socket)  # read by the server processes' settings
+        try:
+            yield
+        finally:
+            del os.environ["ZHIKU_EDGE_STORE_SOCKET"]
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:

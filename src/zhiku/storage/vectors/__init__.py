@@ -13,8 +13,9 @@ __all__ = ["SearchFilter", "VectorHit", "VectorPoint", "VectorStore", "create_ve
 
 
 def create_vector_store(settings: Settings) -> VectorStore:
-    """The store the settings name: embedded Qdrant Edge under ``<home>/vectors`` (default), a Qdrant server, or
-    PostgreSQL with pgvector."""
+    """The store the settings name: embedded Qdrant Edge under ``<home>/vectors`` (default; asked of the store
+    process of ``zhiku serve --workers N`` when ``edge_store_socket`` is set), a Qdrant server, or PostgreSQL with
+    pgvector."""
     if settings.vector_store == "pgvector":
         from zhiku.errors import ConfigError
         from zhiku.storage.vectors.pgvector import PgVectorStore
@@ -41,6 +42,10 @@ def create_vector_store(settings: Settings) -> VectorStore:
             hnsw_ef=settings.vector_search_ef or None,
             quantization=settings.vector_quantization == "int8",
         )
+    if settings.edge_store_socket is not None:  # zhiku serve --workers N: the store process owns the shards
+        from zhiku.storage.vectors.edge_process import EdgeStoreClient
+
+        return EdgeStoreClient(settings.edge_store_socket)
     from zhiku.storage.vectors.qdrant_edge import QdrantEdgeStore
 
     return QdrantEdgeStore(

@@ -1,0 +1,331 @@
+"""The embedded vector store shared by several server processes: one process owns the Qdrant Edge shards, the
+others ask it over a Unix socket.
+
+Only one process may open a Qdrant Edge shard (its write-ahead log is locked), and a shard query holds the GIL
+for its whole run, so one ``zhiku serve`` process cannot use a second core for searches. ``zhiku serve --workers
+N`` on the embedded store therefore starts a *store process* (:func:`main`) that opens the shards, and gives every
+server process an :class:`EdgeStoreClient` (setting ``edge_store_socket``), which implements
+:class:`~zhiku.storage.vectors.base.VectorStore` by sending each call to the store process. The server processes
+then parse HTTP, embed queries and read SQLite in parallel, while the shard queries run in the store process.
+
+The socket and its key live in a private directory (``mkdtemp``: mode 0700) that ``zhiku serve`` creates;
+connections authenticate with the key (:mod:`multiprocessing.connection`'s HMAC challenge) before any message is
+read, and the store process answers only the :class:`VectorStore` methods. Messages are pickled: both ends are
+processes of the same ``zhiku serve``, started by the same user.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from multiprocessing.connection import Client, Connection, Listener
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zhiku import errors
+from zhiku.errors import VectorStoreError
+from zhiku.storage.vectors.base import SearchFilter, VectorHit, VectorPoint, VectorStore
+
+log = logging.getLogger(__name__)
+
+METHODS = frozenset(
+    {
+        "ensure_collection",
+        "has_collection",
+        "delete_collection",
+        "upsert",
+        "delete",
+        "search_dense",
+        "search_text",
+        "search_hybrid",
+        "count",
+        "optimize",
+        "dimension",
+        "collections",
+    }
+)
+"""What the store process answers: the :class:`VectorStore` protocol without ``close`` (the store is closed by its
+own process when it stops, never by one of its clients), and the embedded store's ``dimension`` and
+``collections``."""
+
+
+def key_path(socket: Path) -> Path:
+    """The key file beside ``socket``: random bytes that clients must prove they hold."""
+    return socket.with_name(socket.name + ".key")
+
+
+def _error_message(exc: BaseException) -> tuple[str, str, str | None]:
+    """An exception as (class name, message, param), for the client to raise the same zhiku error."""
+    return type(exc).__name__, str(exc), getattr(exc, "param", None)
+
+
+def _rebuilt_error(name: str, message: str, param: str | None) -> Exception:
+    """The zhiku error the store process raised (a store error when it was not one that can be rebuilt)."""
+    kind = getattr(errors, name, None)
+    if isinstance(kind, type) and issubclass(kind, errors.ZhikuError):
+        try:
+            return kind(message, param=param)
+        except TypeError:  # an error with other arguments (none is raised by a store today)
+            pass
+    return VectorStoreError(f"the vector store process failed: {name}: {message}")
+
+
+class EdgeStoreServer:
+    """Answers :data:`METHODS` calls on ``store`` from clients of ``socket`` (one thread per connection)."""
+
+    def __init__(self, store: VectorStore, socket: Path, key: bytes) -> None:
+        self.store = store
+        self.listener = Listener(str(socket), family="AF_UNIX", authkey=key)
+        self._stopping = threading.Event()
+
+    def serve_forever(self) -> None:
+        """Accept connections until :meth:`stop`; a client that fails the handshake is dropped, nothing else."""
+        while not self._stopping.is_set():
+            try:
+                connection = self.listener.accept()
+            except Exception as exc:  # noqa: BLE001 - a failed handshake (wrong key, garbage): only that client
+                if self._stopping.is_set():  # the listener was closed by stop()
+                    break
+                log.warning("vector store process: refused a connection: %s", exc)
+                continue
+            threading.Thread(target=self._answer, args=(connection,), daemon=True, name="edge-store-client").start()
+
+    def stop(self) -> None:
+        """Stop accepting connections (answers in flight finish; the caller then closes the store)."""
+        self._stopping.set()
+        self.listener.close()
+
+    def _answer(self, connection: Connection) -> None:
+        with connection:
+            while True:
+                try:
+                    method, args, kwargs = connection.recv()
+                except (EOFError, OSError):
+                    return  # the client closed its connection
+                except Exception as exc:  # noqa: BLE001 - a message that is not (method, args, kwargs)
+                    log.warning("vector store process: unreadable request: %s", exc)
+                    return
+                try:
+                    if not isinstance(args, tuple) or not isinstance(kwargs, dict):
+                        raise VectorStoreError("a request is (method, args tuple, kwargs dict)")
+                    if method not in METHODS:
+                        raise VectorStoreError(f"the vector store process has no method {method!r}")
+                    result = getattr(self.store, method)(*args, **kwargs)
+                    reply: tuple[str, Any] = ("ok", list(result) if isinstance(result, Iterator) else result)
+                except Exception as exc:  # noqa: BLE001 - raised again in the client that asked
+                    reply = ("error", _error_message(exc))
+                try:
+                    connection.send(reply)
+                except (OSError, ValueError):
+                    return
+
+
+class EdgeStoreClient:
+    """A :class:`VectorStore` whose calls run in the store process at ``socket`` (thread-safe: each thread
+    borrows a connection of its own from a pool)."""
+
+    def __init__(self, socket: Path) -> None:
+        self.socket = socket
+        try:
+            self._key = key_path(socket).read_bytes()
+        except OSError as exc:
+            raise VectorStoreError(
+                f"cannot reach the vector store process at {socket}: its key is unreadable ({exc}); it is started "
+                "by zhiku serve --workers N and ends with it"
+            ) from exc
+        self._idle: queue.LifoQueue[Connection] = queue.LifoQueue()
+        self._closed = False
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        try:
+            connection = self._idle.get_nowait()
+        except queue.Empty:
+            try:
+                connection = Client(str(self.socket), family="AF_UNIX", authkey=self._key)
+            except (OSError, EOFError) as exc:
+                raise VectorStoreError(
+                    f"cannot reach the vector store process at {self.socket} ({exc}): it is started by zhiku serve "
+                    "--workers N; restart the server"
+                ) from exc
+        try:
+            yield connection
+        except BaseException:
+            connection.close()  # a half-read answer must not be read by the next call
+            raise
+        if self._closed:
+            connection.close()
+        else:
+            self._idle.put(connection)
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        with self._connection() as connection:
+            try:
+                connection.send((method, args, kwargs))
+                status, value = connection.recv()
+            except (OSError, EOFError) as exc:
+                raise VectorStoreError(
+                    f"the vector store process at {self.socket} stopped answering ({exc or 'connection closed'})"
+                ) from exc
+        if status == "error":
+            raise _rebuilt_error(*value)
+        return value
+
+    def ensure_collection(self, name: str, dimension: int, *, index_dimension: int | None = None) -> None:
+        """See :meth:`VectorStore.ensure_collection`."""
+        self._call("ensure_collection", name, dimension, index_dimension=index_dimension)
+
+    def has_collection(self, name: str) -> bool:
+        """See :meth:`VectorStore.has_collection`."""
+        return bool(self._call("has_collection", name))
+
+    def delete_collection(self, name: str) -> None:
+        """See :meth:`VectorStore.delete_collection`."""
+        self._call("delete_collection", name)
+
+    def upsert(self, name: str, points: Sequence[VectorPoint]) -> None:
+        """See :meth:`VectorStore.upsert`."""
+        self._call("upsert", name, list(points))
+
+    def delete(self, name: str, *, document_id: str, version: int | None = None) -> int:
+        """See :meth:`VectorStore.delete`."""
+        return int(self._call("delete", name, document_id=document_id, version=version))
+
+    def search_dense(
+        self, name: str, vector: np.ndarray, *, top_k: int = 10, filter: SearchFilter | None = None
+    ) -> list[VectorHit]:
+        """See :meth:`VectorStore.search_dense`."""
+        hits: list[VectorHit] = self._call("search_dense", name, vector, top_k=top_k, filter=filter)
+        return hits
+
+    def search_text(
+        self, name: str, query: str, *, top_k: int = 10, filter: SearchFilter | None = None
+    ) -> list[VectorHit]:
+        """See :meth:`VectorStore.search_text`."""
+        hits: list[VectorHit] = self._call("search_text", name, query, top_k=top_k, filter=filter)
+        return hits
+
+    def search_hybrid(
+        self, name: str, vector: np.ndarray, query: str, *, top_k: int = 10, filter: SearchFilter | None = None
+    ) -> list[VectorHit]:
+        """See :meth:`VectorStore.search_hybrid`."""
+        hits: list[VectorHit] = self._call("search_hybrid", name, vector, query, top_k=top_k, filter=filter)
+        return hits
+
+    def count(self, name: str, filter: SearchFilter | None = None) -> int:
+        """See :meth:`VectorStore.count`."""
+        return int(self._call("count", name, filter))
+
+    def optimize(self, name: str) -> None:
+        """See :meth:`VectorStore.optimize`."""
+        self._call("optimize", name)
+
+    def dimension(self, name: str) -> int:
+        """The collection's vector dimension."""
+        return int(self._call("dimension", name))
+
+    def collections(self) -> Iterator[str]:
+        """The names of the collections, sorted."""
+        names: list[str] = self._call("collections")
+        return iter(names)
+
+    def close(self) -> None:
+        """Close this process's connections (the store itself stays open in its own process)."""
+        self._closed = True
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+
+@contextmanager
+def store_process(environment: Mapping[str, str] | None = None, timeout: float = 60.0) -> Iterator[Path]:
+    """Run a store process for the duration of the block and yield its socket (for ``edge_store_socket``): a
+    private directory holds the socket and its key; the process gets this process's environment (settings), with
+    ``environment`` on top."""
+    import secrets
+    import shutil
+    import subprocess
+    import tempfile
+    import time
+
+    folder = Path(tempfile.mkdtemp(prefix="zhiku-store-"))  # mode 0700; short enough for a socket's path
+    socket = folder / "edge.sock"
+    try:
+        key_path(socket).touch(mode=0o600)
+        key_path(socket).write_bytes(secrets.token_bytes(32))
+        command = [sys.executable, "-m", "zhiku.storage.vectors.edge_process", str(socket)]
+        process = subprocess.Popen(command, env={**os.environ, **(environment or {})})
+        try:
+            _wait_ready(process, socket, timeout, time.monotonic() + timeout)
+            yield socket
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _wait_ready(process: Any, socket: Path, timeout: float, deadline: float) -> None:
+    """Return once the store process answers at ``socket``; raise if it ended or did not answer in time."""
+    import time
+
+    key = key_path(socket).read_bytes()
+    while True:
+        if process.poll() is not None:
+            raise VectorStoreError(f"the vector store process ended at start (exit status {process.returncode})")
+        try:
+            Client(str(socket), family="AF_UNIX", authkey=key).close()
+            return
+        except (OSError, EOFError):
+            if time.monotonic() > deadline:
+                raise VectorStoreError(f"the vector store process did not answer within {timeout:g} s") from None
+            time.sleep(0.05)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Stop when the process that started this one is gone (a ``zhiku serve`` killed without its cleanup): by
+    the same SIGTERM as a normal stop, whose handler runs in the main thread, where ``accept`` waits."""
+    while os.getppid() == parent:
+        threading.Event().wait(1.0)
+    log.warning("vector store process: zhiku serve (pid %d) is gone; stopping", parent)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the store process: ``python -m zhiku.storage.vectors.edge_process SOCKET`` (the key is read from the
+    file beside the socket; the store's settings from the environment, as for any zhiku process). Stops on
+    SIGTERM, SIGINT or when its parent is gone, flushing the shards."""
+    from zhiku.config import get_settings
+    from zhiku.storage.vectors import create_vector_store
+
+    socket = Path((argv if argv is not None else sys.argv[1:])[0])
+    settings = get_settings().model_copy(update={"edge_store_socket": None})  # this process owns the shards
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s: %(message)s")
+    store = create_vector_store(settings)
+    server = EdgeStoreServer(store, socket, key_path(socket).read_bytes())
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: server.stop())
+    parent = os.getppid()
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    try:
+        server.serve_forever()
+    finally:
+        store.close()
+
+
+if __name__ == "__main__":
+    main()

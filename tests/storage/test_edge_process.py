@@ -1,0 +1,112 @@
+"""The store process of ``zhiku serve --workers N`` under hostile clients: a wrong key, garbage bytes, methods that
+are not the store's, malformed requests. Each is refused alone and the store keeps answering its real clients.
+(The store's behaviour through the process is covered by the protocol suite, tests/storage/test_vectors.py.)"""
+
+from __future__ import annotations
+
+import socket as sockets
+import uuid
+from collections.abc import Iterator
+from multiprocessing import AuthenticationError
+from multiprocessing.connection import Client
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from zhiku.errors import InvalidInputError, NotFoundError, VectorStoreError
+from zhiku.storage.vectors import VectorPoint
+from zhiku.storage.vectors.edge_process import EdgeStoreClient, key_path, store_process
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[Path]:
+    with store_process({"ZHIKU_HOME": str(tmp_path)}) as socket:
+        client = EdgeStoreClient(socket)
+        client.ensure_collection("c", 4)
+        payload = {"document_id": "d", "version": 1}
+        client.upsert("c", [VectorPoint(str(uuid.uuid4()), np.eye(4, dtype=np.float32)[0], "lighthouse", payload)])
+        client.close()
+        yield socket
+
+
+def _still_answers(socket: Path) -> None:
+    client = EdgeStoreClient(socket)
+    try:
+        assert client.count("c") == 1
+        assert [hit.payload["text"] for hit in client.search_text("c", "lighthouse")] == ["lighthouse"]
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("key", [b"", b"wrong", bytes(32), b"x" * 4096])
+def test_a_wrong_key_is_refused(running: Path, key: bytes) -> None:
+    with pytest.raises((AuthenticationError, EOFError, ConnectionError)):
+        Client(str(running), family="AF_UNIX", authkey=key).send(("count", ("c",), {}))
+    _still_answers(running)
+
+
+@pytest.mark.parametrize(
+    "garbage", [b"", b"\x00" * 64, b"GET / HTTP/1.1\r\n\r\n", b"\xff\xff\xff\xff" + b"a" * 100, bytes(range(256)) * 40]
+)
+def test_garbage_bytes_are_dropped(running: Path, garbage: bytes) -> None:
+    with sockets.socket(sockets.AF_UNIX) as raw:
+        raw.connect(str(running))
+        raw.settimeout(10)
+        raw.sendall(garbage)
+        raw.shutdown(sockets.SHUT_WR)
+        try:
+            while raw.recv(4096):
+                pass
+        except (TimeoutError, ConnectionError):
+            pass
+    _still_answers(running)
+
+
+@pytest.mark.parametrize(
+    "method", ["close", "_call", "__init__", "__class__", "flush", "memory_report", "", "x" * 10_000]
+)
+def test_only_the_store_methods_are_answered(running: Path, method: str) -> None:
+    client = EdgeStoreClient(running)
+    try:
+        with pytest.raises(VectorStoreError, match="no method"):
+            client._call(method)
+    finally:
+        client.close()
+    _still_answers(running)
+
+
+@pytest.mark.parametrize("request_", [None, "count", ("count",), ("count", "c", {}), ("count", ("c",), []), 42])
+def test_malformed_requests_end_only_their_connection(running: Path, request_: object) -> None:
+    with Client(str(running), family="AF_UNIX", authkey=key_path(running).read_bytes()) as connection:
+        connection.send(request_)
+        try:
+            status, _ = connection.recv()
+            assert status == "error"
+        except EOFError:
+            pass  # dropped
+    _still_answers(running)
+
+
+def test_errors_come_back_as_the_same_zhiku_errors(running: Path) -> None:
+    client = EdgeStoreClient(running)
+    try:
+        with pytest.raises(NotFoundError):
+            client.search_dense("missing", np.ones(4, dtype=np.float32))
+        with pytest.raises(InvalidInputError, match="top_k") as raised:
+            client.search_text("c", "x", top_k=0)
+        assert raised.value.param is None or isinstance(raised.value.param, str)
+        with pytest.raises(InvalidInputError, match="dimension"):
+            client.search_dense("c", np.ones(7, dtype=np.float32))
+    finally:
+        client.close()
+
+
+def test_a_stopped_store_process_is_a_clear_store_error(tmp_path: Path) -> None:
+    with store_process({"ZHIKU_HOME": str(tmp_path)}) as socket:
+        client = EdgeStoreClient(socket)
+        assert not client.has_collection("c")
+    with pytest.raises(VectorStoreError, match="vector store process"):
+        client.has_collection("c")
+    with pytest.raises(VectorStoreError, match="vector store process"):
+        EdgeStoreClient(socket)
