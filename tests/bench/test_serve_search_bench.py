@@ -1,5 +1,5 @@
-"""`zhiku bench serve-search`: an embedded server and `--workers 2` on pgvector, both real, on a tiny BEIR set;
-checks the report's shape (no timing asserts)."""
+"""`zhiku bench serve-search`: an embedded server, `--workers 2` on the embedded store and on pgvector, all real,
+on a tiny BEIR set; checks the report's shape (no timing asserts)."""
 
 from __future__ import annotations
 
@@ -26,23 +26,26 @@ def test_bench_serve_search_runs_both_servers(tmp_path: Path, pgvector_url: str)
     )
     output = tmp_path / "BENCHMARKS.md"
     args = ["bench", "serve-search", str(corpus), "--pgvector-url", pgvector_url, "--clients", "1", "--clients", "2"]
+    args += ["--embedded-workers", "2"]
     args += ["--queries", "6", "--rounds", "1", "--output", str(output)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     text = output.read_text(encoding="utf-8")
     assert "## search serving" in text
     rows = re.findall(r"^\| zhiku serve (.+?) \| (\d+) \| 6 \| ([\d.]+) \|", text, re.M)
-    assert [(setup[:12], clients) for setup, clients, _ in rows] == [
-        ("(embedded: S", "1"),
-        ("--workers 2 ", "1"),
-        ("(embedded: S", "2"),
-        ("--workers 2 ", "2"),
+    assert [(setup[:25], clients) for setup, clients, _ in rows] == [
+        ("(embedded: SQLite + Qdran", "1"),
+        ("--workers 2 (embedded: SQ", "1"),
+        ("--workers 2 (PostgreSQL +", "1"),
+        ("(embedded: SQLite + Qdran", "2"),
+        ("--workers 2 (embedded: SQ", "2"),
+        ("--workers 2 (PostgreSQL +", "2"),
     ]
     assert all(float(qps) > 0 for _, _, qps in rows)
     # where the time goes, from each answer's Server-Timing header and the client's clock
     split = text.split("Where the time goes", 1)[1]
     stage_rows = [line.split("|")[1:-1] for line in split.splitlines() if line.startswith("| zhiku serve")]
-    assert len(stage_rows) == 4
+    assert len(stage_rows) == 6
     for cells in stage_rows:
         stages = dict(zip(("filter", "embed", "dense", "lexical", "fuse", "rows", "score", "search", "outside"),
                           map(float, cells[2:11]), strict=True))  # fmt: skip
