@@ -400,9 +400,10 @@ class Settings(BaseSettings):
         "with `auth=off`.",
     )
     rate_limit_read: str = Field(
-        default="6000/minute",
-        description="Per key: reads (lists, gets, search). 100/s: above what one process serves on 2 cores (~45-55 "
-        "searches/s, BENCHMARKS.md), so the limit stops abuse, not an application's normal load.",
+        default="12000/minute",
+        description="Per key: reads (lists, gets, search). 200/s: above what one server serves on 2 cores (~100-130 "
+        "searches/s with one process, ~170-190 with `--workers 2`: BENCHMARKS.md), so the limit stops abuse, not an "
+        "application's normal load.",
     )
     rate_limit_write: str = Field(default="120/minute", description="Per key: uploads and changes.")
     rate_limit_embed: str = Field(

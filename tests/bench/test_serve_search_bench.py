@@ -56,6 +56,7 @@ def test_bench_serve_search_runs_both_servers(tmp_path: Path, pgvector_url: str)
         assert stages["outside"] > 0
         assert stages["search"] >= max(stages["embed"], stages["rows"])  # each request's whole holds its parts
         assert cells[12].strip().endswith("%")
+        assert 0 < float(cells[13]) < stages["search"] + stages["outside"]  # the HTTP floor: less than a search
 
 
 def test_server_timing_is_read_as_the_standard_writes_it() -> None:

@@ -43,6 +43,8 @@ class SearchServingRow:
     stages: dict[str, float]
     """Median milliseconds of each ``Server-Timing`` stage over every search, ``outside`` (the client's latency less
     the server's ``search``) and ``overhead`` (the share of the latency that is neither embedding nor store)."""
+    floor_ms: float = 0.0
+    """The HTTP floor: median latency of ``GET /healthz`` (no work behind it) from the same client, unloaded."""
 
 
 CORE_STAGES = ("embed", "dense", "lexical")
@@ -108,9 +110,12 @@ def _ingest(base: str, passages: Sequence[str], timeout: float = 3600) -> str:
             time.sleep(1)
 
 
-async def _load(url: str, queries: Sequence[str], clients: int) -> tuple[float, list[float], list[dict[str, float]]]:
-    """Every query once, ``clients`` closed-loop clients; wall seconds, per-request latencies and per-request
-    stage times (the server's ``Server-Timing`` and ``outside``: the latency less the server's ``search``)."""
+async def _load(
+    url: str, queries: Sequence[str], clients: int
+) -> tuple[float, list[float], list[dict[str, float]], float]:
+    """Every query once, ``clients`` closed-loop clients; wall seconds, per-request latencies, per-request
+    stage times (the server's ``Server-Timing`` and ``outside``: the latency less the server's ``search``) and the
+    HTTP floor (median milliseconds of an unloaded ``GET /healthz`` from the same client)."""
     pending = list(reversed(queries))
     latencies: list[float] = []
     split: list[dict[str, float]] = []
@@ -133,9 +138,15 @@ async def _load(url: str, queries: Sequence[str], clients: int) -> tuple[float, 
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=clients), timeout=300) as http:
         for query in queries[:10]:  # warm-up
             (await http.post(url, json={"query": query})).raise_for_status()
+        health = url.split("/api/", 1)[0] + "/healthz"
+        floor = []
+        for _ in range(30):
+            started = time.perf_counter()
+            (await http.get(health)).raise_for_status()
+            floor.append((time.perf_counter() - started) * 1000)
         started = time.perf_counter()
         await asyncio.gather(*(client(http) for _ in range(clients)))
-        return time.perf_counter() - started, latencies, split
+        return time.perf_counter() - started, latencies, split, statistics.median(floor)
 
 
 def load_corpus(folder: Path) -> tuple[list[str], list[str]]:
@@ -159,6 +170,7 @@ def bench_search_serving(
     questions = (questions * (queries // max(1, len(questions)) + 1))[:queries]
     measured: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
     split: dict[tuple[str, int], list[dict[str, float]]] = {}
+    floors: dict[tuple[str, int], list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="zhiku-bench-serve-search-") as scratch, contextlib.ExitStack() as stack:
         urls = {}
         for number, setup in enumerate(setups):
@@ -167,8 +179,9 @@ def bench_search_serving(
         for _ in range(rounds):
             for clients in client_counts:
                 for setup in setups:
-                    seconds, latencies, stages = asyncio.run(_load(urls[setup.label], questions, clients))
+                    seconds, latencies, stages, floor = asyncio.run(_load(urls[setup.label], questions, clients))
                     split.setdefault((setup.label, clients), []).extend(stages)
+                    floors.setdefault((setup.label, clients), []).append(floor)
                     ordered = sorted(latencies)
                     p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
                     row = (len(questions) / seconds, statistics.median(ordered) * 1000, p95 * 1000)
@@ -182,6 +195,7 @@ def bench_search_serving(
             statistics.median(r[1] for r in measured[(setup.label, clients)]),
             statistics.median(r[2] for r in measured[(setup.label, clients)]),
             _median_stages(split[(setup.label, clients)]),
+            statistics.median(floors[(setup.label, clients)]),
         )
         for clients in client_counts
         for setup in setups
@@ -194,15 +208,17 @@ def _median_stages(samples: Sequence[dict[str, float]]) -> dict[str, float]:
 
 
 def render_stage_table(rows: Sequence[SearchServingRow]) -> str:
-    """Where a search's time goes, per set-up and load: the median of each stage (ms) and of the overhead share."""
+    """Where a search's time goes, per set-up and load: the median of each stage (ms), of the overhead share, and
+    the HTTP floor (an unloaded ``GET /healthz``)."""
     columns = ("filter", "embed", "dense", "lexical", "fuse", "rows", "score", "search", "outside")
     lines = [
-        "| server | clients | " + " | ".join(columns) + " | p50 | overhead |",
-        "|---|---|" + "---|" * (len(columns) + 2),
+        "| server | clients | " + " | ".join(columns) + " | p50 | overhead | HTTP floor |",
+        "|---|---|" + "---|" * (len(columns) + 3),
     ]
     for r in rows:
         cells = " | ".join(f"{r.stages.get(name, 0.0):.2f}" for name in columns)
-        lines.append(f"| {r.setup} | {r.clients} | {cells} | {r.p50_ms:.1f} | {r.stages.get('overhead', 0.0):.0%} |")
+        overhead = r.stages.get("overhead", 0.0)
+        lines.append(f"| {r.setup} | {r.clients} | {cells} | {r.p50_ms:.1f} | {overhead:.0%} | {r.floor_ms:.2f} |")
     return "\n".join(lines)
 
 

@@ -408,7 +408,8 @@ def bench_serve_search_command(
     err.print(f"ingesting {corpus.name} into {len(setups)} server(s), then timing searches ...")
     rows = bench_search_serving(corpus, setups, client_counts=clients or [1, 4, 16], queries=queries, rounds=rounds)
     table = render_serving_table(rows) + "\n\nWhere the time goes (ms, the median of each; overhead: the share of a "
-    table += "search's latency that is neither the query embedding nor the store's queries):\n\n"
+    table += "search's latency that is neither the query embedding nor the store's queries; HTTP floor: an unloaded "
+    table += "GET /healthz from the same client):\n\n"
     table += render_stage_table(rows)
     out.print(table)
     notes = (
