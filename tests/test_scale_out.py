@@ -5,6 +5,7 @@ blob volume of a deployment); `zhiku serve --workers 2` on pgvector and on the e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -236,10 +237,13 @@ def test_the_store_process_stops_when_its_server_is_killed(tmp_path: Path) -> No
         server = psutil.Process(pid)
         (store,) = [p for p in server.children() if "edge_process" in " ".join(p.cmdline())]
         workers = [p for p in server.children() if p.pid != store.pid]
+        socket = Path(store.cmdline()[-1])
         server.kill()
         store.wait(timeout=30)
+        assert not socket.parent.exists()  # the socket and its key removed by the store process itself
         for worker in workers:  # uvicorn's processes end with their parent's pipe; make sure before the next
-            worker.kill()
+            with contextlib.suppress(psutil.NoSuchProcess):
+                worker.kill()
     with zhiku_server(tmp_path / "again", home=str(tmp_path / "home")) as (url, _):
         created = httpx.post(f"{url}/api/v1/knowledge-bases", json={"name": "after"}, timeout=60)
         assert created.status_code == 201, created.text

@@ -16,6 +16,7 @@ processes of the same ``zhiku serve``, started by the same user.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -308,7 +309,8 @@ def _exit_with_parent(parent: int) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the store process: ``python -m zhiku.storage.vectors.edge_process SOCKET`` (the key is read from the
     file beside the socket; the store's settings from the environment, as for any zhiku process). Stops on
-    SIGTERM, SIGINT or when its parent is gone, flushing the shards."""
+    SIGTERM, SIGINT or when its parent is gone, flushing the shards (and then, if its parent is gone, removing the
+    socket's folder)."""
     from zhiku.config import get_settings
     from zhiku.storage.vectors import create_vector_store
 
@@ -325,6 +327,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         server.serve_forever()
     finally:
         store.close()
+        # zhiku serve removes the folder after this process ends, unless it was killed: then this process does
+        key_path(socket).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            socket.parent.rmdir()  # only if empty
 
 
 if __name__ == "__main__":
