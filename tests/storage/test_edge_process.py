@@ -110,3 +110,34 @@ def test_a_stopped_store_process_is_a_clear_store_error(tmp_path: Path) -> None:
         client.has_collection("c")
     with pytest.raises(VectorStoreError, match="vector store process"):
         EdgeStoreClient(socket)
+
+
+def test_a_crashed_store_process_is_started_again_with_nothing_lost(tmp_path: Path) -> None:
+    """SIGKILL of the store process (a crash, the OOM killer) mid-use: it is started again, its shards replay
+    their write-ahead logs, and the clients' next calls (including one whose connection broke) just work."""
+    import psutil
+
+    with store_process({"ZHIKU_HOME": str(tmp_path)}) as socket:
+        client = EdgeStoreClient(socket)
+        client.ensure_collection("c", 4)
+        points = [
+            VectorPoint(
+                str(uuid.uuid4()),
+                np.eye(4, dtype=np.float32)[i % 4],
+                f"passage {i}",
+                {"document_id": f"d{i}", "version": 1},
+            )
+            for i in range(40)
+        ]
+        client.upsert("c", points)  # acknowledged: in the write-ahead log
+        for _ in range(2):  # twice: the second store process too is started again
+            (store,) = [p for p in psutil.Process().children() if "edge_process" in " ".join(p.cmdline())]
+            store.kill()
+            store.wait(timeout=30)
+            assert client.count("c") == 40  # on a connection the kill broke: sent again once the store is back
+            hits = client.search_dense("c", np.eye(4, dtype=np.float32)[1], top_k=10)
+            assert {hit.payload["document_id"] for hit in hits} <= {f"d{i}" for i in range(1, 40, 4)}
+            assert len(hits) == 10
+        client.upsert("c", points[:5])  # the same ids again: still 40
+        assert client.count("c") == 40
+        client.close()

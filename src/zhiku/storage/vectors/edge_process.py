@@ -21,8 +21,11 @@ import logging
 import os
 import queue
 import signal
+import subprocess
 import sys
+import tempfile
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from multiprocessing.connection import Client, Connection, Listener
@@ -56,6 +59,10 @@ METHODS = frozenset(
 """What the store process answers: the :class:`VectorStore` protocol without ``close`` (the store is closed by its
 own process when it stops, never by one of its clients), and the embedded store's ``dimension`` and
 ``collections``."""
+
+
+RECONNECT_SECONDS = 15.0
+"""How long a call waits for a store process that stopped to be started again (it takes 1-2 s)."""
 
 
 def key_path(socket: Path) -> Path:
@@ -145,40 +152,63 @@ class EdgeStoreClient:
         self._idle: queue.LifoQueue[Connection] = queue.LifoQueue()
         self._closed = False
 
-    @contextmanager
-    def _connection(self) -> Iterator[Connection]:
-        try:
-            connection = self._idle.get_nowait()
-        except queue.Empty:
+    def _connect(self, wait: float = 0.0) -> Connection:
+        """A new connection; with ``wait``, retried for that many seconds (the store process being restarted)."""
+        deadline = time.monotonic() + wait
+        while True:
             try:
-                connection = Client(str(self.socket), family="AF_UNIX", authkey=self._key)
+                return Client(str(self.socket), family="AF_UNIX", authkey=self._key)
             except (OSError, EOFError) as exc:
-                raise VectorStoreError(
-                    f"cannot reach the vector store process at {self.socket} ({exc}): it is started by zhiku serve "
-                    "--workers N; restart the server"
-                ) from exc
-        try:
-            yield connection
-        except BaseException:
-            connection.close()  # a half-read answer must not be read by the next call
-            raise
-        if self._closed:
-            connection.close()
-        else:
-            self._idle.put(connection)
+                if time.monotonic() >= deadline:
+                    raise VectorStoreError(
+                        f"cannot reach the vector store process at {self.socket} ({exc}): it is started by zhiku "
+                        "serve --workers N, which starts it again if it stops; restart the server if it does not"
+                    ) from exc
+                time.sleep(0.1)
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        with self._connection() as connection:
+        """Run ``method`` in the store process. A connection found broken (the store process stopped and was
+        started again by zhiku serve) is dropped with every idle one, and the call is sent once more on a new
+        connection: every store call may be repeated (upserts and deletes are by id)."""
+        for attempt in (1, 2):
+            try:
+                connection = self._idle.get_nowait()
+            except queue.Empty:
+                try:
+                    connection = self._connect(wait=0.0 if attempt == 1 else RECONNECT_SECONDS)
+                except VectorStoreError:
+                    if attempt == 2:
+                        raise
+                    continue
             try:
                 connection.send((method, args, kwargs))
                 status, value = connection.recv()
             except (OSError, EOFError) as exc:
-                raise VectorStoreError(
-                    f"the vector store process at {self.socket} stopped answering ({exc or 'connection closed'})"
-                ) from exc
-        if status == "error":
-            raise _rebuilt_error(*value)
-        return value
+                connection.close()
+                self._drop_idle()
+                if attempt == 2:
+                    raise VectorStoreError(
+                        f"the vector store process at {self.socket} stopped answering ({exc or 'connection closed'})"
+                    ) from exc
+                continue
+            except BaseException:
+                connection.close()  # a half-read answer must not be read by the next call
+                raise
+            if self._closed:
+                connection.close()
+            else:
+                self._idle.put(connection)
+            if status == "error":
+                raise _rebuilt_error(*value)
+            return value
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _drop_idle(self) -> None:
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
 
     def ensure_collection(self, name: str, dimension: int, *, index_dimension: int | None = None) -> None:
         """See :meth:`VectorStore.ensure_collection`."""
@@ -241,23 +271,17 @@ class EdgeStoreClient:
     def close(self) -> None:
         """Close this process's connections (the store itself stays open in its own process)."""
         self._closed = True
-        while True:
-            try:
-                self._idle.get_nowait().close()
-            except queue.Empty:
-                return
+        self._drop_idle()
 
 
 @contextmanager
 def store_process(environment: Mapping[str, str] | None = None, timeout: float = 60.0) -> Iterator[Path]:
     """Run a store process for the duration of the block and yield its socket (for ``edge_store_socket``): a
     private directory holds the socket and its key; the process gets this process's environment (settings), with
-    ``environment`` on top."""
+    ``environment`` on top. A store process that stops by itself (a crash, the OOM killer) is started again at
+    once; its shards replay their write-ahead logs, and the clients send their interrupted calls again."""
     import secrets
     import shutil
-    import subprocess
-    import tempfile
-    import time
 
     folder = Path(tempfile.mkdtemp(prefix="zhiku-store-"))  # mode 0700; short enough for a socket's path
     socket = folder / "edge.sock"
@@ -265,25 +289,72 @@ def store_process(environment: Mapping[str, str] | None = None, timeout: float =
         key_path(socket).touch(mode=0o600)
         key_path(socket).write_bytes(secrets.token_bytes(32))
         command = [sys.executable, "-m", "zhiku.storage.vectors.edge_process", str(socket)]
-        process = subprocess.Popen(command, env={**os.environ, **(environment or {})})
+        supervisor = _Supervisor(command, {**os.environ, **(environment or {})}, socket, timeout)
+        supervisor.start()
         try:
-            _wait_ready(process, socket, timeout, time.monotonic() + timeout)
             yield socket
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            supervisor.stop()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _wait_ready(process: Any, socket: Path, timeout: float, deadline: float) -> None:
-    """Return once the store process answers at ``socket``; raise if it ended or did not answer in time."""
-    import time
+class _Supervisor:
+    """Keeps one store process running until :meth:`stop`."""
 
+    def __init__(self, command: list[str], environment: dict[str, str], socket: Path, timeout: float) -> None:
+        self.command, self.environment, self.socket, self.timeout = command, environment, socket, timeout
+        self.process: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self._lock = threading.Lock()
+        self._stopping = False
+
+    def start(self) -> None:
+        """Start the store process and wait until it answers; then watch it."""
+        self._launch()
+        threading.Thread(target=self._watch, daemon=True, name="edge-store-supervisor").start()
+
+    def _launch(self) -> None:
+        with self._lock:
+            if self._stopping:
+                return
+            self.process = subprocess.Popen(self.command, env=self.environment)
+            process = self.process
+        _wait_ready(process, self.socket, self.timeout, time.monotonic() + self.timeout)
+
+    def _watch(self) -> None:
+        while True:
+            process = self.process
+            assert process is not None
+            status = process.wait()
+            with self._lock:
+                if self._stopping:
+                    return
+            self.restarts += 1
+            log.error("the vector store process stopped (exit status %s); starting it again", status)
+            try:
+                self._launch()
+            except VectorStoreError as exc:
+                log.error("%s; trying again in 1 s", exc)
+                time.sleep(1.0)
+
+    def stop(self) -> None:
+        """Stop the store process (SIGTERM: it flushes its shards) and do not start it again."""
+        with self._lock:
+            self._stopping = True
+            process = self.process
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_ready(process: subprocess.Popen[bytes], socket: Path, timeout: float, deadline: float) -> None:
+    """Return once the store process answers at ``socket``; raise if it ended or did not answer in time."""
     key = key_path(socket).read_bytes()
     while True:
         if process.poll() is not None:
@@ -318,6 +389,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = get_settings().model_copy(update={"edge_store_socket": None})  # this process owns the shards
     logging.basicConfig(level=settings.log_level, format="%(levelname)s: %(message)s")
     store = create_vector_store(settings)
+    socket.unlink(missing_ok=True)  # left by a store process that was killed (its supervisor starts one at a time)
     server = EdgeStoreServer(store, socket, key_path(socket).read_bytes())
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: server.stop())
@@ -327,10 +399,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         server.serve_forever()
     finally:
         store.close()
-        # zhiku serve removes the folder after this process ends, unless it was killed: then this process does
-        key_path(socket).unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            socket.parent.rmdir()  # only if empty
+        if os.getppid() != parent:  # zhiku serve was killed: nobody else removes the socket's folder
+            key_path(socket).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                socket.parent.rmdir()  # only if empty
 
 
 if __name__ == "__main__":
