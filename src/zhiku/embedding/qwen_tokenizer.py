@@ -9,6 +9,7 @@ Qwen3 model that tokenizes exactly like the real one.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 #: Qwen2/Qwen3 pre-tokenisation pattern (single digits, unlike GPT-4's 1-3 digit groups).
@@ -84,7 +85,8 @@ def build_qwen3_tokenizer(target: Path) -> Path:
         padding_side="left",
         model_max_length=32768,
     )
-    tmp = target.with_name(target.name + ".partial")
+    # a folder of this process's own: several processes (`zhiku serve --workers N`) may build it at the same time
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name + ".", suffix=".partial"))
     tokenizer.save_pretrained(str(tmp))
     for item in tmp.iterdir():
         item.replace(target / item.name)

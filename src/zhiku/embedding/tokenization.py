@@ -6,6 +6,8 @@ padding off, so counting never races with (or is truncated by) the model's own t
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +78,11 @@ def use_tokenizer(settings: Settings) -> Tokenizer:
 
     tokenizer: Any = SpmConverter(_SentencePieceFile()).converted()
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
-    tokenizer.save(str(partial))
-    partial.replace(target)
+    # a name of this process's own: the server processes of `zhiku serve --workers N` convert it at the same time
+    handle, partial = tempfile.mkstemp(dir=target.parent, prefix="tokenizer.", suffix=".partial")
+    os.close(handle)
+    tokenizer.save(partial)
+    os.replace(partial, target)
     return Tokenizer.from_file(str(target))
 
 
