@@ -278,8 +278,8 @@ class EdgeStoreClient:
 def store_process(environment: Mapping[str, str] | None = None, timeout: float = 60.0) -> Iterator[Path]:
     """Run a store process for the duration of the block and yield its socket (for ``edge_store_socket``): a
     private directory holds the socket and its key; the process gets this process's environment (settings), with
-    ``environment`` on top. A store process that stops by itself (a crash, the OOM killer) is started again at
-    once; its shards replay their write-ahead logs, and the clients send their interrupted calls again."""
+    ``environment`` on top. A store process that dies (a crash, the OOM killer: a non-zero exit status) is started
+    again at once; its shards replay their write-ahead logs, and the clients send their interrupted calls again."""
     import secrets
     import shutil
 
@@ -318,7 +318,9 @@ class _Supervisor:
         with self._lock:
             if self._stopping:
                 return
-            self.process = subprocess.Popen(self.command, env=self.environment)
+            # a session of its own: a terminal's Ctrl-C or a SIGTERM to the server's process group stops the server
+            # processes first; the store process is stopped after them, by stop()
+            self.process = subprocess.Popen(self.command, env=self.environment, start_new_session=True)
             process = self.process
         _wait_ready(process, self.socket, self.timeout, time.monotonic() + self.timeout)
 
@@ -330,6 +332,9 @@ class _Supervisor:
             with self._lock:
                 if self._stopping:
                     return
+            if status == 0:  # stopped on request (SIGTERM, SIGINT): not a crash to recover from
+                log.warning("the vector store process was stopped; store calls fail until zhiku serve restarts")
+                return
             self.restarts += 1
             log.error("the vector store process stopped (exit status %s); starting it again", status)
             try:
