@@ -4,12 +4,15 @@ are not the store's, malformed requests. Each is refused alone and the store kee
 
 from __future__ import annotations
 
+import contextlib
 import socket as sockets
+import time
 import uuid
 from collections.abc import Iterator
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -112,6 +115,24 @@ def test_a_stopped_store_process_is_a_clear_store_error(tmp_path: Path) -> None:
         EdgeStoreClient(socket)
 
 
+def _live_store_process(parent: Any, not_these: set[int]) -> Any:
+    """The store process running under ``parent`` (waiting for a restarted one to appear)."""
+    import psutil
+
+    deadline = time.monotonic() + 30
+    while True:
+        found = []
+        for process in parent.children():
+            with contextlib.suppress(psutil.NoSuchProcess):  # one that ended meanwhile
+                alive = process.pid not in not_these and process.status() != psutil.STATUS_ZOMBIE
+                if alive and "edge_process" in " ".join(process.cmdline()):
+                    found.append(process)
+        if len(found) == 1:
+            return found[0]
+        assert time.monotonic() < deadline, found
+        time.sleep(0.05)
+
+
 def test_a_crashed_store_process_is_started_again_with_nothing_lost(tmp_path: Path) -> None:
     """SIGKILL of the store process (a crash, the OOM killer) mid-use: it is started again, its shards replay
     their write-ahead logs, and the clients' next calls (including one whose connection broke) just work."""
@@ -130,10 +151,11 @@ def test_a_crashed_store_process_is_started_again_with_nothing_lost(tmp_path: Pa
             for i in range(40)
         ]
         client.upsert("c", points)  # acknowledged: in the write-ahead log
+        killed: set[int] = set()
         for _ in range(2):  # twice: the second store process too is started again
-            (store,) = [p for p in psutil.Process().children() if "edge_process" in " ".join(p.cmdline())]
-            store.kill()
-            store.wait(timeout=30)
+            store = _live_store_process(psutil.Process(), killed)
+            store.kill()  # not reaped here: zhiku serve's supervisor must see it die
+            killed.add(store.pid)
             assert client.count("c") == 40  # on a connection the kill broke: sent again once the store is back
             hits = client.search_dense("c", np.eye(4, dtype=np.float32)[1], top_k=10)
             assert {hit.payload["document_id"] for hit in hits} <= {f"d{i}" for i in range(1, 40, 4)}
