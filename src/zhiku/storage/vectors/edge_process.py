@@ -27,7 +27,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
 from typing import Any
@@ -274,7 +273,7 @@ class EdgeStoreClient:
         self._drop_idle()
 
 
-@contextmanager
+@contextlib.contextmanager
 def store_process(environment: Mapping[str, str] | None = None, timeout: float = 60.0) -> Iterator[Path]:
     """Run a store process for the duration of the block and yield its socket (for ``edge_store_socket``): a
     private directory holds the socket and its key; the process gets this process's environment (settings), with
