@@ -79,6 +79,19 @@ def test_only_the_store_methods_are_answered(running: Path, method: str) -> None
     _still_answers(running)
 
 
+def test_a_silent_connection_holds_no_one_else(running: Path) -> None:
+    """Connections that never answer the key handshake wait alone: other clients connect and are answered."""
+    silent = [sockets.socket(sockets.AF_UNIX) for _ in range(3)]
+    try:
+        for raw in silent:
+            raw.connect(str(running))
+        _still_answers(running)
+    finally:
+        for raw in silent:
+            raw.close()
+    _still_answers(running)
+
+
 @pytest.mark.parametrize("request_", [None, "count", ("count",), ("count", "c", {}), ("count", ("c",), []), 42])
 def test_malformed_requests_end_only_their_connection(running: Path, request_: object) -> None:
     with Client(str(running), family="AF_UNIX", authkey=key_path(running).read_bytes()) as connection:

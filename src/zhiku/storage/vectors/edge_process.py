@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from multiprocessing.connection import Client, Connection, Listener
+from multiprocessing.connection import Client, Connection, Listener, answer_challenge, deliver_challenge
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +90,10 @@ class EdgeStoreServer:
 
     def __init__(self, store: VectorStore, socket: Path, key: bytes) -> None:
         self.store = store
-        self.listener = Listener(str(socket), family="AF_UNIX", authkey=key)
+        self.key = key
+        # no authkey here: the listener would run the key handshake in accept(), where a client that connects and
+        # sends nothing would hold every later one; each connection's own thread runs it instead
+        self.listener = Listener(str(socket), family="AF_UNIX")
         self._stopping = threading.Event()
 
     def serve_forever(self) -> None:
@@ -98,7 +101,7 @@ class EdgeStoreServer:
         while not self._stopping.is_set():
             try:
                 connection = self.listener.accept()
-            except Exception as exc:  # noqa: BLE001 - a failed handshake (wrong key, garbage): only that client
+            except Exception as exc:  # noqa: BLE001 - only that client
                 if self._stopping.is_set():  # the listener was closed by stop()
                     break
                 log.warning("vector store process: refused a connection: %s", exc)
@@ -112,6 +115,12 @@ class EdgeStoreServer:
 
     def _answer(self, connection: Connection) -> None:
         with connection:
+            try:  # what Listener(authkey=...) does in accept(): prove the key is shared, both ways
+                deliver_challenge(connection, self.key)
+                answer_challenge(connection, self.key)
+            except Exception as exc:  # noqa: BLE001 - a wrong key, garbage, a closed connection: only this client
+                log.warning("vector store process: refused a connection: %s", exc)
+                return
             while True:
                 try:
                     method, args, kwargs = connection.recv()
