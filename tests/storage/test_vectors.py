@@ -226,6 +226,10 @@ def test_dense_nearest_by_construction(store: VectorStore) -> None:
     expected = np.argsort(-np.array([float(query @ v) for v in vectors]))[:5]
     assert [h.id for h in hits] == [points[i].id for i in expected]
     assert hits[0].payload["document_id"] == "d3"
+    # without payloads (as a search asks): the same ids and scores, nothing else
+    bare = store.search_dense(COLLECTION, query, top_k=5, with_payload=False)
+    assert [(h.id, round(h.score, 5)) for h in bare] == [(h.id, round(h.score, 5)) for h in hits]
+    assert all(h.payload == {} for h in bare)
     # unnormalised queries and vectors are normalised: scores stay cosine similarities
     assert store.search_dense(COLLECTION, query * 7, top_k=1)[0].score == pytest.approx(hits[0].score, abs=1e-4)
 

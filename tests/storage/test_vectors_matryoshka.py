@@ -116,6 +116,8 @@ def test_stage_two_reorders_by_the_full_vector(store: QdrantEdgeStore) -> None:
     unit = query / np.linalg.norm(query)
     assert hits[0].score == pytest.approx(float(full_winner @ unit / np.linalg.norm(full_winner)), abs=1e-5)
     assert hits[1].score == pytest.approx(0.5, abs=1e-5)  # full cosine, not the prefix cosine 1.0
+    bare = store.search_dense(COLLECTION, query, top_k=2, with_payload=False)  # as a search asks
+    assert [(h.id, h.payload) for h in bare] == [(points[1].id, {}), (points[0].id, {})]
 
 
 def test_reopen_keeps_index_dimension(tmp_path: Path) -> None:

@@ -403,13 +403,14 @@ def dense_recall(
 def _search_call(
     store: VectorStore, name: str, mode: str, top_k: int, flt: SearchFilter | None
 ) -> Callable[[np.ndarray, str], object]:
+    # the dense side without payloads, as a search asks it (zhiku.search.retrieve)
     if mode == "dense":
-        return lambda vector, text: store.search_dense(name, vector, top_k=top_k, filter=flt)
+        return lambda vector, text: store.search_dense(name, vector, top_k=top_k, filter=flt, with_payload=False)
     if mode == "text":
         return lambda vector, text: store.search_text(name, text, top_k=top_k, filter=flt)
     if mode == "hybrid":
         return lambda vector, text: (
-            store.search_dense(name, vector, top_k=top_k, filter=flt),
+            store.search_dense(name, vector, top_k=top_k, filter=flt, with_payload=False),
             store.search_text(name, text, top_k=top_k, filter=flt),
         )
     if mode == "rrf":

@@ -27,7 +27,7 @@ from zhiku.search.options import MAX_QUERY_CHARS, MAX_TOP_K, MODES, SearchOption
 from zhiku.search.relevance import cosine_scale, hybrid_relevance, in_rank_order
 from zhiku.search.rerank import Reranker, create_reranker
 from zhiku.storage.models import Chunk, Document, DocumentTag, KnowledgeBase
-from zhiku.storage.vectors.base import SearchFilter, VectorHit
+from zhiku.storage.vectors.base import SearchFilter
 from zhiku.text.terms import query_terms
 
 CANDIDATES = 50
@@ -127,7 +127,7 @@ def _search(zhiku: Zhiku, kb: KnowledgeBase, query: str, options: SearchOptions,
         return []
     dense: dict[str, float] = {}
     lexical: dict[str, float] = {}
-    payloads: dict[str, VectorHit] = {}
+    texts: dict[str, str] = {}  # the lexical hits' indexed text (the dense side is asked for no payload: faster)
     if options.mode in ("dense", "hybrid"):
         embedder = zhiku.embedder_for(kb)
         vector = zhiku.query_vectors.vector(
@@ -138,14 +138,13 @@ def _search(zhiku: Zhiku, kb: KnowledgeBase, query: str, options: SearchOptions,
             written = embedder.embed(passage, input_type="document", dimensions=kb.dimension).vectors[0]
             vector = fuse_vectors(vector, written)
         clock.mark("embed")
-        for found in zhiku.vectors.search_dense(kb.collection, vector, top_k=wanted, filter=flt):
+        for found in zhiku.vectors.search_dense(kb.collection, vector, top_k=wanted, filter=flt, with_payload=False):
             dense[found.id] = found.score
-            payloads[found.id] = found
         clock.mark("dense")
     if options.mode in ("lexical", "hybrid"):
         for found in zhiku.vectors.search_text(kb.collection, query, top_k=wanted, filter=flt):
             lexical[found.id] = found.score
-            payloads.setdefault(found.id, found)
+            texts[found.id] = str(found.payload.get("text", ""))
         clock.mark("lexical")
     weight = 0.0  # the lexical side's say in hybrid fusion
     if options.mode == "dense":
@@ -154,13 +153,13 @@ def _search(zhiku: Zhiku, kb: KnowledgeBase, query: str, options: SearchOptions,
         fused = lexical
     else:
         best_lexical = max(lexical, key=lexical.__getitem__, default=None)
-        coverage = term_coverage(query, payloads[best_lexical].payload["text"]) if best_lexical else 0.0
+        coverage = term_coverage(query, texts[best_lexical]) if best_lexical else 0.0
         weight = lexical_weight(coverage) if dense and lexical else (1.0 if lexical else 0.0)
         fused = fuse(dense, lexical, coverage)
     ranked = sorted(fused, key=fused.__getitem__, reverse=True)
     limit = max(options.top_k, options.rerank_candidates) if options.rerank else options.top_k
     clock.mark("fuse")
-    hits = _materialise(zhiku, ranked, _Candidates(fused, dense, lexical, payloads), options, limit)
+    hits = _materialise(zhiku, ranked, _Candidates(fused, dense, lexical), options, limit)
     clock.mark("rows")
     if options.rerank and hits:
         scores = reranker_for(zhiku, options.rerank).score(query, [hit.indexed_text for hit in hits])
@@ -268,12 +267,11 @@ def check_search(query: str, options: SearchOptions) -> None:
 
 @dataclass(frozen=True)
 class _Candidates:
-    """The two lists' candidates: fused, dense and lexical scores, and the store's payloads, by point id."""
+    """The two lists' candidates: fused, dense and lexical scores by point id."""
 
     fused: dict[str, float]
     dense: dict[str, float]
     lexical: dict[str, float]
-    payloads: dict[str, VectorHit]
 
 
 def _materialise(

