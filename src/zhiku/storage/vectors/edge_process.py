@@ -180,6 +180,8 @@ class EdgeStoreClient:
         connection: every store call may be repeated (upserts and deletes are by id)."""
         for attempt in (1, 2):
             try:
+                if attempt == 2:  # a new connection: an idle one may be as broken as the last
+                    raise queue.Empty
                 connection = self._idle.get_nowait()
             except queue.Empty:
                 try:
